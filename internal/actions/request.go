@@ -1,0 +1,250 @@
+package actions
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/responder-sec/responder/internal/audit"
+)
+
+// Version of the action request message.
+const Version = 1
+
+// Name is an action's message name (disable_user); its CLI name uses dashes.
+type Name string
+
+// The catalogue.
+const (
+	DisableUser    Name = "disable_user"
+	RevokeSessions Name = "revoke_sessions"
+)
+
+// Spec describes one catalogue entry.
+type Spec struct {
+	Name        Name
+	Target      string // "user", "ip", "message"
+	Description string
+	// Inverse is the action that undoes this one ("" when irreversible).
+	Inverse Name
+	// Permission is the least-privileged Graph application permission it needs.
+	Permission string
+}
+
+var catalogue = map[Name]Spec{
+	DisableUser: {
+		Name: DisableUser, Target: "user",
+		Description: "block sign-in: PATCH accountEnabled=false",
+		Permission:  "User.EnableDisableAccount.All",
+	},
+	RevokeSessions: {
+		Name: RevokeSessions, Target: "user",
+		Description: "invalidate refresh tokens and session cookies: revokeSignInSessions",
+		Permission:  "User.RevokeSessions.All",
+	},
+}
+
+// Lookup returns the catalogue entry for n.
+func Lookup(n Name) (Spec, bool) {
+	s, ok := catalogue[n]
+	return s, ok
+}
+
+// Names lists the catalogue, sorted.
+func Names() []Name {
+	out := make([]Name, 0, len(catalogue))
+	for n := range catalogue {
+		out = append(out, n)
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j] < out[j-1]; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+// CLIName turns disable_user into disable-user.
+func (n Name) CLIName() string { return strings.ReplaceAll(string(n), "_", "-") }
+
+// FromCLIName turns disable-user into disable_user.
+func FromCLIName(s string) Name { return Name(strings.ReplaceAll(s, "-", "_")) }
+
+// Target is what an action acts on.
+type Target struct {
+	User      string `json:"user,omitempty"` // UPN or object id
+	IP        string `json:"ip,omitempty"`   // address or CIDR
+	MessageID string `json:"message_id,omitempty"`
+}
+
+// Map is the audit form of the target.
+func (t Target) Map() map[string]string {
+	m := map[string]string{}
+	if t.User != "" {
+		m["user"] = t.User
+	}
+	if t.IP != "" {
+		m["ip"] = t.IP
+	}
+	if t.MessageID != "" {
+		m["message_id"] = t.MessageID
+	}
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+// Step is a follow-up action of a playbook run, requested only after the step
+// before it reached a final outcome, so that steps run in order.
+type Step struct {
+	Action Name           `json:"action"`
+	Target Target         `json:"target"`
+	Params map[string]any `json:"params,omitempty"`
+	DryRun bool           `json:"dry_run,omitempty"`
+}
+
+// Request is the action request message on responder.<tenant>.action.<name>.
+type Request struct {
+	Version     int            `json:"version"`
+	ID          string         `json:"id"`
+	Action      Name           `json:"action"`
+	Target      Target         `json:"target"`
+	Params      map[string]any `json:"params,omitempty"`
+	RequestedBy audit.Actor    `json:"requested_by"`
+	Reason      string         `json:"reason,omitempty"`
+	Ticket      string         `json:"ticket,omitempty"`
+	EventID     string         `json:"event_id,omitempty"`
+	DryRun      bool           `json:"dry_run,omitempty"`
+	RequestedAt time.Time      `json:"requested_at"`
+	// Next holds the remaining steps of a playbook run.
+	Next []Step `json:"next,omitempty"`
+}
+
+// Playbook is the playbook name when a playbook asked.
+func (r *Request) Playbook() string {
+	if r.RequestedBy.Kind == "playbook" {
+		return r.RequestedBy.Name
+	}
+	return ""
+}
+
+// RejectError says why a request was refused before any call: the message is the
+// reason recorded in the audit trail.
+type RejectError struct{ Reason string }
+
+func (e *RejectError) Error() string { return "rejected: " + e.Reason }
+
+func reject(format string, a ...any) error { return &RejectError{Reason: fmt.Sprintf(format, a...)} }
+
+// IsReject reports whether err is a RejectError.
+func IsReject(err error) bool {
+	var r *RejectError
+	return errors.As(err, &r)
+}
+
+// Decode parses and validates a request message. Any error is a *RejectError.
+func Decode(data []byte) (*Request, error) {
+	var r Request
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return nil, reject("malformed request: %v", err)
+	}
+	if dec.More() {
+		return nil, reject("malformed request: trailing data after the JSON object")
+	}
+	if err := r.Validate(); err != nil {
+		return &r, err
+	}
+	return &r, nil
+}
+
+var (
+	uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	// A UPN: local part of RFC 5322 atext and dots, then a domain of labels.
+	upnRE = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+/=?^_{|}~.-]{1,113}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$`)
+)
+
+// ValidUser reports whether s is a UPN or an Entra object id.
+func ValidUser(s string) bool {
+	if uuidRE.MatchString(s) {
+		return true
+	}
+	if len(s) > 256 || !upnRE.MatchString(s) {
+		return false
+	}
+	local := s[:strings.LastIndexByte(s, '@')]
+	return !strings.HasPrefix(local, ".") && !strings.HasSuffix(local, ".") && !strings.Contains(local, "..")
+}
+
+// ValidIP reports whether s is an address or a CIDR prefix.
+func ValidIP(s string) bool {
+	if _, err := netip.ParsePrefix(s); err == nil {
+		return true
+	}
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}
+
+// Validate checks the request against the catalogue before anything acts on it.
+func (r *Request) Validate() error {
+	if r.Version != Version {
+		return reject("unsupported request version %d (this engine speaks %d)", r.Version, Version)
+	}
+	if !uuidRE.MatchString(r.ID) {
+		return reject("request id %q is not a UUID", r.ID)
+	}
+	spec, ok := Lookup(r.Action)
+	if !ok {
+		return reject("unknown action %q", r.Action)
+	}
+	switch r.RequestedBy.Kind {
+	case "playbook", "analyst", "engine":
+	default:
+		return reject("requested_by.kind %q is not playbook, analyst or engine", r.RequestedBy.Kind)
+	}
+	if r.RequestedBy.Name == "" {
+		return reject("requested_by.name is missing")
+	}
+	if r.RequestedBy.Kind == "analyst" && strings.TrimSpace(r.Reason) == "" {
+		return reject("an analyst request needs a reason")
+	}
+	if err := validateTarget(spec, r.Target); err != nil {
+		return err
+	}
+	for i, s := range r.Next {
+		ns, ok := Lookup(s.Action)
+		if !ok {
+			return reject("next[%d]: unknown action %q", i, s.Action)
+		}
+		if err := validateTarget(ns, s.Target); err != nil {
+			return reject("next[%d]: %s", i, err.(*RejectError).Reason)
+		}
+	}
+	return nil
+}
+
+func validateTarget(spec Spec, t Target) error {
+	switch spec.Target {
+	case "user":
+		if t.User == "" {
+			return reject("%s needs target.user (a UPN or object id)", spec.Name)
+		}
+		if !ValidUser(t.User) {
+			return reject("target.user %q is not a UPN or an object id", t.User)
+		}
+	case "ip":
+		if t.IP == "" {
+			return reject("%s needs target.ip", spec.Name)
+		}
+		if !ValidIP(t.IP) {
+			return reject("target.ip %q is not an address or CIDR", t.IP)
+		}
+	}
+	return nil
+}

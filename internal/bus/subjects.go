@@ -1,0 +1,64 @@
+package bus
+
+import (
+	"strings"
+)
+
+// Stream and bucket names.
+const (
+	StreamEvents  = "EVENTS"
+	StreamActions = "ACTIONS"
+	StreamAudit   = "AUDIT"
+	BucketState   = "responder_state"
+)
+
+// Token makes s safe to use as one NATS subject token: the characters that are
+// special in subjects (dot, star, greater-than, whitespace) become '_', an empty
+// string becomes '_'.
+func Token(s string) string {
+	if s == "" {
+		return "_"
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		switch {
+		case r == '.' || r == '*' || r == '>' || r <= ' ' || r == 0x7f:
+			b.WriteByte('_')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// EventSubject is m365.<tenant>.event.<source>.<kind>.
+func EventSubject(tenant, source, kind string) string {
+	return "m365." + Token(tenant) + ".event." + Token(source) + "." + Token(kind)
+}
+
+// EventsFilter matches every event of a tenant.
+func EventsFilter(tenant string) string { return "m365." + Token(tenant) + ".event.>" }
+
+// ActionSubject is responder.<tenant>.action.<name>.
+func ActionSubject(tenant, action string) string {
+	return "responder." + Token(tenant) + ".action." + Token(action)
+}
+
+// ActionsFilter matches every action request of a tenant.
+func ActionsFilter(tenant string) string { return "responder." + Token(tenant) + ".action.>" }
+
+// AuditSubject is responder.<tenant>.audit.<outcome>.<name>.
+func AuditSubject(tenant, outcome, action string) string {
+	return "responder." + Token(tenant) + ".audit." + Token(outcome) + "." + Token(action)
+}
+
+// AuditFilter matches every audit record of a tenant.
+func AuditFilter(tenant string) string { return "responder." + Token(tenant) + ".audit.>" }
+
+// ResultSubject is where the engine announces the final outcome of one request
+// (core NATS, not stored: the audit trail is the record; this is the reply channel
+// for a waiting analyst).
+func ResultSubject(tenant, requestID string) string {
+	return "responder." + Token(tenant) + ".result." + Token(requestID)
+}
