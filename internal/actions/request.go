@@ -120,7 +120,10 @@ type Request struct {
 	Ticket      string         `json:"ticket,omitempty"`
 	EventID     string         `json:"event_id,omitempty"`
 	DryRun      bool           `json:"dry_run,omitempty"`
-	RequestedAt time.Time      `json:"requested_at"`
+	// OverrideProtected lets an analyst act on a protected identity; the override
+	// is audited. A playbook request never overrides.
+	OverrideProtected bool      `json:"override_protected,omitempty"`
+	RequestedAt       time.Time `json:"requested_at"`
 	// Next holds the remaining steps of a playbook run.
 	Next []Step `json:"next,omitempty"`
 }

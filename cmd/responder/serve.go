@@ -1,0 +1,84 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/responder-sec/responder/internal/actions"
+	"github.com/responder-sec/responder/internal/bus"
+	"github.com/responder-sec/responder/internal/engine"
+	"github.com/responder-sec/responder/internal/m365"
+	"github.com/responder-sec/responder/internal/m365sim"
+)
+
+type serveCmd struct {
+	tenantFlags
+	busFlags
+	Listen    string `help:"Embedded NATS listen address (loopback unless told otherwise)." default:"127.0.0.1:4222" env:"RESPONDER_NATS_LISTEN"`
+	Sandbox   bool   `help:"Run against the built-in emulated tenant instead of Microsoft." env:"RESPONDER_SANDBOX"`
+	Playbooks string `help:"Playbook directory." default:"playbooks" env:"RESPONDER_PLAYBOOKS"`
+	Protected string `help:"Protected identities (UPNs or object ids, comma-separated): never actioned by a playbook." env:"RESPONDER_PROTECTED"`
+	DryRun    bool   `help:"Record what would be done and change nothing." env:"RESPONDER_DRY_RUN"`
+	Replicas  int    `help:"Stream replicas (3 in a cluster)." default:"1" env:"RESPONDER_REPLICAS"`
+}
+
+func (c *serveCmd) Run(e *env) error {
+	var creds m365.Credentials
+	protected := splitList(c.Protected)
+	if c.Sandbox {
+		if c.TenantID != "" || c.ClientID != "" || c.ClientSecret != "" || c.ClientCert != "" {
+			return errors.New("contradictory settings: --sandbox uses the built-in tenant; unset the tenant credentials (RESPONDER_TENANT_ID, RESPONDER_CLIENT_ID, RESPONDER_CLIENT_SECRET, RESPONDER_CLIENT_CERT)")
+		}
+		sim, err := m365sim.New(m365sim.Options{Seed: m365sim.SeedOrg, Logger: e.log.With("part", "m365sim")})
+		if err != nil {
+			return fmt.Errorf("sandbox tenant: %w", err)
+		}
+		defer sim.Close()
+		info := sim.Info()
+		creds = m365.Credentials{
+			TenantID: info.TenantID, ClientID: info.ClientID, ClientSecret: info.ClientSecret,
+			LoginURL: info.LoginURL, GraphURL: info.GraphURL, ManageURL: info.ManageURL,
+			HTTPClient: sim.HTTPClient(),
+		}
+		if len(protected) == 0 {
+			protected = []string{"breakglass@contoso.com"}
+		}
+		shown := info
+		shown.ClientSecret = "[redacted]"
+		b, _ := json.Marshal(shown)
+		e.log.Info("sandbox tenant running", "tenant", string(b))
+	} else {
+		var err error
+		if creds, err = c.credentials(); err != nil {
+			return err
+		}
+	}
+	bc := bus.Config{URL: c.NatsURL, StoreDir: c.DataDir, Replicas: c.Replicas}
+	if c.NatsURL == "" {
+		host, port, err := splitHostPort(c.Listen)
+		if err != nil {
+			return fmt.Errorf("--listen: %w", err)
+		}
+		bc.Host, bc.Port = host, port
+		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
+	}
+	eng, err := engine.New(e.ctx, engine.Config{
+		Bus: bc, Credentials: creds, PlaybookDir: c.Playbooks,
+		Protected: actions.Protected{Users: protected}, DryRun: c.DryRun, Logger: e.log,
+	})
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	if err := writeContext(c.DataDir, localContext{NatsURL: eng.Bus().ClientURL(), TenantID: creds.TenantID}); err != nil {
+		e.log.Warn("could not write the local context", "err", err)
+	}
+	e.log.Info("responder serving", "tenant", creds.TenantID, "nats", eng.Bus().ClientURL(), "dry_run", c.DryRun)
+	err = eng.Run(e.ctx)
+	e.log.Info("responder stopped")
+	return err
+}

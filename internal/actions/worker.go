@@ -1,0 +1,501 @@
+package actions
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/responder-sec/responder/internal/audit"
+	"github.com/responder-sec/responder/internal/bus"
+)
+
+// Executor carries out one validated, guarded request against Microsoft. It returns
+// a *Error for Microsoft failures.
+type Executor interface {
+	Execute(ctx context.Context, req *Request) (Result, error)
+}
+
+// ExecutorFunc adapts a function to Executor.
+type ExecutorFunc func(ctx context.Context, req *Request) (Result, error)
+
+// Execute calls f.
+func (f ExecutorFunc) Execute(ctx context.Context, req *Request) (Result, error) { return f(ctx, req) }
+
+// Recorder appends to the audit trail.
+type Recorder interface {
+	Append(ctx context.Context, r audit.Record) (audit.Record, error)
+}
+
+// Result is what an executed action reports.
+type Result struct {
+	Detail          string
+	Before, After   json.RawMessage
+	GraphRequestIDs []string
+	AlreadyDone     bool // the effect was already in place
+}
+
+// Outcome is the final answer to a request, published on its result subject for
+// whoever waits (responder act) and kept in KV for redeliveries.
+type Outcome struct {
+	RequestID string            `json:"request_id"`
+	Action    Name              `json:"action"`
+	Target    map[string]string `json:"target,omitempty"`
+	Outcome   audit.Outcome     `json:"outcome"`
+	Detail    string            `json:"detail,omitempty"`
+	ErrorCode string            `json:"error_code,omitempty"`
+	Attempts  int               `json:"attempts,omitempty"`
+	AuditID   string            `json:"audit_id,omitempty"`
+	Time      time.Time         `json:"time"`
+}
+
+// WorkerConfig wires a worker.
+type WorkerConfig struct {
+	Tenant    string
+	JS        jetstream.JetStream
+	KV        jetstream.KeyValue
+	Executor  Executor
+	Audit     Recorder
+	Protected Protected
+	// DryRun makes the whole engine record what it would do and change nothing.
+	DryRun      bool
+	Concurrency int           // requests in flight (default 16)
+	MaxAttempts int           // deliveries before a retryable failure becomes final (default 5)
+	RetryBase   time.Duration // first retry delay without Retry-After (default 1s)
+	RetryMax    time.Duration // cap of one retry delay (default 60s)
+	AckWait     time.Duration // default 2m
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+// Worker consumes ACTIONS and carries requests out, one audit record per state.
+type Worker struct {
+	cfg WorkerConfig
+	log *slog.Logger
+}
+
+// ConsumerName is the durable pull consumer shared by every worker of a tenant.
+const ConsumerName = "action-workers"
+
+// NewWorker applies defaults.
+func NewWorker(cfg WorkerConfig) *Worker {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 16
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 5
+	}
+	if cfg.RetryBase <= 0 {
+		cfg.RetryBase = time.Second
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = time.Minute
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = 2 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Worker{cfg: cfg, log: cfg.Logger.With("part", "actions")}
+}
+
+// Run consumes until ctx ends, then waits for requests in flight.
+func (w *Worker) Run(ctx context.Context) error {
+	cons, err := w.cfg.JS.CreateOrUpdateConsumer(ctx, bus.StreamActions, jetstream.ConsumerConfig{
+		Durable:       ConsumerName + "-" + bus.Token(w.cfg.Tenant),
+		Description:   "action workers",
+		FilterSubject: bus.ActionsFilter(w.cfg.Tenant),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       w.cfg.AckWait,
+		// One more than the worker's own bound, so the worker always gets to
+		// record a final failure before the server stops delivering.
+		MaxDeliver:    w.cfg.MaxAttempts + 1,
+		MaxAckPending: w.cfg.Concurrency * 4,
+	})
+	if err != nil {
+		return fmt.Errorf("actions: consumer: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency))
+	if err != nil {
+		return fmt.Errorf("actions: consume: %w", err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	sem := make(chan struct{}, w.cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	// In-flight requests finish with a context that outlives shutdown briefly, so
+	// an action already sent to Microsoft gets its audit record.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+				wg.Wait()
+				return nil
+			}
+			return fmt.Errorf("actions: next message: %w", err)
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			_ = msg.Nak()
+			wg.Wait()
+			return nil
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			hctx, cancel := context.WithTimeout(workCtx, w.cfg.AckWait)
+			defer cancel()
+			w.Handle(hctx, msg)
+		}()
+	}
+}
+
+// Handle runs one message through the stages. It always acks, naks with delay,
+// or leaves the message for redelivery (when the audit trail cannot be written).
+func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) {
+	attempts := 1
+	if md, err := msg.Metadata(); err == nil {
+		attempts = int(md.NumDelivered)
+	}
+	req, err := Decode(msg.Data())
+	if err != nil {
+		w.rejectMessage(ctx, msg, req, err, attempts)
+		return
+	}
+	log := w.log.With("request", req.ID, "action", req.Action, "attempt", attempts)
+
+	st, err := w.loadState(ctx, req.ID)
+	if err != nil {
+		log.Error("idempotency state unavailable; will retry", "err", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	switch {
+	case st != nil && st.Done:
+		// A redelivery of a finished request: never act twice; finish what the
+		// previous delivery may not have (audit record, next step, reply).
+		log.Info("request already finished; returning stored result", "outcome", st.Final.Outcome)
+		w.complete(ctx, msg, req, st)
+		return
+	case st == nil:
+		if err := w.claim(ctx, req.ID); err != nil {
+			log.Error("claim request", "err", err)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		rec := w.baseRecord(req)
+		rec.ID = recordID(req.ID, "accepted")
+		rec.Outcome = audit.Accepted
+		rec.Detail = "request accepted"
+		if _, err := w.cfg.Audit.Append(ctx, rec); err != nil {
+			log.Error("audit accepted", "err", err)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+	}
+
+	// Guards.
+	d := w.cfg.Protected.Check(req)
+	if !d.Allow {
+		w.finish(ctx, msg, req, w.final(req, audit.Refused, d.Reason, attempts))
+		return
+	}
+	overrideNote := ""
+	if d.Override {
+		overrideNote = d.Reason + "; "
+	}
+	if req.DryRun || w.cfg.DryRun {
+		why := "request"
+		if w.cfg.DryRun {
+			why = "engine"
+		}
+		spec, _ := Lookup(req.Action)
+		rec := w.final(req, audit.DryRun, overrideNote+"dry run ("+why+"): would "+spec.Description+" for "+describeTarget(req.Target), attempts)
+		rec.DryRun = true
+		w.finish(ctx, msg, req, rec)
+		return
+	}
+
+	res, err := w.cfg.Executor.Execute(ctx, req)
+	if err != nil {
+		e := AsError(err)
+		if e.Class != Permanent && attempts < w.cfg.MaxAttempts && ctx.Err() == nil {
+			delay := Backoff(e, attempts, w.cfg.RetryBase, w.cfg.RetryMax, jitter)
+			log.Warn("action failed; retrying", "class", e.Class, "code", e.Code, "status", e.Status, "delay", delay)
+			_ = msg.NakWithDelay(delay)
+			return
+		}
+		rec := w.final(req, audit.Failed, overrideNote+e.Error(), attempts)
+		rec.ErrorCode = e.Code
+		if rec.ErrorCode == "" && e.Status == 0 {
+			rec.ErrorCode = "transport_error"
+		}
+		if e.RequestID != "" || e.ClientRequestID != "" {
+			rec.GraphRequestIDs = nonEmpty(e.RequestID, e.ClientRequestID)
+		}
+		log.Error("action failed", "class", e.Class, "code", e.Code, "status", e.Status)
+		w.finish(ctx, msg, req, rec)
+		return
+	}
+	detail := res.Detail
+	if detail == "" {
+		detail = "done"
+	}
+	if res.AlreadyDone {
+		detail = "already done: " + detail
+	}
+	rec := w.final(req, audit.Succeeded, overrideNote+detail, attempts)
+	rec.Before, rec.After, rec.GraphRequestIDs = res.Before, res.After, res.GraphRequestIDs
+	w.finish(ctx, msg, req, rec)
+}
+
+func describeTarget(t Target) string {
+	switch {
+	case t.User != "":
+		return "user " + t.User
+	case t.IP != "":
+		return "ip " + t.IP
+	case t.MessageID != "":
+		return "message " + t.MessageID
+	}
+	return "no target"
+}
+
+func nonEmpty(ss ...string) []string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return rand.N(d)
+}
+
+// state is the idempotency record of one request in KV (req.<id>).
+type state struct {
+	Done    bool          `json:"done"`
+	Audited bool          `json:"audited,omitempty"`
+	Final   *audit.Record `json:"final,omitempty"`
+	Claimed time.Time     `json:"claimed"`
+}
+
+func stateKey(id string) string { return "req." + bus.Token(id) }
+
+func (w *Worker) loadState(ctx context.Context, id string) (*state, error) {
+	e, err := w.cfg.KV.Get(ctx, stateKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st state
+	if err := json.Unmarshal(e.Value(), &st); err != nil {
+		return nil, fmt.Errorf("decode state of %s: %w", id, err)
+	}
+	return &st, nil
+}
+
+func (w *Worker) claim(ctx context.Context, id string) error {
+	b, _ := json.Marshal(state{Claimed: w.cfg.Now().UTC()})
+	_, err := w.cfg.KV.Create(ctx, stateKey(id), b)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return nil // another delivery claimed it first; it is ours to continue
+	}
+	return err
+}
+
+func (w *Worker) putState(ctx context.Context, id string, st *state) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	_, err = w.cfg.KV.Put(ctx, stateKey(id), b)
+	return err
+}
+
+// recordID makes audit record ids deterministic per request and state, so a
+// record re-sent after a crash is deduplicated by the stream.
+func recordID(requestID, what string) string {
+	return uuid.NewSHA1(uuid.NameSpaceOID, []byte("responder/"+requestID+"/"+what)).String()
+}
+
+func (w *Worker) baseRecord(req *Request) audit.Record {
+	return audit.Record{
+		TenantID:  w.cfg.Tenant,
+		RequestID: req.ID,
+		Action:    string(req.Action),
+		Target:    req.Target.Map(),
+		Actor:     req.RequestedBy,
+		Reason:    req.Reason,
+		Ticket:    req.Ticket,
+		EventID:   req.EventID,
+		Playbook:  req.Playbook(),
+		DryRun:    req.DryRun || w.cfg.DryRun,
+	}
+}
+
+func (w *Worker) final(req *Request, o audit.Outcome, detail string, attempts int) audit.Record {
+	rec := w.baseRecord(req)
+	rec.ID = recordID(req.ID, "final")
+	rec.Outcome = o
+	rec.Detail = detail
+	rec.Attempts = attempts
+	return rec
+}
+
+// finish stores the final state first (so a redelivery cannot act again), then
+// the audit record, then requests the next step, replies, and acks last.
+func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, req *Request, rec audit.Record) {
+	st := &state{Done: true, Final: &rec, Claimed: w.cfg.Now().UTC()}
+	if err := w.putState(ctx, req.ID, st); err != nil {
+		w.log.Error("store final state; will retry", "request", req.ID, "err", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	w.complete(ctx, msg, req, st)
+}
+
+func (w *Worker) complete(ctx context.Context, msg jetstream.Msg, req *Request, st *state) {
+	rec := *st.Final
+	if !st.Audited {
+		stored, err := w.cfg.Audit.Append(ctx, rec)
+		if err != nil {
+			w.log.Error("audit final record; will retry", "request", req.ID, "err", err)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		rec = stored
+		st.Audited = true
+		st.Final = &rec
+		if err := w.putState(ctx, req.ID, st); err != nil {
+			w.log.Warn("mark audited", "request", req.ID, "err", err) // the deterministic record id dedupes a re-send
+		}
+	}
+	if err := w.publishNext(ctx, req, rec.Outcome); err != nil {
+		w.log.Error("request next step; will retry", "request", req.ID, "err", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	w.notify(req, rec)
+	if err := msg.Ack(); err != nil {
+		w.log.Warn("ack", "request", req.ID, "err", err)
+	}
+}
+
+// publishNext requests the following playbook step. Steps continue after success,
+// failure or dry run (a failed disable must not stop the session revoke), and stop
+// after a refusal or rejection.
+func (w *Worker) publishNext(ctx context.Context, req *Request, o audit.Outcome) error {
+	if len(req.Next) == 0 || o == audit.Refused || o == audit.Rejected {
+		return nil
+	}
+	step := req.Next[0]
+	next := Request{
+		Version:     Version,
+		ID:          uuid.NewSHA1(uuid.NameSpaceOID, []byte("responder/"+req.ID+"/next")).String(),
+		Action:      step.Action,
+		Target:      step.Target,
+		Params:      step.Params,
+		RequestedBy: req.RequestedBy,
+		Reason:      req.Reason,
+		Ticket:      req.Ticket,
+		EventID:     req.EventID,
+		DryRun:      req.DryRun || step.DryRun,
+		RequestedAt: w.cfg.Now().UTC(),
+		Next:        req.Next[1:],
+	}
+	return Publish(ctx, w.cfg.JS, w.cfg.Tenant, &next)
+}
+
+// Publish sends a request to the ACTIONS stream, deduplicated by its id.
+func Publish(ctx context.Context, js jetstream.Publisher, tenant string, r *Request) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode request %s: %w", r.ID, err)
+	}
+	if _, err := js.Publish(ctx, bus.ActionSubject(tenant, string(r.Action)), b, jetstream.WithMsgID(r.ID)); err != nil {
+		return fmt.Errorf("publish request %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+func (w *Worker) notify(req *Request, rec audit.Record) {
+	o := Outcome{
+		RequestID: req.ID, Action: req.Action, Target: rec.Target, Outcome: rec.Outcome,
+		Detail: rec.Detail, ErrorCode: rec.ErrorCode, Attempts: rec.Attempts, AuditID: rec.ID, Time: rec.Time,
+	}
+	b, _ := json.Marshal(o)
+	if nc := w.cfg.JS.Conn(); nc != nil {
+		_ = nc.Publish(bus.ResultSubject(w.cfg.Tenant, req.ID), b)
+	}
+}
+
+// rejectMessage dead-letters a message that is not a valid request: an audit record
+// with the reason and the message itself, then the message is removed.
+func (w *Worker) rejectMessage(ctx context.Context, msg jetstream.Msg, req *Request, cause error, attempts int) {
+	reason := cause.Error()
+	var re *RejectError
+	if errors.As(cause, &re) {
+		reason = re.Reason
+	}
+	rec := audit.Record{TenantID: w.cfg.Tenant, Outcome: audit.Rejected, Detail: reason, Attempts: attempts,
+		Actor: audit.Actor{Kind: "unknown", Name: "unknown"}}
+	if req != nil {
+		if uuidRE.MatchString(req.ID) {
+			rec.RequestID = req.ID
+		}
+		rec.Action = string(req.Action)
+		rec.Target = req.Target.Map()
+		if req.RequestedBy.Kind != "" || req.RequestedBy.Name != "" {
+			rec.Actor = req.RequestedBy
+		}
+		rec.Reason, rec.Ticket, rec.EventID = req.Reason, req.Ticket, req.EventID
+	}
+	// The dead letter: subject and (bounded) message bytes, as a JSON string.
+	data := msg.Data()
+	if len(data) > 4096 {
+		data = data[:4096]
+	}
+	dl, _ := json.Marshal(map[string]string{"subject": msg.Subject(), "data": string(data)})
+	rec.Before = dl
+	if md, err := msg.Metadata(); err == nil {
+		rec.ID = recordID(fmt.Sprintf("msg-%d", md.Sequence.Stream), "rejected")
+	}
+	if _, err := w.cfg.Audit.Append(ctx, rec); err != nil {
+		w.log.Error("audit rejected message; will retry", "err", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	w.log.Warn("rejected action message", "subject", msg.Subject(), "reason", reason)
+	if rec.RequestID != "" {
+		b, _ := json.Marshal(Outcome{RequestID: rec.RequestID, Action: Name(rec.Action), Outcome: audit.Rejected, Detail: reason, AuditID: rec.ID})
+		if nc := w.cfg.JS.Conn(); nc != nil {
+			_ = nc.Publish(bus.ResultSubject(w.cfg.Tenant, rec.RequestID), b)
+		}
+	}
+	_ = msg.Term()
+}

@@ -1,0 +1,252 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/responder-sec/responder/internal/actions"
+	"github.com/responder-sec/responder/internal/audit"
+	"github.com/responder-sec/responder/internal/bus"
+	"github.com/responder-sec/responder/internal/m365"
+	"github.com/responder-sec/responder/internal/m365sim"
+)
+
+type harness struct {
+	t      *testing.T
+	sim    *m365sim.Tenant
+	dir    string
+	eng    *Engine
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	sim, err := m365sim.New(m365sim.Options{Seed: m365sim.SeedSmall})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	return &harness{t: t, sim: sim, dir: t.TempDir()}
+}
+
+// start runs an engine on the harness's data directory until stop.
+func (h *harness) start(protected ...string) {
+	h.t.Helper()
+	info := h.sim.Info()
+	eng, err := New(context.Background(), Config{
+		Bus: bus.Config{StoreDir: h.dir, Port: -1},
+		Credentials: m365.Credentials{
+			TenantID: info.TenantID, ClientID: info.ClientID, ClientSecret: info.ClientSecret,
+			LoginURL: info.LoginURL, GraphURL: info.GraphURL, HTTPClient: h.sim.HTTPClient(),
+		},
+		PlaybookDir:  "../../playbooks",
+		Protected:    actions.Protected{Users: protected},
+		RiskInterval: 50 * time.Millisecond,
+		PageGap:      time.Millisecond,
+		RetryBase:    50 * time.Millisecond,
+		RetryMax:     time.Second,
+		Logger:       slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.eng, h.cancel, h.done = eng, cancel, make(chan error, 1)
+	go func() { h.done <- eng.Run(ctx) }()
+	h.t.Cleanup(h.stop)
+}
+
+func (h *harness) stop() {
+	if h.eng == nil {
+		return
+	}
+	h.cancel()
+	if err := <-h.done; err != nil {
+		h.t.Errorf("engine run: %v", err)
+	}
+	h.eng.Close()
+	h.eng = nil
+}
+
+// waitFinal waits for the final audit record of a request id (or of any request
+// matching pred), reading the stream from the start.
+func (h *harness) waitFinal(pred func(audit.Record) bool) audit.Record {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cons, err := h.eng.Bus().JS.OrderedConsumer(ctx, bus.StreamAudit, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for {
+		msg, err := cons.Next(jetstream.FetchContext(ctx))
+		if err != nil {
+			h.t.Fatalf("waiting for a final audit record: %v", err)
+		}
+		var r audit.Record
+		if err := json.Unmarshal(msg.Data(), &r); err != nil {
+			h.t.Fatal(err)
+		}
+		if r.Outcome.Final() && pred(r) {
+			return r
+		}
+	}
+}
+
+func (h *harness) records() []audit.Record {
+	h.t.Helper()
+	var out []audit.Record
+	if err := audit.List(context.Background(), h.eng.Bus().JS, audit.Filter{}, func(r audit.Record) error {
+		out = append(out, r)
+		return nil
+	}); err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
+func (h *harness) publishRaw(subject string, data []byte) {
+	h.t.Helper()
+	if _, err := h.eng.Bus().JS.Publish(context.Background(), subject, data); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) attack(upn string) {
+	u, ok := h.sim.User(upn)
+	if !ok {
+		h.t.Fatalf("no seeded user %s", upn)
+	}
+	h.sim.InjectRiskDetection(m365sim.RiskDetection{UserID: u.ID, UserPrincipalName: u.UserPrincipalName,
+		RiskEventType: "unlikelyTravel", RiskLevel: "high", IPAddress: "198.51.100.23"})
+}
+
+func analystRequest(action actions.Name, user string) *actions.Request {
+	return &actions.Request{Version: actions.Version, ID: uuid.NewString(), Action: action,
+		Target: actions.Target{User: user}, RequestedBy: audit.Actor{Kind: "analyst", Name: "tester"},
+		Reason: "test", RequestedAt: time.Now().UTC()}
+}
+
+func TestMalformedActionMessagesAreRejectedAndTheNextRuns(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	tenant := h.eng.Tenant()
+	subj := bus.ActionSubject(tenant, "disable_user")
+	h.publishRaw(subj, []byte(`{"version":1,"id":`))                                                                                                                                             // bad JSON
+	h.publishRaw(subj, []byte(`{"version":1,"id":"`+uuid.NewString()+`","action":"format_disk","target":{"user":"bob@contoso.com"},"requested_by":{"kind":"analyst","name":"x"},"reason":"r"}`)) // unknown action
+	h.publishRaw(subj, []byte(`{"version":1,"id":"`+uuid.NewString()+`","action":"disable_user","target":{},"requested_by":{"kind":"analyst","name":"x"},"reason":"r"}`))                        // missing user
+	good := analystRequest(actions.DisableUser, "bob@contoso.com")
+	if err := actions.Publish(context.Background(), h.eng.Bus().JS, tenant, good); err != nil {
+		t.Fatal(err)
+	}
+	r := h.waitFinal(func(r audit.Record) bool { return r.RequestID == good.ID })
+	if r.Outcome != audit.Succeeded {
+		t.Fatalf("good request after bad ones: %s %s", r.Outcome, r.Detail)
+	}
+	if u, _ := h.sim.User("bob@contoso.com"); u.AccountEnabled {
+		t.Error("bob still enabled")
+	}
+	var reasons []string
+	for _, rec := range h.records() {
+		if rec.Outcome == audit.Rejected {
+			reasons = append(reasons, rec.Detail)
+			if len(rec.Before) == 0 {
+				t.Errorf("rejected record %s keeps no dead letter", rec.ID)
+			}
+		}
+	}
+	want := []string{"malformed request", `unknown action "format_disk"`, "needs target.user"}
+	if len(reasons) != len(want) {
+		t.Fatalf("rejected reasons = %q, want %d", reasons, len(want))
+	}
+	for i, w := range want {
+		if !strings.Contains(reasons[i], w) {
+			t.Errorf("rejection %d = %q, want it to mention %q", i, reasons[i], w)
+		}
+	}
+}
+
+func TestProtectedUserIsNeverActionedByPlaybook(t *testing.T) {
+	h := newHarness(t)
+	h.start("breakglass@contoso.com")
+	h.attack("breakglass@contoso.com")
+	r := h.waitFinal(func(r audit.Record) bool { return r.Target["user"] == "breakglass@contoso.com" })
+	if r.Outcome != audit.Refused || !strings.Contains(r.Detail, "protected") {
+		t.Fatalf("protected user: %s %q, want refused", r.Outcome, r.Detail)
+	}
+	// Refusal stops the run: the second step is never requested.
+	h.attack("carol@contoso.com")
+	h.waitFinal(func(r audit.Record) bool {
+		return r.Target["user"] == "carol@contoso.com" && r.Action == "revoke_sessions"
+	})
+	if u, _ := h.sim.User("breakglass@contoso.com"); !u.AccountEnabled || u.RevokeCount != 0 {
+		t.Errorf("break-glass account was touched: enabled=%t revokes=%d", u.AccountEnabled, u.RevokeCount)
+	}
+	for _, w := range h.sim.WireLog() {
+		if w.Method == "PATCH" && strings.Contains(strings.ToLower(w.Path), "breakglass") {
+			t.Errorf("Graph call on the protected account: %s %s", w.Method, w.Path)
+		}
+	}
+}
+
+func TestRestartDoesNotRerunHandledEvents(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.attack("alice@contoso.com")
+	h.waitFinal(func(r audit.Record) bool {
+		return r.Target["user"] == "alice@contoso.com" && r.Action == "revoke_sessions"
+	})
+	before := len(h.records())
+	h.stop()
+
+	h.start()
+	// A sentinel attack after the restart: events are handled in order, so once
+	// bob is contained any re-run of alice's event would have happened.
+	h.attack("bob@contoso.com")
+	h.waitFinal(func(r audit.Record) bool {
+		return r.Target["user"] == "bob@contoso.com" && r.Action == "revoke_sessions"
+	})
+	alice := 0
+	for _, r := range h.records() {
+		if r.Target["user"] == "alice@contoso.com" {
+			alice++
+		}
+	}
+	if alice != 5 { // matched, accepted+succeeded for each of two steps
+		t.Errorf("alice has %d audit records after restart, want 5 (nothing re-run)", alice)
+	}
+	if after := len(h.records()); after != before+5 {
+		t.Errorf("records %d -> %d, want exactly bob's 5 more", before, after)
+	}
+	patches, revokes := 0, 0
+	for _, w := range h.sim.WireLog() {
+		p := strings.ToLower(w.Path)
+		if !strings.Contains(p, "alice") {
+			continue
+		}
+		if w.Method == "PATCH" {
+			patches++
+		}
+		if strings.HasSuffix(p, "/revokesigninsessions") {
+			revokes++
+		}
+	}
+	if patches != 1 || revokes != 1 {
+		t.Errorf("Graph writes on alice: %d PATCH, %d revoke; want 1 each", patches, revokes)
+	}
+	if u, _ := h.sim.User("alice@contoso.com"); u.RevokeCount != 1 {
+		t.Errorf("alice revoked %d times", u.RevokeCount)
+	}
+	v, err := audit.Verify(context.Background(), h.eng.Bus().JS)
+	if err != nil || !v.OK {
+		t.Errorf("verify: %+v %v", v, err)
+	}
+}
