@@ -1,0 +1,99 @@
+package playbook
+
+import (
+	"time"
+
+	"github.com/responder-sec/responder/internal/actions"
+	"github.com/responder-sec/responder/internal/event"
+)
+
+// Playbook is one compiled playbook. It is immutable once loaded.
+type Playbook struct {
+	Name        string
+	Description string
+	Enabled     bool
+	// DryRun makes every step of the playbook a dry run.
+	DryRun bool
+	// File and Line locate the playbook's definition.
+	File string
+	Line int
+
+	Trigger Trigger
+	Steps   []Step
+
+	// Suppression: the same key (by default the user) and playbook fire once
+	// per window. Zero Window means no suppression. The engine enforces it with
+	// Match.SuppressionKey; Match itself keeps no state.
+	Suppression Suppression
+	// BlastRadius: at most Max matches per Window for this playbook; past it the
+	// engine holds requests for approval. Zero Max means no limit.
+	BlastRadius BlastRadius
+
+	reason *template // optional templated reason
+}
+
+// Trigger says which events a playbook looks at.
+type Trigger struct {
+	Source event.Source
+	// Kinds, compared case-insensitively; empty means any kind.
+	Kinds []string
+	// Conditions all hold for the playbook to fire.
+	Conditions []Condition
+}
+
+// Condition is one compiled condition; String is its source form, used in
+// match reasons.
+type Condition interface {
+	String() string
+	eval(c *evalCtx, elem any) (bool, error)
+}
+
+// Step is one action of a playbook.
+type Step struct {
+	Action   actions.Name
+	Planned  bool   // the action is on the planned list, not yet in the catalogue
+	DryRun   bool   // this step only records what it would do
+	Approval string // "" or ApprovalRequired
+	Line     int
+
+	targetKind string // user | ip | message
+	target     targetTemplates
+	params     map[string]any // values are *template, or literals / nested maps and lists
+}
+
+// ApprovalRequired is the only non-empty value of Step.Approval.
+const ApprovalRequired = "required"
+
+type targetTemplates struct {
+	user, ip, messageID *template
+}
+
+// Suppression is a per-playbook de-duplication window.
+type Suppression struct {
+	Window time.Duration
+	// Key is the template source of the key ("{{ user || user_id }}" unless set).
+	Key string
+	key *template
+}
+
+// BlastRadius caps how often a playbook acts.
+type BlastRadius struct {
+	Max    int
+	Window time.Duration
+}
+
+// Match is one playbook that fired on one event.
+type Match struct {
+	Playbook string
+	Steps    []actions.Step
+	// Reason says why the playbook fired (the conditions that held, or the
+	// playbook's own templated reason).
+	Reason string
+	// Approval[i] is Steps[i]'s approval mode: "" or ApprovalRequired.
+	Approval []string
+	// SuppressionKey is "<playbook>/<resolved key>" when the playbook has a
+	// suppression window, "" otherwise.
+	SuppressionKey string
+	Suppression    time.Duration
+	BlastRadius    BlastRadius
+}

@@ -1,0 +1,227 @@
+package playbook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/responder-sec/responder/internal/actions"
+	"github.com/responder-sec/responder/internal/event"
+)
+
+const shippedDir = "../../playbooks"
+
+// testDomains are the verified domains the shipped samples are written for.
+var testDomains = []string{"contoso.com", "contoso.onmicrosoft.com"}
+
+func loadShipped(t *testing.T) *Set {
+	t.Helper()
+	s, err := LoadDir(shippedDir, LoadOptions{VerifiedDomains: testDomains})
+	if err != nil {
+		t.Fatalf("LoadDir(%s): %v", shippedDir, err)
+	}
+	return s
+}
+
+// readRecords reads every record of a sample file through the same reader and
+// normaliser as `playbook test`.
+func readRecords(t *testing.T, path string) []event.Envelope {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []event.Envelope
+	rs := &recordStream{dec: json.NewDecoder(f)}
+	err = rs.each(func(raw json.RawMessage) error {
+		env, err := event.Normalize("", raw)
+		if err != nil {
+			return err
+		}
+		out = append(out, env)
+		return nil
+	}, path)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s: no records", path)
+	}
+	return out
+}
+
+func fired(ms []Match, name string) *Match {
+	for i := range ms {
+		if ms[i].Playbook == name {
+			return &ms[i]
+		}
+	}
+	return nil
+}
+
+// TestShippedPlaybookSamples: every shipped playbook has a sample record that
+// fires it and a benign one that does not (disabled playbooks are tested as if
+// enabled), and the samples fire no other playbook by accident.
+func TestShippedPlaybookSamples(t *testing.T) {
+	set := loadShipped(t)
+	all := set.WithAllEnabled()
+	if len(set.Playbooks()) == 0 {
+		t.Fatal("no shipped playbooks")
+	}
+	for _, p := range set.Playbooks() {
+		t.Run(p.Name, func(t *testing.T) {
+			fires, _ := filepath.Glob(filepath.Join(shippedDir, "testdata", p.Name+".fires*.json"))
+			benign, _ := filepath.Glob(filepath.Join(shippedDir, "testdata", p.Name+".benign*.json"))
+			if len(fires) == 0 || len(benign) == 0 {
+				t.Fatalf("want testdata/%s.fires*.json and testdata/%s.benign*.json, got %v %v", p.Name, p.Name, fires, benign)
+			}
+			for _, file := range fires {
+				for i, env := range readRecords(t, file) {
+					ms, err := all.Match(&env)
+					if err != nil {
+						t.Errorf("%s[%d]: Match: %v", file, i, err)
+					}
+					m := fired(ms, p.Name)
+					if m == nil {
+						t.Errorf("%s[%d]: %s did not fire (fired: %v)", file, i, p.Name, names(ms))
+						continue
+					}
+					if len(m.Steps) != len(p.Steps) || m.Reason == "" {
+						t.Errorf("%s[%d]: match %+v", file, i, m)
+					}
+				}
+			}
+			for _, file := range benign {
+				for i, env := range readRecords(t, file) {
+					ms, err := all.Match(&env)
+					if err != nil {
+						t.Errorf("%s[%d]: Match: %v", file, i, err)
+					}
+					if m := fired(ms, p.Name); m != nil {
+						t.Errorf("%s[%d]: %s fired on a benign record: %s", file, i, p.Name, m.Reason)
+					}
+				}
+			}
+		})
+	}
+}
+
+func names(ms []Match) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Playbook)
+	}
+	return out
+}
+
+func TestHighRiskUser(t *testing.T) {
+	set := loadShipped(t)
+	p, ok := set.Lookup("high-risk-user")
+	if !ok || !p.Enabled {
+		t.Fatalf("high-risk-user missing or disabled: %v", p)
+	}
+	if p.Suppression.Window == 0 || p.BlastRadius.Max == 0 {
+		t.Errorf("high-risk-user should carry suppression and blast radius: %+v %+v", p.Suppression, p.BlastRadius)
+	}
+	env := readRecords(t, filepath.Join(shippedDir, "testdata", "high-risk-user.fires.json"))[0]
+	if env.Source != event.SourceRiskDetection {
+		t.Fatalf("sample recognised as %s", env.Source)
+	}
+	ms, err := set.Match(&env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := fired(ms, "high-risk-user")
+	if m == nil {
+		t.Fatalf("did not fire: %v", names(ms))
+	}
+	want := []actions.Step{
+		{Action: actions.DisableUser, Target: actions.Target{User: "meganb@contoso.com"}},
+		{Action: actions.RevokeSessions, Target: actions.Target{User: "meganb@contoso.com"}},
+	}
+	if len(m.Steps) != 2 || m.Steps[0].Action != want[0].Action || m.Steps[0].Target != want[0].Target ||
+		m.Steps[1].Action != want[1].Action || m.Steps[1].Target != want[1].Target {
+		t.Errorf("steps = %+v, want %+v", m.Steps, want)
+	}
+	if m.SuppressionKey != "high-risk-user/meganb@contoso.com" {
+		t.Errorf("suppression key %q", m.SuppressionKey)
+	}
+	if !strings.Contains(m.Reason, "anonymizedIPAddress") || !strings.Contains(m.Reason, "meganb@contoso.com") {
+		t.Errorf("reason %q", m.Reason)
+	}
+
+	// Falls back to the user id when the detection has no UPN.
+	var raw map[string]any
+	if err := json.Unmarshal(env.Raw, &raw); err != nil {
+		t.Fatal(err)
+	}
+	delete(raw, "userPrincipalName")
+	b, _ := json.Marshal(raw)
+	env2, err := event.Normalize("", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err = set.Match(&env2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := fired(ms, "high-risk-user"); m == nil || m.Steps[0].Target.User != "5f3c2a1b-9d8e-4c7b-a6f5-0e1d2c3b4a59" {
+		t.Errorf("fallback to user id: %+v", ms)
+	}
+
+	// A high detection already remediated does not fire.
+	raw["riskState"] = "remediated"
+	b, _ = json.Marshal(raw)
+	env3, _ := event.Normalize("", b)
+	ms, _ = set.Match(&env3)
+	if fired(ms, "high-risk-user") != nil {
+		t.Error("fired on a remediated detection")
+	}
+}
+
+func TestTestRecordsJSON(t *testing.T) {
+	set := loadShipped(t)
+	in := `{"@odata.context":"x","value":[` + mustRead(t, filepath.Join(shippedDir, "testdata", "high-risk-user.fires.json")) + `,` +
+		mustRead(t, filepath.Join(shippedDir, "testdata", "high-risk-user.benign.json")) + `]}` + "\n" + `{"hello":1}`
+	var out bytes.Buffer
+	if err := TestRecords(context.Background(), set, strings.NewReader(in), "in.json", &out, true); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("want 3 lines, got %d:\n%s", len(lines), out.String())
+	}
+	var r0, r1, r2 RecordResult
+	for i, p := range []*RecordResult{&r0, &r1, &r2} {
+		if err := json.Unmarshal([]byte(lines[i]), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r0.Source != event.SourceRiskDetection || r0.User != "meganb@contoso.com" || r0.IP != "198.51.100.23" || r0.Index != 0 || r0.File != "in.json" {
+		t.Errorf("record 0: %+v", r0)
+	}
+	if len(r0.Matches) != 1 || r0.Matches[0].Playbook != "high-risk-user" || len(r0.Matches[0].Actions) != 2 ||
+		r0.Matches[0].Actions[0].Target.User != "meganb@contoso.com" {
+		t.Errorf("record 0 matches: %+v", r0.Matches)
+	}
+	if r1.Index != 1 || len(r1.Matches) != 0 || !strings.Contains(lines[1], `"matches":[]`) {
+		t.Errorf("record 1: %s", lines[1])
+	}
+	if r2.Index != 2 || r2.Error == "" {
+		t.Errorf("record 2 should be an unrecognised shape: %s", lines[2])
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -1,0 +1,330 @@
+package playbook
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/responder-sec/responder/internal/actions"
+	"github.com/responder-sec/responder/internal/event"
+)
+
+// maxRecordBytes bounds one record read by TestRecords.
+const maxRecordBytes = 16 << 20
+
+// RecordResult is what `playbook test --json` prints for one record, one JSON
+// object per line.
+type RecordResult struct {
+	File    string        `json:"file"`
+	Index   int           `json:"index"`
+	Source  event.Source  `json:"source,omitempty"`
+	Kind    string        `json:"kind,omitempty"`
+	User    string        `json:"user,omitempty"`
+	IP      string        `json:"ip,omitempty"`
+	Matches []MatchResult `json:"matches"`
+	// Error says why the record could not be read or matched completely.
+	Error string `json:"error,omitempty"`
+}
+
+// MatchResult is one playbook that fired, in RecordResult.
+type MatchResult struct {
+	Playbook string         `json:"playbook"`
+	Reason   string         `json:"reason,omitempty"`
+	Actions  []ActionResult `json:"actions"`
+}
+
+// ActionResult is one action a playbook would request.
+type ActionResult struct {
+	Action   actions.Name   `json:"action"`
+	Target   actions.Target `json:"target"`
+	Params   map[string]any `json:"params"`
+	DryRun   bool           `json:"dry_run,omitempty"`
+	Approval string         `json:"approval,omitempty"`
+}
+
+// TestRecords reads records as Microsoft publishes them from r (one JSON
+// object, a JSON array, NDJSON, or a Graph list response with "value", in any
+// mix), recognises each record's source by its shape (event.Normalize),
+// matches it against set and writes, per record, which playbooks fire and the
+// actions they would request, to w as it goes: text, or with jsonOut one
+// RecordResult per line. It touches nothing else.
+//
+// Memory stays flat: records are decoded one at a time, also inside a large
+// array or "value" list. A record that cannot be recognised is reported in
+// the output and reading goes on; invalid JSON stops the file with an error.
+func TestRecords(ctx context.Context, set *Set, r io.Reader, file string, w io.Writer, jsonOut bool) error {
+	rs := &recordStream{dec: json.NewDecoder(bufio.NewReaderSize(r, 64<<10))}
+	rs.dec.UseNumber()
+	index := 0
+	return rs.each(func(raw json.RawMessage) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		res := testOne(set, raw, file, index)
+		index++
+		var out []byte
+		if jsonOut {
+			b, err := json.Marshal(res)
+			if err != nil {
+				return fmt.Errorf("playbook test: %s[%d]: %w", file, res.Index, err)
+			}
+			out = append(b, '\n')
+		} else {
+			out = formatText(res)
+		}
+		if _, err := w.Write(out); err != nil {
+			return fmt.Errorf("playbook test: write: %w", err)
+		}
+		return nil
+	}, file)
+}
+
+func testOne(set *Set, raw json.RawMessage, file string, index int) RecordResult {
+	res := RecordResult{File: file, Index: index, Matches: []MatchResult{}}
+	env, err := event.Normalize("", raw)
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	res.Source, res.Kind, res.User, res.IP = env.Source, env.Kind, env.User, env.IP
+	matches, err := set.Match(&env)
+	if err != nil {
+		res.Error = err.Error()
+	}
+	for _, m := range matches {
+		mr := MatchResult{Playbook: m.Playbook, Reason: m.Reason, Actions: []ActionResult{}}
+		for i, st := range m.Steps {
+			ar := ActionResult{Action: st.Action, Target: st.Target, Params: st.Params, DryRun: st.DryRun}
+			if ar.Params == nil {
+				ar.Params = map[string]any{}
+			}
+			if i < len(m.Approval) {
+				ar.Approval = m.Approval[i]
+			}
+			mr.Actions = append(mr.Actions, ar)
+		}
+		res.Matches = append(res.Matches, mr)
+	}
+	return res
+}
+
+func formatText(res RecordResult) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "%s[%d]", res.File, res.Index)
+	if res.Source != "" {
+		fmt.Fprintf(&b, " %s %q", res.Source, res.Kind)
+	}
+	if res.User != "" {
+		fmt.Fprintf(&b, " user=%s", res.User)
+	}
+	if res.IP != "" {
+		fmt.Fprintf(&b, " ip=%s", res.IP)
+	}
+	if len(res.Matches) == 0 {
+		b.WriteString(": no playbook fires")
+	}
+	b.WriteByte('\n')
+	if res.Error != "" {
+		fmt.Fprintf(&b, "  error: %s\n", strings.ReplaceAll(res.Error, "\n", "\n    "))
+	}
+	for _, m := range res.Matches {
+		fmt.Fprintf(&b, "  %s fires: %s\n", m.Playbook, m.Reason)
+		for i, a := range m.Actions {
+			fmt.Fprintf(&b, "    %d. %s", i+1, a.Action)
+			t := a.Target
+			if t.User != "" {
+				fmt.Fprintf(&b, " user=%s", t.User)
+			}
+			if t.IP != "" {
+				fmt.Fprintf(&b, " ip=%s", t.IP)
+			}
+			if t.MessageID != "" {
+				fmt.Fprintf(&b, " message_id=%s", t.MessageID)
+			}
+			if len(a.Params) > 0 {
+				p, _ := json.Marshal(a.Params)
+				fmt.Fprintf(&b, " params=%s", p)
+			}
+			if a.DryRun {
+				b.WriteString(" [dry run]")
+			}
+			if a.Approval != "" {
+				b.WriteString(" [approval " + a.Approval + "]")
+			}
+			b.WriteByte('\n')
+		}
+	}
+	return b.Bytes()
+}
+
+// recordStream walks top-level JSON values token by token so that arrays and
+// "value" lists are never held whole.
+type recordStream struct {
+	dec *json.Decoder
+}
+
+func (rs *recordStream) each(emit func(json.RawMessage) error, file string) error {
+	for {
+		tok, err := rs.dec.Token()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("playbook test: %s: offset %d: %w", file, rs.dec.InputOffset(), err)
+		}
+		switch tok {
+		case json.Delim('['):
+			if err := rs.elements(emit, file); err != nil {
+				return err
+			}
+		case json.Delim('{'):
+			if err := rs.object(emit, file); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("playbook test: %s: offset %d: want a JSON object or array, got %v", file, rs.dec.InputOffset(), tok)
+		}
+	}
+}
+
+// elements emits each element of an array whose '[' was read, then reads ']'.
+func (rs *recordStream) elements(emit func(json.RawMessage) error, file string) error {
+	for rs.dec.More() {
+		var m json.RawMessage
+		if err := rs.dec.Decode(&m); err != nil {
+			return fmt.Errorf("playbook test: %s: offset %d: %w", file, rs.dec.InputOffset(), err)
+		}
+		if len(m) > maxRecordBytes {
+			return fmt.Errorf("playbook test: %s: a record of %d bytes is larger than %d", file, len(m), maxRecordBytes)
+		}
+		if err := emit(m); err != nil {
+			return err
+		}
+	}
+	if _, err := rs.dec.Token(); err != nil {
+		return fmt.Errorf("playbook test: %s: offset %d: %w", file, rs.dec.InputOffset(), err)
+	}
+	return nil
+}
+
+// object reads an object whose '{' was read: a Graph list response when it
+// has a "value" array (its elements are emitted as they are read, its other
+// members ignored), else one record rebuilt from its members in order.
+func (rs *recordStream) object(emit func(json.RawMessage) error, file string) error {
+	var buf bytes.Buffer
+	buf.WriteByte('{')
+	members, isList := 0, false
+	for rs.dec.More() {
+		kt, err := rs.dec.Token()
+		if err != nil {
+			return fmt.Errorf("playbook test: %s: offset %d: %w", file, rs.dec.InputOffset(), err)
+		}
+		key, _ := kt.(string)
+		if key == "value" && !isList {
+			vt, err := rs.dec.Token()
+			if err != nil {
+				return fmt.Errorf("playbook test: %s: offset %d: %w", file, rs.dec.InputOffset(), err)
+			}
+			if vt == json.Delim('[') {
+				isList = true
+				if err := rs.elements(emit, file); err != nil {
+					return err
+				}
+				continue
+			}
+			// "value" that is not an array: keep it as a member.
+			v, err := rs.rest(vt)
+			if err != nil {
+				return fmt.Errorf("playbook test: %s: offset %d: %w", file, rs.dec.InputOffset(), err)
+			}
+			rs.member(&buf, &members, key, v)
+			continue
+		}
+		var v json.RawMessage
+		if err := rs.dec.Decode(&v); err != nil {
+			return fmt.Errorf("playbook test: %s: offset %d: %w", file, rs.dec.InputOffset(), err)
+		}
+		if !isList {
+			rs.member(&buf, &members, key, v)
+			if buf.Len() > maxRecordBytes {
+				return fmt.Errorf("playbook test: %s: a record larger than %d bytes", file, maxRecordBytes)
+			}
+		}
+	}
+	if _, err := rs.dec.Token(); err != nil { // '}'
+		return fmt.Errorf("playbook test: %s: offset %d: %w", file, rs.dec.InputOffset(), err)
+	}
+	if isList {
+		return nil
+	}
+	buf.WriteByte('}')
+	return emit(json.RawMessage(buf.Bytes()))
+}
+
+func (rs *recordStream) member(buf *bytes.Buffer, n *int, key string, v json.RawMessage) {
+	if *n > 0 {
+		buf.WriteByte(',')
+	}
+	*n++
+	k, _ := json.Marshal(key)
+	buf.Write(k)
+	buf.WriteByte(':')
+	buf.Write(v)
+}
+
+// rest rebuilds the JSON of a value whose first token was already read.
+func (rs *recordStream) rest(first json.Token) (json.RawMessage, error) {
+	switch t := first.(type) {
+	case json.Delim:
+		var buf bytes.Buffer
+		switch t {
+		case '{':
+			buf.WriteByte('{')
+			for i := 0; rs.dec.More(); i++ {
+				kt, err := rs.dec.Token()
+				if err != nil {
+					return nil, err
+				}
+				var v json.RawMessage
+				if err := rs.dec.Decode(&v); err != nil {
+					return nil, err
+				}
+				if i > 0 {
+					buf.WriteByte(',')
+				}
+				k, _ := json.Marshal(kt)
+				buf.Write(k)
+				buf.WriteByte(':')
+				buf.Write(v)
+			}
+			buf.WriteByte('}')
+		case '[':
+			buf.WriteByte('[')
+			for i := 0; rs.dec.More(); i++ {
+				var v json.RawMessage
+				if err := rs.dec.Decode(&v); err != nil {
+					return nil, err
+				}
+				if i > 0 {
+					buf.WriteByte(',')
+				}
+				buf.Write(v)
+			}
+			buf.WriteByte(']')
+		default:
+			return nil, fmt.Errorf("unexpected %v", t)
+		}
+		if _, err := rs.dec.Token(); err != nil {
+			return nil, err
+		}
+		return buf.Bytes(), nil
+	default:
+		b, err := json.Marshal(t)
+		return b, err
+	}
+}
