@@ -4,10 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -105,40 +102,11 @@ func (c *auditListCmd) Run(e *env) error {
 		enc := json.NewEncoder(e.stdout)
 		return audit.List(e.ctx, js, f, func(r audit.Record) error { return enc.Encode(r) })
 	}
-	tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tACTION\tTARGET\tOUTCOME\tDETAIL\tID")
-	err = audit.List(e.ctx, js, f, func(r audit.Record) error {
-		writeRow(tw, r)
-		return nil
-	})
-	tw.Flush()
-	return err
-}
-
-func writeRow(w io.Writer, r audit.Record) {
-	actor := r.Actor.Kind + ":" + r.Actor.Name
-	var targets []string
-	for _, k := range []string{"user", "ip", "message_id"} {
-		if v := r.Target[k]; v != "" {
-			targets = append(targets, v)
-		}
+	tab := audit.NewTable(e.stdout)
+	if err := tab.WriteHeader(); err != nil {
+		return err
 	}
-	detail := r.Detail
-	if len(detail) > 60 {
-		detail = detail[:57] + "..."
-	}
-	if r.ErrorCode != "" {
-		detail = "[" + r.ErrorCode + "] " + detail
-	}
-	fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Seq, r.Time.UTC().Format("2006-01-02 15:04:05"), actor,
-		dash(r.Action), dash(strings.Join(targets, ",")), r.Outcome, dash(detail), r.ID)
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
+	return audit.List(e.ctx, js, f, tab.Write)
 }
 
 type auditShowCmd struct {
@@ -163,7 +131,8 @@ func (c *auditShowCmd) Run(e *env) error {
 
 type auditVerifyCmd struct {
 	clientFlags
-	File string `help:"Verify an exported JSONL file offline instead of the stream." type:"existingfile"`
+	File    string `help:"Verify an exported JSONL file offline instead of the stream." type:"existingfile"`
+	Partial bool   `help:"The file is a filtered export: check each record and the links between consecutive ones, counting gaps."`
 }
 
 type verifyError struct{ msg string }
@@ -182,7 +151,11 @@ func (c *auditVerifyCmd) Run(e *env) error {
 			return ferr
 		}
 		defer f.Close()
-		res, err = audit.VerifyReader(f)
+		if c.Partial {
+			res, err = audit.VerifyPartial(f)
+		} else {
+			res, err = audit.VerifyReader(f)
+		}
 	} else {
 		nc, js, cerr := connectJS(e.ctx, c.clientFlags)
 		if cerr != nil {
@@ -196,12 +169,24 @@ func (c *auditVerifyCmd) Run(e *env) error {
 	}
 	if !res.OK {
 		where := ""
-		if res.FirstBad != nil {
+		switch {
+		case res.FirstBad != nil:
 			where = fmt.Sprintf(" at record #%d (%s)", res.FirstBad.Seq, res.FirstBad.ID)
+		case res.BadLine > 0:
+			where = fmt.Sprintf(" at line %d", res.BadLine)
+		case res.BadSeq > 0:
+			where = fmt.Sprintf(" at stream sequence %d", res.BadSeq)
 		}
 		return &verifyError{msg: fmt.Sprintf("audit chain BROKEN%s: %s (%d records read)", where, res.Reason, res.Records)}
 	}
-	fmt.Fprintf(e.stdout, "audit chain verified: %d records, last hash %s\n", res.Records, res.LastHash)
+	fmt.Fprintf(e.stdout, "audit chain verified: %d records (seq %d..%d), last hash %s\n", res.Records, res.FirstSeq, res.LastSeq, res.LastHash)
+	if res.FirstSeq > 1 {
+		fmt.Fprintf(e.stdout, "note: the stream starts at seq %d: older records were removed by retention\n", res.FirstSeq)
+	}
+	if res.Missing > 0 {
+		fmt.Fprintf(e.stdout, "note: %d records not in this export (filtered)\n", res.Missing)
+	}
+	fmt.Fprintln(e.stdout, "keep the last hash somewhere the engine cannot write: it proves the end of the chain was not cut off or rewritten")
 	return nil
 }
 

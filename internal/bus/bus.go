@@ -195,8 +195,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 			MaxAge:      auditAge,
 			DenyDelete:  true,
 			DenyPurge:   true,
-			Storage:     jetstream.FileStorage,
-			Replicas:    replicas,
+			// Record ids are deterministic per request and state: a record re-sent
+			// after a crash within this window is stored once.
+			Duplicates: time.Hour,
+			Storage:    jetstream.FileStorage,
+			Replicas:   replicas,
 		},
 	}
 	for _, sc := range streams {

@@ -80,6 +80,9 @@ func (m *Matcher) handle(ctx context.Context, msg jetstream.Msg) {
 		}
 		dl, _ := json.Marshal(map[string]string{"subject": msg.Subject(), "data": string(data)})
 		rec := audit.Record{TenantID: m.tenant, Actor: audit.Actor{Kind: "engine", Name: "matcher"}, Outcome: audit.Rejected, Detail: reason, Before: dl}
+		if md, err := msg.Metadata(); err == nil {
+			rec.ID = uuid.NewSHA1(uuid.NameSpaceOID, []byte(fmt.Sprintf("responder/event-msg/%d/rejected", md.Sequence.Stream))).String()
+		}
 		if _, err := m.audit.Append(ctx, rec); err != nil {
 			_ = msg.NakWithDelay(time.Second)
 			return

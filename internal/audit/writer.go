@@ -1,0 +1,360 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/responder-sec/responder/internal/bus"
+)
+
+// Errors a caller may want to tell apart with errors.Is.
+var (
+	// ErrInvalidRecord: the record cannot be appended as given (no tenant, no outcome).
+	ErrInvalidRecord = errors.New("audit: invalid record")
+	// ErrBrokenTail: the last message of the stream is not an audit record, so a new
+	// record cannot be chained to it. Verify names the message; appending stays
+	// refused (fail closed) until an operator has dealt with it.
+	ErrBrokenTail = errors.New("audit: the last message of the audit stream is not a record")
+	// ErrSequence: the server stored a record at a sequence other than the one the
+	// record names. It cannot happen while the server honours the expected-last-
+	// sequence header; if it does, the chain is broken at that record.
+	ErrSequence = errors.New("audit: record stored at an unexpected stream sequence")
+	// ErrContention: every attempt lost the race to another writer or timed out.
+	ErrContention = errors.New("audit: append gave up after repeated conflicts or timeouts")
+)
+
+// DefaultMaxAttempts bounds the publishes one Append makes.
+const DefaultMaxAttempts = 32
+
+// maxUnanswered bounds the attempts in a row that got no answer (timeouts, no
+// stream leader). A conflict means another writer made progress and is worth
+// many retries; silence means trouble, and each silent attempt costs a whole
+// publish timeout.
+const maxUnanswered = 3
+
+// Backoff between attempts: equal jitter over an exponentially growing ceiling.
+const (
+	backoffBase = 1 * time.Millisecond
+	backoffMax  = 100 * time.Millisecond
+)
+
+// WriterOptions configures a Writer. The zero value is usable.
+type WriterOptions struct {
+	// Stream is the JetStream stream holding the chain (default bus.StreamAudit).
+	// The readers of this package always read bus.StreamAudit.
+	Stream string
+	// Now is the clock for records appended without a time (default time.Now).
+	Now func() time.Time
+	// Logger receives conflicts (debug) and ambiguous publishes (warn).
+	Logger *slog.Logger
+	// MaxAttempts bounds the publishes of one Append (default DefaultMaxAttempts).
+	MaxAttempts int
+}
+
+// Writer appends records to the AUDIT stream as one hash chain.
+//
+// A Writer is safe for concurrent use: its appends are serialised, since each
+// record commits to the one before it. Several Writers, in one process or in many,
+// may share the chain: each publish carries the sequence the writer believes is the
+// last one (Nats-Expected-Last-Sequence), the server refuses it when another writer
+// got there first, and the loser reloads the tail and retries (bounded, jittered).
+// Between appends a Writer caches the tail it last saw or wrote, so a lone writer
+// reads the stream only once.
+type Writer struct {
+	js          jetstream.JetStream
+	stream      string
+	now         func() time.Time
+	log         *slog.Logger
+	maxAttempts int
+
+	// sem is a one-slot semaphore: holding it is the right to append and to use
+	// the fields below. A channel rather than a mutex so a waiting Append honours
+	// its context.
+	sem    chan struct{}
+	tail   Record // the last record of the stream as this writer knows it
+	tailOK bool   // tail is believed current; false forces a reload
+	tailAt uint64 // stream sequence of tail (its Seq, or the last sequence of an emptied stream)
+}
+
+// NewWriter returns a Writer on js. It does no I/O: the first Append reads the tail.
+func NewWriter(js jetstream.JetStream, opts WriterOptions) *Writer {
+	w := &Writer{
+		js:          js,
+		stream:      opts.Stream,
+		now:         opts.Now,
+		log:         opts.Logger,
+		maxAttempts: opts.MaxAttempts,
+		sem:         make(chan struct{}, 1),
+	}
+	if w.stream == "" {
+		w.stream = bus.StreamAudit
+	}
+	if w.now == nil {
+		w.now = time.Now
+	}
+	if w.log == nil {
+		w.log = slog.New(slog.DiscardHandler)
+	}
+	if w.maxAttempts <= 0 {
+		w.maxAttempts = DefaultMaxAttempts
+	}
+	return w
+}
+
+// Append stores r as the next record of the chain and returns it as stored.
+//
+// Append fills ID (a random UUID unless set), Time (now, if zero; always turned to
+// UTC), Seq (the stream sequence the record gets), PrevHash and Hash; values the
+// caller put in Seq, PrevHash or Hash are overwritten. TenantID and Outcome are
+// required. The record is published to bus.AuditSubject(tenant, outcome, action)
+// with the record id as Nats-Msg-Id.
+//
+// Append is idempotent on the record id within the stream's duplicate window (two
+// minutes by default): if the record was already stored, by this call (an ack lost
+// to a timeout) or by an earlier one, Append returns the stored record and stores
+// nothing new. If Append returns an error the record may still have been stored;
+// a caller that retries should therefore set ID itself and retry with the same ID.
+func (w *Writer) Append(ctx context.Context, r Record) (Record, error) {
+	if r.TenantID == "" {
+		return Record{}, fmt.Errorf("%w: tenant_id is empty", ErrInvalidRecord)
+	}
+	if r.Outcome == "" {
+		return Record{}, fmt.Errorf("%w: outcome is empty", ErrInvalidRecord)
+	}
+	if r.ID == "" {
+		id, err := uuid.NewRandom()
+		if err != nil {
+			return Record{}, fmt.Errorf("audit: record id: %w", err)
+		}
+		r.ID = id.String()
+	}
+	if r.Time.IsZero() {
+		r.Time = w.now()
+	}
+	r.Time = r.Time.UTC()
+	r.Seq, r.PrevHash, r.Hash = 0, "", ""
+	r, err := normalize(r)
+	if err != nil {
+		return Record{}, err
+	}
+
+	select {
+	case w.sem <- struct{}{}:
+	case <-ctx.Done():
+		return Record{}, fmt.Errorf("audit: append %s: %w", r.ID, ctx.Err())
+	}
+	defer func() { <-w.sem }()
+	return w.appendLocked(ctx, r)
+}
+
+// appendLocked runs the publish-and-retry loop. The caller holds w.sem.
+func (w *Writer) appendLocked(ctx context.Context, r Record) (Record, error) {
+	subject := bus.AuditSubject(r.TenantID, string(r.Outcome), r.Action)
+	var (
+		lastErr    error
+		unanswered int
+	)
+	for attempt := 1; attempt <= w.maxAttempts; attempt++ {
+		if unanswered >= maxUnanswered {
+			return Record{}, fmt.Errorf("audit: append %s: no answer from the stream %d times in a row: %w", r.ID, unanswered, lastErr)
+		}
+		if attempt > 1 {
+			if err := sleep(ctx, backoff(attempt)); err != nil {
+				return Record{}, fmt.Errorf("audit: append %s: %w", r.ID, err)
+			}
+		}
+		if !w.tailOK {
+			if err := w.loadTail(ctx); err != nil {
+				if ctx.Err() == nil && ambiguous(err) {
+					lastErr = err
+					unanswered++
+					continue
+				}
+				return Record{}, fmt.Errorf("audit: append %s: %w", r.ID, err)
+			}
+		}
+		if w.tail.ID == r.ID && w.tail.Hash != "" {
+			// Already stored: an earlier attempt whose ack was lost, or a repeated call.
+			return w.tail, nil
+		}
+
+		rec := r
+		rec.Seq = w.tailAt + 1
+		rec.PrevHash = w.tail.Hash
+		h, err := rec.ComputeHash()
+		if err != nil {
+			return Record{}, fmt.Errorf("audit: append %s: %w", r.ID, err)
+		}
+		rec.Hash = h
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return Record{}, fmt.Errorf("audit: append %s: encode: %w", r.ID, err)
+		}
+
+		ack, err := w.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data},
+			jetstream.WithExpectStream(w.stream),
+			jetstream.WithExpectLastSequence(w.tailAt),
+			jetstream.WithMsgID(rec.ID),
+		)
+		if err != nil {
+			w.tailOK = false
+			switch {
+			case conflict(err):
+				unanswered = 0
+				w.log.Debug("audit append lost the race; reloading the tail",
+					"id", rec.ID, "expected_last_seq", w.tailAt, "attempt", attempt)
+			case ctx.Err() != nil:
+				return Record{}, fmt.Errorf("audit: append %s: publish: %w", r.ID, err)
+			case ambiguous(err):
+				unanswered++
+				w.log.Warn("audit append got no answer; checking whether it was stored",
+					"id", rec.ID, "seq", rec.Seq, "attempt", attempt, "err", err)
+			default:
+				return Record{}, fmt.Errorf("audit: append %s: publish: %w", r.ID, err)
+			}
+			lastErr = err
+			continue
+		}
+		unanswered = 0
+		if ack.Duplicate {
+			// The server already holds a message with this id (an earlier attempt
+			// whose ack was lost, followed by other writers' records): return that.
+			w.tailOK = false
+			stored, err := w.fetch(ctx, ack.Sequence)
+			if err != nil {
+				return Record{}, fmt.Errorf("audit: append %s: already stored at seq %d: %w", r.ID, ack.Sequence, err)
+			}
+			return stored, nil
+		}
+		if ack.Sequence != rec.Seq {
+			w.tailOK = false
+			w.log.Error("audit record stored at an unexpected sequence; the chain is broken there",
+				"id", rec.ID, "seq", rec.Seq, "stored_at", ack.Sequence)
+			return Record{}, fmt.Errorf("%w: record %s names seq %d, stored at %d", ErrSequence, rec.ID, rec.Seq, ack.Sequence)
+		}
+		stored, err := decodeStrict(data)
+		if err != nil { // cannot happen: data is our own encoding
+			return Record{}, fmt.Errorf("audit: append %s: decode own record: %w", r.ID, err)
+		}
+		w.tail, w.tailAt, w.tailOK = stored, ack.Sequence, true
+		return stored, nil
+	}
+	return Record{}, fmt.Errorf("%w: record %s, %d attempts, last error: %w", ErrContention, r.ID, w.maxAttempts, lastErr)
+}
+
+// normalize returns r as it will read back from the stream. encoding/json is not
+// a fixed point on its first pass: it writes invalid UTF-8 as the escape \ufffd,
+// which reads back as U+FFFD and is then written as that character's bytes, so a
+// hash taken over the caller's record would not match the record read back.
+// After one round trip the encoding is stable.
+func normalize(r Record) (Record, error) {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return Record{}, fmt.Errorf("%w: %s: %w", ErrInvalidRecord, r.ID, err)
+	}
+	var out Record
+	if err := json.Unmarshal(data, &out); err != nil {
+		return Record{}, fmt.Errorf("audit: record %s does not read back: %w", r.ID, err)
+	}
+	return out, nil
+}
+
+// loadTail reads the last message of the stream into the tail cache.
+func (w *Writer) loadTail(ctx context.Context) error {
+	s, err := w.js.Stream(ctx, w.stream)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", w.stream, err)
+	}
+	st := s.CachedInfo().State
+	if st.LastSeq == 0 {
+		w.tail, w.tailAt, w.tailOK = Record{}, 0, true
+		return nil
+	}
+	m, err := s.GetMsg(ctx, st.LastSeq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) && st.Msgs == 0 {
+		// Every record has aged out (MaxAge): nothing is left to link to, so the
+		// chain restarts with an empty prev_hash. Verify accepts any link on the
+		// first record it can read when the stream no longer starts at 1.
+		w.log.Warn("audit stream is empty after retention; starting a new chain", "last_seq", st.LastSeq)
+		w.tail, w.tailAt, w.tailOK = Record{}, st.LastSeq, true
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read tail at seq %d: %w", st.LastSeq, err)
+	}
+	rec, err := decodeStrict(m.Data)
+	if err != nil || rec.Hash == "" {
+		return fmt.Errorf("%w: seq %d on %s: %v", ErrBrokenTail, m.Sequence, m.Subject, err)
+	}
+	w.tail, w.tailAt, w.tailOK = rec, m.Sequence, true
+	return nil
+}
+
+// fetch reads the record stored at seq.
+func (w *Writer) fetch(ctx context.Context, seq uint64) (Record, error) {
+	s, err := w.js.Stream(ctx, w.stream)
+	if err != nil {
+		return Record{}, fmt.Errorf("stream %s: %w", w.stream, err)
+	}
+	m, err := s.GetMsg(ctx, seq)
+	if err != nil {
+		return Record{}, fmt.Errorf("read seq %d: %w", seq, err)
+	}
+	rec, err := decodeStrict(m.Data)
+	if err != nil {
+		return Record{}, fmt.Errorf("seq %d: %w", seq, err)
+	}
+	return rec, nil
+}
+
+// conflict reports a refused expected-last-sequence publish: another writer
+// appended first.
+func conflict(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}
+
+// ambiguous reports an error after which the publish may or may not have been
+// stored (no answer in time), or a transient absence of the stream's leader.
+func ambiguous(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+// backoff is the pause before attempt n (n >= 2): equal jitter under a ceiling that
+// doubles from backoffBase up to backoffMax.
+func backoff(n int) time.Duration {
+	ceil := backoffMax
+	if shift := n - 2; shift < 16 {
+		ceil = min(backoffBase<<shift, backoffMax)
+	}
+	half := ceil / 2
+	return half + rand.N(half+1)
+}
+
+// sleep waits d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
