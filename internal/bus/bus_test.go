@@ -82,3 +82,30 @@ func TestNoGraphSDKDependency(t *testing.T) {
 		t.Error("internal/bus depends on msgraph-sdk-go")
 	}
 }
+
+func TestKeyPartIsValidAndInjective(t *testing.T) {
+	ctx := context.Background()
+	b, err := Open(ctx, Config{StoreDir: t.TempDir(), Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	kv, err := b.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]string{}
+	for _, s := range []string{"alice@contoso.com", "alice=40contoso.com", "high-risk-user/o'brien@x.com", "a.b", "a_b", "", "=", "é*> \t"} {
+		k := KeyPart(s)
+		if prev, dup := seen[k]; dup {
+			t.Errorf("KeyPart(%q) = KeyPart(%q) = %q", s, prev, k)
+		}
+		seen[k] = s
+		if _, err := kv.Put(ctx, "test."+k, []byte("x")); err != nil {
+			t.Errorf("KeyPart(%q) = %q is not a valid key: %v", s, k, err)
+		}
+	}
+	if got := KeyPart("alice@contoso.com"); got != "alice=40contoso=2Ecom" {
+		t.Errorf("KeyPart = %q", got)
+	}
+}

@@ -62,3 +62,28 @@ func AuditFilter(tenant string) string { return "responder." + Token(tenant) + "
 func ResultSubject(tenant, requestID string) string {
 	return "responder." + Token(tenant) + ".result." + Token(requestID)
 }
+
+// KeyPart encodes s as one token of a KV key. KV keys allow only letters, digits
+// and - _ / = . with '.' separating tokens; every other byte (and '.', '=') is
+// written as =XX (hex), so the encoding is injective and stays readable:
+// "alice@contoso.com" becomes "alice=40contoso=2Ecom".
+func KeyPart(s string) string {
+	if s == "" {
+		return "=00"
+	}
+	const hexd = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '/':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('=')
+			b.WriteByte(hexd[c>>4])
+			b.WriteByte(hexd[c&15])
+		}
+	}
+	return b.String()
+}

@@ -108,7 +108,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			Interval: e.cfg.RiskInterval, PageGap: e.cfg.PageGap, Logger: e.log, OnPublished: e.cfg.OnEvent,
 		}).Run,
 		"matcher": (&Matcher{
-			tenant: tenant, js: e.bus.JS, playbooks: e.Playbooks, audit: e.audit,
+			tenant: tenant, js: e.bus.JS, playbooks: e.Playbooks, audit: e.audit, kv: kv,
 			log: e.log.With("part", "matcher"), now: time.Now,
 		}).Run,
 		"actions": actions.NewWorker(actions.WorkerConfig{

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -39,9 +41,13 @@ func newHarness(t *testing.T) *harness {
 
 // start runs an engine on the harness's data directory until stop.
 func (h *harness) start(protected ...string) {
+	h.startWith(func(*Config) {}, protected...)
+}
+
+func (h *harness) startWith(opt func(*Config), protected ...string) {
 	h.t.Helper()
 	info := h.sim.Info()
-	eng, err := New(context.Background(), Config{
+	cfg := Config{
 		Bus: bus.Config{StoreDir: h.dir, Port: -1},
 		Credentials: m365.Credentials{
 			TenantID: info.TenantID, ClientID: info.ClientID, ClientSecret: info.ClientSecret,
@@ -54,7 +60,9 @@ func (h *harness) start(protected ...string) {
 		RetryBase:    50 * time.Millisecond,
 		RetryMax:     time.Second,
 		Logger:       slog.New(slog.DiscardHandler),
-	})
+	}
+	opt(&cfg)
+	eng, err := New(context.Background(), cfg)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -167,9 +175,16 @@ func TestMalformedActionMessagesAreRejectedAndTheNextRuns(t *testing.T) {
 	if len(reasons) != len(want) {
 		t.Fatalf("rejected reasons = %q, want %d", reasons, len(want))
 	}
-	for i, w := range want {
-		if !strings.Contains(reasons[i], w) {
-			t.Errorf("rejection %d = %q, want it to mention %q", i, reasons[i], w)
+	// Workers run concurrently: each expected reason once, in any order.
+	for _, w := range want {
+		n := 0
+		for _, r := range reasons {
+			if strings.Contains(r, w) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("reason %q found %d times in %q", w, n, reasons)
 		}
 	}
 }
@@ -248,5 +263,62 @@ func TestRestartDoesNotRerunHandledEvents(t *testing.T) {
 	v, err := audit.Verify(context.Background(), h.eng.Bus().JS)
 	if err != nil || !v.OK {
 		t.Errorf("verify: %+v %v", v, err)
+	}
+}
+
+func TestSuppressionFiresOncePerUserAndWindow(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.attack("alice@contoso.com")
+	h.waitFinal(func(r audit.Record) bool {
+		return r.Target["user"] == "alice@contoso.com" && r.Action == "revoke_sessions"
+	})
+	h.attack("alice@contoso.com") // a second detection within the hour
+	r := h.waitFinal(func(r audit.Record) bool {
+		return r.Target["user"] == "alice@contoso.com" && r.Outcome == audit.Skipped
+	})
+	if !strings.Contains(r.Detail, "suppressed") || r.Playbook != "high-risk-user" {
+		t.Errorf("second firing: %s %q", r.Outcome, r.Detail)
+	}
+	if u, _ := h.sim.User("alice@contoso.com"); u.RevokeCount != 1 {
+		t.Errorf("alice revoked %d times, want 1 (suppressed)", u.RevokeCount)
+	}
+}
+
+func TestBlastRadiusRefusesPastTheLimit(t *testing.T) {
+	h := newHarness(t)
+	dir := t.TempDir()
+	pb := `name: tight
+enabled: true
+trigger:
+  source: risk_detection
+  when:
+    - field: raw.riskLevel
+      equals: high
+steps:
+  - action: revoke_sessions
+    target:
+      user: "{{ user }}"
+blast_radius:
+  max: 2
+  window: 1h
+`
+	if err := os.WriteFile(filepath.Join(dir, "tight.yaml"), []byte(pb), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.startWith(func(c *Config) { c.PlaybookDir = dir })
+	for _, u := range []string{"alice@contoso.com", "bob@contoso.com", "carol@contoso.com"} {
+		h.attack(u)
+		h.waitFinal(func(r audit.Record) bool { return r.Target["user"] == u })
+	}
+	r := h.waitFinal(func(r audit.Record) bool { return r.Target["user"] == "carol@contoso.com" })
+	if r.Outcome != audit.Refused || !strings.Contains(r.Detail, "blast radius") {
+		t.Fatalf("third firing: %s %q, want refused by blast radius", r.Outcome, r.Detail)
+	}
+	if u, _ := h.sim.User("carol@contoso.com"); u.RevokeCount != 0 {
+		t.Error("carol was actioned past the limit")
+	}
+	if u, _ := h.sim.User("bob@contoso.com"); u.RevokeCount != 1 {
+		t.Error("bob, within the limit, was not actioned")
 	}
 }

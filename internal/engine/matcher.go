@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -27,6 +28,7 @@ type Matcher struct {
 	js        jetstream.JetStream
 	playbooks func() *playbook.Set
 	audit     actions.Recorder
+	kv        jetstream.KeyValue
 	log       *slog.Logger
 	now       func() time.Time
 }
@@ -114,6 +116,27 @@ func (m *Matcher) handle(ctx context.Context, msg jetstream.Msg) {
 			RequestedAt: m.now().UTC(),
 			Next:        mt.Steps[1:],
 		}
+		if held, reason, err := m.guard(ctx, &env, mt); err != nil {
+			m.log.Error("playbook guard state unavailable; will retry", "event", env.ID, "err", err)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		} else if held {
+			outcome := audit.Skipped
+			if strings.HasPrefix(reason, "blast radius") {
+				outcome = audit.Refused
+			}
+			rec := audit.Record{
+				ID:       uuid.NewSHA1(uuid.NameSpaceOID, []byte("responder/"+reqID+"/guard")).String(),
+				TenantID: m.tenant, RequestID: reqID, Action: string(first.Action), Target: first.Target.Map(),
+				Actor: req.RequestedBy, Outcome: outcome, Detail: reason, EventID: env.ID, Playbook: mt.Playbook,
+			}
+			if _, err := m.audit.Append(ctx, rec); err != nil {
+				_ = msg.NakWithDelay(time.Second)
+				return
+			}
+			m.log.Info("playbook held back", "playbook", mt.Playbook, "event", env.ID, "reason", reason)
+			continue
+		}
 		steps := make([]string, 0, len(mt.Steps))
 		for _, s := range mt.Steps {
 			steps = append(steps, string(s.Action))
@@ -145,4 +168,31 @@ func (m *Matcher) handle(ctx context.Context, msg jetstream.Msg) {
 		m.log.Info("playbook fired", "playbook", mt.Playbook, "event", env.ID, "request", reqID)
 	}
 	_ = msg.Ack()
+}
+
+// guard applies the playbook's suppression window and blast-radius limit. held
+// reports that the playbook must not act on this event, with the reason.
+func (m *Matcher) guard(ctx context.Context, env *event.Envelope, mt playbook.Match) (held bool, reason string, err error) {
+	now := m.now()
+	if mt.Suppression > 0 && mt.SuppressionKey != "" {
+		h, holder, err := suppress(ctx, m.kv, mt.SuppressionKey, env.ID, mt.Suppression, now)
+		if err != nil {
+			return false, "", err
+		}
+		if h {
+			return true, fmt.Sprintf("suppressed: playbook %s already fired for %s (event %s); window ends %s",
+				mt.Playbook, mt.SuppressionKey, holder.EventID, holder.Until.UTC().Format(time.RFC3339)), nil
+		}
+	}
+	if mt.BlastRadius.Max > 0 {
+		ok, n, err := blastRadius(ctx, m.kv, mt.Playbook, env.ID, mt.BlastRadius.Max, mt.BlastRadius.Window, now)
+		if err != nil {
+			return false, "", err
+		}
+		if !ok {
+			return true, fmt.Sprintf("blast radius: playbook %s already fired %d times in this %s window (limit %d); an analyst must act",
+				mt.Playbook, n, mt.BlastRadius.Window, mt.BlastRadius.Max), nil
+		}
+	}
+	return false, "", nil
 }
