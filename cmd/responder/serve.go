@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/responder-sec/responder/internal/actions"
 	"github.com/responder-sec/responder/internal/bus"
@@ -74,7 +75,7 @@ func (c *serveCmd) Run(e *env) error {
 		return err
 	}
 	defer eng.Close()
-	if err := writeContext(c.DataDir, localContext{NatsURL: eng.Bus().ClientURL(), TenantID: creds.TenantID}); err != nil {
+	if err := writeContext(c.DataDir, localContext{NatsURL: eng.Bus().ClientURL(), TenantID: creds.TenantID, Started: time.Now().UTC()}); err != nil {
 		e.log.Warn("could not write the local context", "err", err)
 	}
 	e.log.Info("responder serving", "tenant", creds.TenantID, "nats", eng.Bus().ClientURL(), "dry_run", c.DryRun)
