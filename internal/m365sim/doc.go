@@ -1,0 +1,109 @@
+// Package m365sim is a local Microsoft 365 tenant that speaks the real wire
+// protocols, so that the real msgraph-sdk-go, azidentity and a plain HTTP
+// client run against it exactly as they would against Microsoft. Every test,
+// `responder demo`, `serve --sandbox` and `responder sim` (RunStandalone) use it.
+//
+// # What it emulates
+//
+// One TLS server on loopback (a CA generated per tenant; Info, CertPool,
+// HTTPClient, WriteCAFile) with one mux at the root, because MSAL takes the first
+// path segment of the authority as the tenant:
+//
+//   - Entra ID: GET /{tenant}/v2.0/.well-known/openid-configuration (issuer on
+//     the same origin, as MSAL checks) and POST /{tenant}/oauth2/v2.0/token for
+//     client credentials with a client secret or a private_key_jwt assertion
+//     (PS256 as MSAL sends it, or RS256), verified against the certificate
+//     registered with AddApp (x5t#S256 or x5t). Scopes must be
+//     "<resource>/.default" for https://graph.microsoft.com or
+//     https://manage.office.com. Errors are AADSTS bodies (7000215 bad secret,
+//     700027 unknown certificate, 700016 unknown app, 1002012 scope without
+//     /.default, 500011 unknown resource, 90002 unknown tenant).
+//   - Tokens are JWTs with aud, tid, appid, roles (the app's granted roles for
+//     that resource), exp (TokenLifetime) and xms_cc when the client asked for
+//     CAE. Every resource call checks the token: missing, malformed, wrong
+//     audience, expired → 401 InvalidAuthenticationToken with WWW-Authenticate;
+//     ExpireTokens revokes every issued token, answered with a CAE claims
+//     challenge (which the Graph SDK follows by fetching a new token) or a plain
+//     401 for non-CAE tokens.
+//   - Each route needs a permission; a missing one gives the owning service's
+//     403: Entra Authorization_RequestDenied "Insufficient privileges…",
+//     Exchange ErrorAccessDenied, Conditional Access AccessDenied "…required
+//     scopes are missing in the token.", sign-in reports
+//     Authentication_MSGraphPermissionMissing naming the permission, Identity
+//     Protection Forbidden naming it, Management API AF10001 naming it. The
+//     wire log's MissingPermission names the permission in every case.
+//   - Graph v1.0 (stateful): users (id or UPN, default property set unless
+//     $select, $filter/$top/absolute @odata.nextLink with $skiptoken), PATCH
+//     accountEnabled / passwordProfile (complexity rule; privileged targets need
+//     a privileged directory role on the app, as Microsoft requires),
+//     revokeSignInSessions (recorded in User), domains, directoryRoles and
+//     members, users/{id}/memberOf, inbox messageRules (CRUD), messages (list,
+//     get, $filter incl. ” escaping, $search, $orderby/InefficientFilter,
+//     $skip paging, delete, permanentDelete, move with a new id),
+//     conditionalAccess namedLocations and policies (limits below),
+//     auditLogs/signIns (newest first; SetPremium(false) → 403
+//     Authentication_RequestFromNonPremiumTenantOrB2CTenant), identityProtection
+//     riskDetections and riskyUsers (confirmCompromised, dismiss), and $batch
+//     (≤ 20 steps, unique ids, dependsOn with 424, per-step status, faults and
+//     throttling applied per step). Ids are taken from EscapedPath, so ids
+//     holding %2F survive. Request bodies are gunzipped (kiota compresses all).
+//   - Office 365 Management Activity API: subscriptions/start|stop|list|
+//     content|notifications, content blobs, resources/dlpSensitiveTypes; window
+//     rules (both or neither, start < end and ≤ 24 h apart → AF20055; start
+//     older than 7 days → AF20030), NextPageUri paging (page size
+//     SetContentPageSize), AF20020/22/23/24/13/10/31/50/51/52, AF429 (403).
+//     Records use zone-less CreationTime and Exchange ClientIP with a port.
+//   - Errors carry request-id and client-request-id (headers and innerError)
+//     and a zone-less innerError.date, as Graph sends them.
+//
+// # Test controls
+//
+// Go API and admin HTTP API under /_sim/ (see admin.go): AddUser, AddApp,
+// SetRoles, ExpireTokens, AddFault (latency+jitter, status with code/message,
+// Retry-After or none, connection reset, count), WireLog/ResetWireLog (method,
+// path, query, decoded body, status, mailbox and in-flight count per mailbox,
+// app id, batch id), injection (InjectRiskDetection, InjectSignIn,
+// InjectForwardingRule → New-InboxRule, InjectMailboxForwarding → Set-Mailbox,
+// InjectPhishing, AddAuditBlob/AddAuditRecords, AddRaw* for published
+// payloads), each made visible after Options.AvailabilityDelay, and
+// throttling (SetThrottling, SetLimits) with the clock from Options.Now.
+//
+// # Default limits and their sources
+//
+// All from Microsoft Learn "Microsoft Graph service-specific throttling limits"
+// unless noted (see shared/ms365-api-notes.md §5.2):
+//   - Entra ID identity and access: 3,500 resource units / 10 s per app and
+//     tenant (tenant < 50 users); cost GET users 2, other GET 1, $select −1,
+//     $top < 20 −1, $expand +1, writes 1; writes 3,000 / 2 min 30 s per app and
+//     tenant, 18,000 / 5 min per tenant; 429 with Retry-After,
+//     x-ms-throttle-scope and x-ms-throttle-information.
+//   - Outlook: 10,000 requests / 10 min and 4 concurrent requests per app and
+//     mailbox (429 ApplicationThrottled "…MailboxConcurrency limit.").
+//   - Identity Protection and Conditional Access: 1 request / s per tenant,
+//     429 without Retry-After.
+//   - Identity and access reports (sign-ins): 5 requests / 10 s per app and tenant.
+//   - Management Activity API: 2,000 requests / min per tenant (Management
+//     Activity API reference, "API throttling"); AF429 with status 403 as in the
+//     troubleshooting guide.
+//   - Conditional Access: at most 195 named locations, 2,000 IP ranges per
+//     location, masks greater than /8 (Entra "location condition" docs).
+//   - JSON batching: 20 requests (json-batching concept page).
+//
+// # What it does not do (approximations)
+//
+// Tokens are HS256-signed (no JWKS); nobody but the emulator validates them.
+// Webhooks are recorded but never validated or notified; notifications list is
+// empty. Content is listed whether it was created before or after the
+// subscription started, and start is not throttled to one per 15 minutes.
+// Exact wording of some messages is inferred ([U] in the notes): Identity
+// Protection 403, CA validation errors, AF2003x/AF2005x texts, the Management
+// API 401 body. No delta queries, $expand, $count, $orderby (beyond the Outlook
+// rule), lambda filters (any/all → 400), groups, or beta endpoints. Global
+// faults (PathPrefix "") skip the token endpoint; name it to fault it.
+//
+// # Concurrency
+//
+// A Tenant is safe for concurrent use. Its goroutines (the server and its
+// handlers) are owned by it and stopped by Close, which waits for them. It has
+// no global state: many tenants can run in one process.
+package m365sim
