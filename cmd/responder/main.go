@@ -25,6 +25,11 @@ type cli struct {
 	Audit    auditCmd    `cmd:"" help:"Read and verify the audit trail."`
 	Playbook playbookCmd `cmd:"" help:"Validate and test playbooks offline."`
 	Sim      simCmd      `cmd:"" help:"Run the emulated Microsoft 365 tenant standalone on loopback."`
+	Keys     keysCmd     `cmd:"" help:"Make analyst and engine keys."`
+	Pending  pendingCmd  `cmd:"" help:"List requests waiting for approval."`
+	Approve  approveCmd  `cmd:"" help:"Approve a pending request (never your own)."`
+	Deny     denyCmd     `cmd:"" help:"Deny a pending request."`
+	Doctor   doctorCmd   `cmd:"" help:"Check the app's Microsoft permissions for every feed and action."`
 }
 
 // env is what every command gets: the signal-aware context and the streams.

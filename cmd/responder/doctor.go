@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/responder-sec/responder/internal/doctor"
+)
+
+type doctorCmd struct {
+	tenantFlags
+	Feeds   []string      `help:"Feeds to check (default: all): audit, signin, risk_detection, risky_user." sep:","`
+	Actions []string      `help:"Actions to check (default: all)." sep:","`
+	Timeout time.Duration `help:"How long to wait for tokens." default:"60s"`
+}
+
+// doctorFailed gives doctor a non-zero exit status when something cannot work.
+type doctorFailed struct{ err error }
+
+func (e *doctorFailed) Error() string { return e.err.Error() }
+func (e *doctorFailed) ExitCode() int { return 4 }
+
+func (c *doctorCmd) Run(e *env) error {
+	creds, err := c.credentials()
+	if err != nil {
+		return err
+	}
+	cred, err := creds.TokenCredential()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, c.Timeout)
+	defer cancel()
+	rep, err := doctor.Check(ctx, doctor.Config{
+		Credential: cred, GraphScope: creds.GraphScope(), ManageScope: creds.ManageScope(),
+		Feeds: c.Feeds, Actions: c.Actions,
+	})
+	if err != nil {
+		return err
+	}
+	if err := rep.Print(e.stdout); err != nil {
+		return err
+	}
+	if err := rep.Err(); err != nil {
+		return &doctorFailed{err: err}
+	}
+	return nil
+}

@@ -1,0 +1,229 @@
+package analyst
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nkeys"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/responder-sec/responder/internal/actions"
+	"github.com/responder-sec/responder/internal/audit"
+)
+
+// Role says what a key may speak for.
+type Role string
+
+const (
+	// RoleAnalyst signs its own requests (requested_by.kind analyst).
+	RoleAnalyst Role = "analyst"
+	// RoleEngine signs playbook and engine requests and may relay requests made
+	// on someone else's behalf (follow-up steps, approved requests).
+	RoleEngine Role = "engine"
+)
+
+// AllActions in an analyst's action list allows every action.
+const AllActions = "*"
+
+// Analyst is one key holder as the analysts file describes it.
+type Analyst struct {
+	Name      string
+	PublicKey string
+	Role      Role
+	// Actions the analyst may request (action message names); AllActions for all.
+	Actions []string
+	// MayApprove: the analyst may approve or deny other people's requests.
+	MayApprove bool
+}
+
+// Allowed reports whether a may request action.
+func (a Analyst) Allowed(action string) bool {
+	if a.Role == RoleEngine {
+		return true
+	}
+	return slices.Contains(a.Actions, AllActions) || slices.Contains(a.Actions, action)
+}
+
+// Actor is how a appears in audit records.
+func (a Analyst) Actor() audit.Actor {
+	kind := "analyst"
+	if a.Role == RoleEngine {
+		kind = "engine"
+	}
+	return audit.Actor{Kind: kind, Name: a.Name, KeyID: a.PublicKey}
+}
+
+// Directory maps public keys to analysts. It is immutable once built; load a new
+// one to change it (the Verifier takes a func returning the current one).
+type Directory struct {
+	byKey map[string]Analyst
+}
+
+// FileVersion is the version of the analysts file format.
+const FileVersion = 1
+
+// file is the YAML shape of the analysts file:
+//
+//	version: 1
+//	analysts:
+//	  - name: alice
+//	    public_key: UAB…
+//	    actions: [disable_user, revoke_sessions]   # or ["*"]
+//	    may_approve: true
+//	engines:
+//	  - name: engine-1
+//	    public_key: UCD…
+type file struct {
+	Version  int         `yaml:"version"`
+	Analysts []fileEntry `yaml:"analysts"`
+	Engines  []fileEntry `yaml:"engines"`
+}
+
+type fileEntry struct {
+	Name       string   `yaml:"name"`
+	PublicKey  string   `yaml:"public_key"`
+	Actions    []string `yaml:"actions"`
+	MayApprove bool     `yaml:"may_approve"`
+}
+
+// LoadFile reads and validates an analysts file.
+func LoadFile(path string) (*Directory, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("analysts file: %w", err)
+	}
+	d, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("analysts file %s: %w", path, err)
+	}
+	return d, nil
+}
+
+// Parse decodes an analysts file strictly: unknown fields, a missing or other
+// version, empty names, invalid or repeated keys, repeated names, unknown
+// actions and engine entries with actions or approval rights are errors that
+// name the entry.
+func Parse(data []byte) (*Directory, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var f file
+	if err := dec.Decode(&f); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("empty file")
+		}
+		return nil, err
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("more than one YAML document")
+	}
+	if f.Version != FileVersion {
+		return nil, fmt.Errorf("version: got %d, want %d", f.Version, FileVersion)
+	}
+	var all []Analyst
+	for i, e := range f.Analysts {
+		a, err := e.analyst(RoleAnalyst)
+		if err != nil {
+			return nil, fmt.Errorf("analysts[%d] (%s): %w", i, e.Name, err)
+		}
+		all = append(all, a)
+	}
+	for i, e := range f.Engines {
+		if len(e.Actions) > 0 || e.MayApprove {
+			return nil, fmt.Errorf("engines[%d] (%s): an engine key has no actions or may_approve", i, e.Name)
+		}
+		a, err := e.analyst(RoleEngine)
+		if err != nil {
+			return nil, fmt.Errorf("engines[%d] (%s): %w", i, e.Name, err)
+		}
+		all = append(all, a)
+	}
+	return NewDirectory(all...)
+}
+
+func (e fileEntry) analyst(role Role) (Analyst, error) {
+	name := strings.TrimSpace(e.Name)
+	if name == "" || name != e.Name {
+		return Analyst{}, errors.New("name: empty or surrounded by spaces")
+	}
+	if !nkeys.IsValidPublicUserKey(e.PublicKey) {
+		// Never echo the value: it could be a seed pasted by mistake.
+		if strings.HasPrefix(e.PublicKey, "S") {
+			return Analyst{}, errors.New("public_key: this looks like a private seed (S…); put the public key (U…) here and keep the seed secret")
+		}
+		return Analyst{}, errors.New("public_key: not a public user nkey (U…, 56 characters; see `responder keys new`)")
+	}
+	if role == RoleAnalyst && len(e.Actions) == 0 {
+		return Analyst{}, errors.New("actions: empty (list action names, or \"*\" for all)")
+	}
+	for _, act := range e.Actions {
+		if act == AllActions {
+			continue
+		}
+		if _, ok := actions.Lookup(actions.Name(act)); !ok {
+			return Analyst{}, fmt.Errorf("actions: unknown action %q", act)
+		}
+	}
+	return Analyst{Name: name, PublicKey: e.PublicKey, Role: role, Actions: slices.Clone(e.Actions), MayApprove: e.MayApprove}, nil
+}
+
+// NewDirectory builds a Directory from entries; names (case-insensitively) and
+// keys must be unique.
+func NewDirectory(entries ...Analyst) (*Directory, error) {
+	d := &Directory{byKey: map[string]Analyst{}}
+	names := map[string]bool{}
+	for _, a := range entries {
+		if _, dup := d.byKey[a.PublicKey]; dup {
+			return nil, fmt.Errorf("%s: public key %s is listed twice", a.Name, short(a.PublicKey))
+		}
+		n := strings.ToLower(a.Name)
+		if names[n] {
+			return nil, fmt.Errorf("%s: name is listed twice", a.Name)
+		}
+		if a.Role == "" {
+			a.Role = RoleAnalyst
+		}
+		names[n] = true
+		d.byKey[a.PublicKey] = a
+	}
+	return d, nil
+}
+
+// Lookup returns the analyst holding the public key.
+func (d *Directory) Lookup(publicKey string) (Analyst, bool) {
+	if d == nil {
+		return Analyst{}, false
+	}
+	a, ok := d.byKey[publicKey]
+	return a, ok
+}
+
+// All lists the entries sorted by name.
+func (d *Directory) All() []Analyst {
+	if d == nil {
+		return nil
+	}
+	out := make([]Analyst, 0, len(d.byKey))
+	for _, a := range d.byKey {
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(a, b Analyst) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// FileEntry returns the YAML snippet of an analysts-file entry for a new key,
+// as `responder keys new` prints it.
+func FileEntry(name, publicKey string) string {
+	return fmt.Sprintf("  - name: %s\n    public_key: %s\n    actions: [\"*\"]\n    may_approve: false\n", name, publicKey)
+}
+
+// With returns a new Directory holding d's entries and more (the engine's own
+// key added to a configured analysts file, say).
+func (d *Directory) With(more ...Analyst) (*Directory, error) {
+	return NewDirectory(append(d.All(), more...)...)
+}

@@ -1,0 +1,254 @@
+package doctor
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+)
+
+// Audiences.
+const (
+	Graph  = "graph"
+	Manage = "management"
+)
+
+// Kinds of checked parts.
+const (
+	KindFeed   = "feed"
+	KindAction = "action"
+	KindGuard  = "guard"
+)
+
+// Clause is satisfied when any one of its permissions is granted; the first is
+// the least privileged, the one doctor names when none is.
+type Clause []string
+
+// Requirement is what one feed, action or guard needs: every clause.
+type Requirement struct {
+	Kind     string
+	Name     string
+	Audience string
+	Clauses  []Clause
+}
+
+func req(kind, name, aud string, clauses ...Clause) Requirement {
+	return Requirement{Kind: kind, Name: name, Audience: aud, Clauses: clauses}
+}
+
+var (
+	userRead    = Clause{"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
+	enableUser  = Clause{"User.EnableDisableAccount.All", "User.ReadWrite.All", "Directory.ReadWrite.All"}
+	riskyWrite  = Clause{"IdentityRiskyUser.ReadWrite.All"}
+	mailboxRule = Clause{"MailboxSettings.ReadWrite"}
+	caRead      = Clause{"Policy.Read.All"}
+	caWrite     = Clause{"Policy.ReadWrite.ConditionalAccess"}
+)
+
+// Requirements is the permission table: feeds by source name, actions by
+// message name, and the protected-identity guard (members of directory roles).
+func Requirements() []Requirement {
+	return []Requirement{
+		req(KindFeed, "audit", Manage, Clause{"ActivityFeed.Read"}),
+		req(KindFeed, "signin", Graph, Clause{"AuditLog.Read.All"}),
+		req(KindFeed, "risk_detection", Graph, Clause{"IdentityRiskEvent.Read.All"}),
+		req(KindFeed, "risky_user", Graph, Clause{"IdentityRiskyUser.Read.All", "IdentityRiskyUser.ReadWrite.All"}),
+
+		req(KindAction, "disable_user", Graph, enableUser, userRead),
+		req(KindAction, "enable_user", Graph, enableUser, userRead),
+		req(KindAction, "revoke_sessions", Graph, Clause{"User.RevokeSessions.All", "User.ReadWrite.All", "Directory.ReadWrite.All"}),
+		req(KindAction, "reset_password", Graph, Clause{"User-PasswordProfile.ReadWrite.All", "User.ReadWrite.All", "Directory.ReadWrite.All"}),
+		req(KindAction, "confirm_compromised", Graph, riskyWrite),
+		req(KindAction, "dismiss_risk", Graph, riskyWrite),
+		req(KindAction, "disable_forward_rules", Graph, mailboxRule),
+		req(KindAction, "enable_forward_rules", Graph, mailboxRule),
+		req(KindAction, "delete_forward_rules", Graph, mailboxRule),
+		req(KindAction, "restore_forward_rules", Graph, mailboxRule),
+		req(KindAction, "purge_mail", Graph, Clause{"Mail.ReadWrite"}),
+		req(KindAction, "block_ip", Graph, caRead, caWrite),
+		req(KindAction, "unblock_ip", Graph, caRead, caWrite),
+
+		req(KindGuard, "protected_roles", Graph, Clause{"RoleManagement.Read.Directory", "Directory.Read.All", "RoleManagement.ReadWrite.Directory"}),
+	}
+}
+
+// Config says what to check with which credential.
+type Config struct {
+	Credential azcore.TokenCredential
+	// Scopes per audience: m365.Credentials.GraphScope() and ManageScope().
+	GraphScope, ManageScope string
+	// Feeds and Actions configured (nil: every one in the table). A name not in
+	// the table is reported as unknown.
+	Feeds, Actions []string
+	// SkipGuard leaves out the protected-roles check.
+	SkipGuard bool
+}
+
+// Row is the verdict on one part.
+type Row struct {
+	Kind, Name, Audience string
+	OK                   bool
+	Missing              []string // least-privileged permission of each unmet clause
+	Problem              string   // when the check itself could not run
+}
+
+// Report is doctor's answer.
+type Report struct {
+	// Roles granted per audience (nil when no token could be had).
+	Roles map[string][]string
+	// TokenErrors per audience.
+	TokenErrors map[string]string
+	Rows        []Row
+}
+
+// Check gets a token per needed audience and checks every configured part.
+func Check(ctx context.Context, cfg Config) (Report, error) {
+	if cfg.Credential == nil || cfg.GraphScope == "" || cfg.ManageScope == "" {
+		return Report{}, errors.New("doctor: a credential and both scopes are required")
+	}
+	table := Requirements()
+	var selected []Requirement
+	var unknown []Row
+	pick := func(kind string, names []string) {
+		if names == nil {
+			for _, r := range table {
+				if r.Kind == kind {
+					selected = append(selected, r)
+				}
+			}
+			return
+		}
+		for _, n := range names {
+			i := slices.IndexFunc(table, func(r Requirement) bool { return r.Kind == kind && r.Name == n })
+			if i < 0 {
+				unknown = append(unknown, Row{Kind: kind, Name: n, Problem: "not in doctor's permission table"})
+				continue
+			}
+			selected = append(selected, table[i])
+		}
+	}
+	pick(KindFeed, cfg.Feeds)
+	pick(KindAction, cfg.Actions)
+	if !cfg.SkipGuard {
+		pick(KindGuard, nil)
+	}
+
+	rep := Report{Roles: map[string][]string{}, TokenErrors: map[string]string{}}
+	scopes := map[string]string{Graph: cfg.GraphScope, Manage: cfg.ManageScope}
+	for _, aud := range []string{Graph, Manage} {
+		if !slices.ContainsFunc(selected, func(r Requirement) bool { return r.Audience == aud }) {
+			continue
+		}
+		roles, err := grantedRoles(ctx, cfg.Credential, scopes[aud])
+		if err != nil {
+			rep.TokenErrors[aud] = err.Error()
+			continue
+		}
+		rep.Roles[aud] = roles
+	}
+	for _, r := range selected {
+		row := Row{Kind: r.Kind, Name: r.Name, Audience: r.Audience}
+		roles, ok := rep.Roles[r.Audience]
+		if !ok {
+			row.Problem = "no " + r.Audience + " token: " + rep.TokenErrors[r.Audience]
+		} else {
+			for _, c := range r.Clauses {
+				if !slices.ContainsFunc(c, func(p string) bool { return slices.Contains(roles, p) }) {
+					row.Missing = append(row.Missing, c[0])
+				}
+			}
+			row.OK = len(row.Missing) == 0
+		}
+		rep.Rows = append(rep.Rows, row)
+	}
+	rep.Rows = append(rep.Rows, unknown...)
+	return rep, nil
+}
+
+// grantedRoles asks for a token and reads its roles claim.
+func grantedRoles(ctx context.Context, cred azcore.TokenCredential, scope string) ([]string, error) {
+	tok, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scope}})
+	if err != nil {
+		return nil, fmt.Errorf("get token for %s: %w", scope, err)
+	}
+	return RolesClaim(tok.Token)
+}
+
+// RolesClaim reads the "roles" claim of a JWT access token without verifying
+// its signature (see the package doc). An error never includes the token.
+func RolesClaim(token string) ([]string, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, errors.New("the access token is not a JWT; cannot read its roles")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return nil, errors.New("the access token's payload is not base64url")
+	}
+	var claims struct {
+		Roles []string `json:"roles"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return nil, errors.New("the access token's payload is not JSON")
+	}
+	return claims.Roles, nil
+}
+
+// OK reports whether everything checked can work.
+func (r Report) OK() bool {
+	for _, row := range r.Rows {
+		if !row.OK {
+			return false
+		}
+	}
+	return true
+}
+
+// Err lists what cannot work, or is nil.
+func (r Report) Err() error {
+	var lines []string
+	for _, row := range r.Rows {
+		switch {
+		case row.OK:
+		case len(row.Missing) > 0:
+			lines = append(lines, fmt.Sprintf("%s %s: missing %s", row.Kind, row.Name, strings.Join(row.Missing, ", ")))
+		default:
+			lines = append(lines, fmt.Sprintf("%s %s: %s", row.Kind, row.Name, row.Problem))
+		}
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	return fmt.Errorf("doctor: %d of %d checks fail:\n  %s", len(lines), len(r.Rows), strings.Join(lines, "\n  "))
+}
+
+// Print writes the report as a table.
+func (r Report) Print(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "KIND\tNAME\tAUDIENCE\tSTATUS\tMISSING")
+	for _, row := range r.Rows {
+		status, missing := "ok", ""
+		switch {
+		case row.OK:
+		case len(row.Missing) > 0:
+			status, missing = "MISSING", strings.Join(row.Missing, ", ")
+		default:
+			status, missing = "ERROR", row.Problem
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", row.Kind, row.Name, row.Audience, status, missing)
+	}
+	for _, aud := range []string{Graph, Manage} {
+		if roles, ok := r.Roles[aud]; ok {
+			fmt.Fprintf(tw, "\ngranted (%s):\t%s\n", aud, strings.Join(roles, ", "))
+		}
+	}
+	return tw.Flush()
+}
