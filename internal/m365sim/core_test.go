@@ -408,3 +408,47 @@ func TestEnableDisableNeedsReadPermissionToo(t *testing.T) {
 		t.Fatalf("read only: %d", r.StatusCode)
 	}
 }
+
+func TestRiskyUserKeepsOldStateDuringDelay(t *testing.T) {
+	clk := newFakeClock()
+	tn := startTenant(t, Options{Seed: SeedSmall, Now: clk.Now, AvailabilityDelay: time.Hour, TokenLifetime: 24 * time.Hour})
+	ctx := context.Background()
+	gc := graphClient(t, creds(tn))
+	tn.InjectRiskDetection(RiskDetection{UserID: AliceID, RiskLevel: "low"})
+	if _, err := gc.IdentityProtection().RiskyUsers().ByRiskyUserId(AliceID).Get(ctx, nil); err == nil {
+		t.Fatal("risky user visible before the delay")
+	}
+	clk.Advance(time.Hour)
+	tn.InjectRiskDetection(RiskDetection{UserID: AliceID, RiskLevel: "high"})
+	ru, err := gc.IdentityProtection().RiskyUsers().ByRiskyUserId(AliceID).Get(ctx, nil)
+	if err != nil || ru.GetRiskLevel().String() != "low" {
+		t.Fatalf("during delay: %v", err)
+	}
+	clk.Advance(time.Hour)
+	ru, err = gc.IdentityProtection().RiskyUsers().ByRiskyUserId(AliceID).Get(ctx, nil)
+	if err != nil || ru.GetRiskLevel().String() != "high" {
+		t.Fatalf("after delay: %v", err)
+	}
+}
+
+func TestUserWithQuoteInUPN(t *testing.T) {
+	tn := startTenant(t, Options{Seed: SeedSmall})
+	ctx := context.Background()
+	gc := graphClient(t, creds(tn))
+	tn.AddUser(User{UserPrincipalName: "o'brien+ops@contoso.com", DisplayName: "Pat O'Brien"})
+	u, err := gc.Users().ByUserId("o'brien+ops@contoso.com").Get(ctx, nil)
+	if err != nil || *u.GetDisplayName() != "Pat O'Brien" {
+		t.Fatalf("get: %v", err)
+	}
+	f := "userPrincipalName eq 'o''brien+ops@contoso.com'"
+	res, err := gc.Users().Get(ctx, &users.UsersRequestBuilderGetRequestConfiguration{QueryParameters: &users.UsersRequestBuilderGetQueryParameters{Filter: &f}})
+	if err != nil || len(res.GetValue()) != 1 {
+		t.Fatalf("filter: %v", err)
+	}
+	f = "endswith(mail,'@contoso.com')"
+	_, err = gc.Users().Get(ctx, &users.UsersRequestBuilderGetRequestConfiguration{QueryParameters: &users.UsersRequestBuilderGetQueryParameters{Filter: &f}})
+	var oe *odataerrors.ODataError
+	if !errors.As(err, &oe) || *oe.GetErrorEscaped().GetCode() != "Request_UnsupportedQuery" {
+		t.Fatalf("advanced query without ConsistencyLevel: %v", err)
+	}
+}

@@ -38,7 +38,7 @@
 //     a privileged directory role on the app, as Microsoft requires),
 //     revokeSignInSessions (recorded in User), domains, directoryRoles and
 //     members, users/{id}/memberOf, inbox messageRules (CRUD), messages (list,
-//     get, $filter incl. ” escaping, $search, $orderby/InefficientFilter,
+//     get, $filter with doubled single quotes in literals, $search, $orderby/InefficientFilter,
 //     $skip paging, delete, permanentDelete, move with a new id),
 //     conditionalAccess namedLocations and policies (limits below),
 //     auditLogs/signIns (newest first; SetPremium(false) → 403
@@ -72,8 +72,8 @@
 //
 // All from Microsoft Learn "Microsoft Graph service-specific throttling limits"
 // unless noted (see shared/ms365-api-notes.md §5.2):
-//   - Entra ID identity and access: 3,500 resource units / 10 s per app and
-//     tenant (tenant < 50 users); cost GET users 2, other GET 1, $select −1,
+//   - Entra ID identity and access: resource units / 10 s per app and tenant
+//     by tenant size (< 50 users 3,500; 50–500 5,000; more 8,000); cost GET users 2, other GET 1, $select −1,
 //     $top < 20 −1, $expand +1, writes 1; writes 3,000 / 2 min 30 s per app and
 //     tenant, 18,000 / 5 min per tenant; 429 with Retry-After,
 //     x-ms-throttle-scope and x-ms-throttle-information.
@@ -83,11 +83,28 @@
 //     429 without Retry-After.
 //   - Identity and access reports (sign-ins): 5 requests / 10 s per app and tenant.
 //   - Management Activity API: 2,000 requests / min per tenant (Management
-//     Activity API reference, "API throttling"); AF429 with status 403 as in the
+//     Activity API reference, "API throttling"), one quota per
+//     PublisherIdentifier (calls without it share one); AF429 with status 403 as in the
 //     troubleshooting guide.
 //   - Conditional Access: at most 195 named locations, 2,000 IP ranges per
 //     location, masks greater than /8 (Entra "location condition" docs).
 //   - JSON batching: 20 requests (json-batching concept page).
+//
+// # Permission details worth knowing
+//
+// PATCH accountEnabled needs User.EnableDisableAccount.All together with
+// User.Read.All (or User.ReadWrite.All / Directory.ReadWrite.All);
+// passwordProfile needs User-PasswordProfile.ReadWrite.All (or the broader
+// ones); revokeSignInSessions accepts User.RevokeSessions.All,
+// User.ReadWrite.All or Directory.ReadWrite.All. Changing accountEnabled or the
+// password of a member of a privileged directory role (Global Administrator,
+// Privileged Role/Authentication Administrator, User/Exchange/Security/CA/
+// Authentication Administrator) needs App.DirectoryRoles to hold "Privileged
+// Authentication Administrator" or "Global Administrator", else 403
+// Authorization_RequestDenied, as in Entra ID. SetRoles affects new tokens
+// only; follow it with ExpireTokens to make a running client pick it up.
+// Advanced user filters (endswith, ne, not, contains) need the
+// ConsistencyLevel: eventual header.
 //
 // # What it does not do (approximations)
 //
@@ -99,7 +116,10 @@
 // Protection 403, CA validation errors, AF2003x/AF2005x texts, the Management
 // API 401 body. No delta queries, $expand, $count, $orderby (beyond the Outlook
 // rule), lambda filters (any/all → 400), groups, or beta endpoints. Global
-// faults (PathPrefix "") skip the token endpoint; name it to fault it.
+// faults (PathPrefix "") skip the token endpoint; name it to fault it. The
+// Outlook concurrency count is per mailbox across apps (Microsoft: per app and
+// mailbox). The Entra app-wide (150,000 RU / 20 s, 35,000 writes / 5 min)
+// budgets are not modelled: they only matter across tenants.
 //
 // # Concurrency
 //

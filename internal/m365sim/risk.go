@@ -118,6 +118,11 @@ func (t *Tenant) injectRiskLocked(d RiskDetection, visible time.Time) RiskDetect
 	t.st.riskDetections = append(t.st.riskDetections, &item{obj: d.obj(), visible: visible, seq: t.st.nextSeq()})
 	if d.UserID != "" && d.RiskState == "atRisk" {
 		ru := t.riskyLocked(d.UserID, d.UserPrincipalName, d.UserDisplayName)
+		if visible.After(now) && !ru.isNew {
+			// Keep showing the current state until the new one is available.
+			ru.prev = &item{obj: cloneObj(ru.obj), visible: ru.visible, prev: ru.prev}
+		}
+		ru.isNew = false
 		cur := str(ru.obj, "riskLevel")
 		if str(ru.obj, "riskState") != "atRisk" && str(ru.obj, "riskState") != "confirmedCompromised" {
 			cur = "none"
@@ -140,7 +145,7 @@ func (t *Tenant) riskyLocked(userID, upn, name string) *item {
 	if ru == nil {
 		ru = &item{obj: map[string]any{"id": userID, "isDeleted": false, "isProcessing": false, "riskLevel": "none",
 			"riskState": "none", "riskDetail": "none", "riskLastUpdatedDateTime": graphTime(t.now()),
-			"userDisplayName": name, "userPrincipalName": upn}}
+			"userDisplayName": name, "userPrincipalName": upn}, isNew: true}
 		t.st.riskyUsers[userID] = ru
 		t.st.riskyOrder = append(t.st.riskyOrder, userID)
 	}
@@ -224,9 +229,11 @@ func (t *Tenant) getRiskDetection(r *req, p []string) *resp {
 func (t *Tenant) listRiskyUsers(r *req, _ []string) *resp {
 	t.mu.Lock()
 	items := make([]*item, 0, len(t.st.riskyOrder))
+	now := t.now()
 	for _, id := range t.st.riskyOrder {
-		it := t.st.riskyUsers[id]
-		items = append(items, &item{obj: cloneObj(it.obj), visible: it.visible})
+		if v := visibleVersion(t.st.riskyUsers[id], now); v != nil {
+			items = append(items, &item{obj: cloneObj(v.obj)})
+		}
 	}
 	t.mu.Unlock()
 	return t.list(r, items, listing{context: "identityProtection/riskyUsers", defTop: 20, maxTop: 500, topError: idpTopError(t)})
@@ -236,8 +243,11 @@ func (t *Tenant) getRiskyUser(r *req, p []string) *resp {
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	it := t.st.riskyUsers[strings.ToLower(p[0])]
-	if it == nil || it.visible.After(now) {
+	var it *item
+	if ru := t.st.riskyUsers[strings.ToLower(p[0])]; ru != nil {
+		it = visibleVersion(ru, now)
+	}
+	if it == nil {
 		return t.graphError(r, http.StatusNotFound, "ResourceNotFound", "The requested resource was not found.")
 	}
 	o := cloneObj(it.obj)
@@ -276,6 +286,8 @@ func (t *Tenant) riskAction(r *req, apply func(ru *item)) *resp {
 		apply(ru)
 		ru.obj["riskLastUpdatedDateTime"] = graphTime(t.now())
 		ru.visible = time.Time{}
+		ru.prev = nil
+		ru.isNew = false
 	}
 	return noContent()
 }

@@ -60,6 +60,18 @@ type item struct {
 	obj     map[string]any
 	visible time.Time
 	seq     int
+	prev    *item // the version shown until visible (riskyUsers)
+	isNew   bool  // created by this update, nothing shown before
+}
+
+// visibleVersion returns the newest version of it visible at now, or nil.
+func visibleVersion(it *item, now time.Time) *item {
+	for v := it; v != nil; v = v.prev {
+		if !v.visible.After(now) {
+			return v
+		}
+	}
+	return nil
 }
 
 type dirRole struct {

@@ -18,8 +18,9 @@ type Limit struct {
 
 // Limits are Microsoft's published throttling budgets (see doc.go for sources).
 type Limits struct {
-	// Entra ID "identity and access" resource units per app+tenant (small
-	// tenant, < 50 users: 3,500 RU / 10 s).
+	// Entra ID "identity and access" resource units per app+tenant. Until
+	// SetLimits is called it follows the tenant's size (< 50 users: 3,500,
+	// 50–500: 5,000, more: 8,000 RU / 10 s); DefaultLimits shows the small size.
 	EntraResourceUnits Limit `json:"entra_resource_units"`
 	// Entra writes per app+tenant: 3,000 / 2 min 30 s.
 	EntraWrites Limit `json:"entra_writes"`
@@ -62,10 +63,12 @@ type throttler struct {
 	on      bool
 	lim     Limits
 	buckets map[string]*bucket
+	// sized: EntraResourceUnits follows the tenant size (until SetLimits).
+	sized bool
 }
 
 func newThrottler(now func() time.Time, on bool) *throttler {
-	return &throttler{now: now, on: on, lim: DefaultLimits(), buckets: map[string]*bucket{}}
+	return &throttler{now: now, on: on, lim: DefaultLimits(), buckets: map[string]*bucket{}, sized: true}
 }
 
 // SetThrottling turns the throttling budgets on or off (buckets start full).
@@ -80,6 +83,7 @@ func (t *Tenant) SetThrottling(on bool) {
 func (t *Tenant) SetLimits(l Limits) {
 	t.thr.mu.Lock()
 	t.thr.lim = l
+	t.thr.sized = false
 	t.thr.buckets = map[string]*bucket{}
 	t.thr.mu.Unlock()
 }
@@ -132,6 +136,21 @@ func retrySeconds(d time.Duration) string {
 	return strconv.Itoa(s)
 }
 
+// ruLimit is the resource-unit budget: by tenant size (S < 50 users: 3,500;
+// M ≤ 500: 5,000; L: 8,000 per 10 s) unless a test set the limits.
+func (th *throttler) ruLimit(users int) Limit {
+	if !th.sized {
+		return th.lim.EntraResourceUnits
+	}
+	switch {
+	case users > 500:
+		return Limit{8000, 10 * time.Second}
+	case users >= 50:
+		return Limit{5000, 10 * time.Second}
+	}
+	return Limit{3500, 10 * time.Second}
+}
+
 // entraCost is the resource-unit cost of a directory request.
 func entraCost(r *req) (ru float64, write bool) {
 	if r.method != http.MethodGet {
@@ -160,6 +179,12 @@ func entraCost(r *req) (ru float64, write bool) {
 
 // throttle applies the budget of a route class; nil = allowed.
 func (t *Tenant) throttle(r *req, class throttleClass, inflight int) *resp {
+	users := 0
+	if class == thrEntra {
+		t.mu.Lock()
+		users = len(t.st.users)
+		t.mu.Unlock()
+	}
 	th := t.thr
 	th.mu.Lock()
 	defer th.mu.Unlock()
@@ -171,7 +196,7 @@ func (t *Tenant) throttle(r *req, class throttleClass, inflight int) *resp {
 	switch class {
 	case thrEntra:
 		ru, write := entraCost(r)
-		if ok, wait := th.take("ru/"+app, th.lim.EntraResourceUnits, ru); !ok {
+		if ok, wait := th.take("ru/"+app, th.ruLimit(users), ru); !ok {
 			return t.entra429(r, wait, "ResourceUnitLimitExceeded", "Tenant_Application/ReadWrite/"+app+"/"+tenant)
 		}
 		if write {
@@ -225,7 +250,11 @@ func (th *throttler) annotateEntra(r *req, res *resp) {
 	}
 	ru, _ := entraCost(r)
 	res.hdr.Set("x-ms-resource-unit", strconv.Itoa(int(ru)))
-	used := 1 - th.peek("ru/"+r.tok.AppID, th.lim.EntraResourceUnits)/math.Max(th.lim.EntraResourceUnits.Capacity, 1)
+	l := th.lim.EntraResourceUnits
+	if th.sized {
+		l = th.ruLimit(0)
+	}
+	used := 1 - th.peek("ru/"+r.tok.AppID, l)/math.Max(l.Capacity, 1)
 	if used >= 0.8 {
 		res.hdr.Set("x-ms-throttle-limit-percentage", fmt.Sprintf("%.1f", used))
 	}
@@ -239,8 +268,9 @@ func (t *Tenant) manageThrottle(r *req, method string) *resp {
 	if !th.on {
 		return nil
 	}
-	if ok, _ := th.take("manage", th.lim.ManagementActivity, 1); !ok {
-		pub := firstNonEmpty(r.q("PublisherIdentifier"), "00000000-0000-0000-0000-000000000000")
+	// PublisherIdentifier selects a dedicated quota; without it calls share one.
+	pub := firstNonEmpty(r.q("PublisherIdentifier"), "00000000-0000-0000-0000-000000000000")
+	if ok, _ := th.take("manage/"+strings.ToLower(pub), th.lim.ManagementActivity, 1); !ok {
 		return manageError(http.StatusForbidden, "AF429", fmt.Sprintf("Too many requests. Method=%s, PublisherId=%s", method, pub))
 	}
 	return nil

@@ -105,7 +105,7 @@ func TestThrottlingBudgets(t *testing.T) {
 	tn.SetLimits(l)
 	m := newManageClient(t, tn, creds(tn))
 	for i := 0; i < 2; i++ {
-		if r, _ := m.call("GET", m.root+"/subscriptions/list"); r.StatusCode != 200 {
+		if r, _ := m.call("GET", m.root+"/subscriptions/list?PublisherIdentifier="+tn.Info().TenantID); r.StatusCode != 200 {
 			t.Fatalf("manage %d: %d", i, r.StatusCode)
 		}
 	}
@@ -114,8 +114,12 @@ func TestThrottlingBudgets(t *testing.T) {
 	if !strings.Contains(string(mb), "PublisherId="+tn.Info().TenantID) {
 		t.Fatalf("AF429 message %s", mb)
 	}
+	// Another publisher has its own quota.
+	if r, _ := m.call("GET", m.root+"/subscriptions/list?PublisherIdentifier=22222222-2222-2222-2222-222222222222"); r.StatusCode != 200 {
+		t.Fatalf("other publisher: %d", r.StatusCode)
+	}
 	clk.Advance(30 * time.Second)
-	if r, _ := m.call("GET", m.root+"/subscriptions/list"); r.StatusCode != 200 {
+	if r, _ := m.call("GET", m.root+"/subscriptions/list?PublisherIdentifier="+tn.Info().TenantID); r.StatusCode != 200 {
 		t.Fatalf("manage refill: %d", r.StatusCode)
 	}
 
