@@ -20,8 +20,18 @@ import (
 )
 
 type actCmd struct {
-	DisableUser    actUserCmd `cmd:"" name:"disable-user" help:"Block the user's sign-in (accountEnabled=false)."`
-	RevokeSessions actUserCmd `cmd:"" name:"revoke-sessions" help:"Revoke the user's sign-in sessions and refresh tokens."`
+	DisableUser         actUserCmd        `cmd:"" name:"disable-user" help:"Block the user's sign-in (accountEnabled=false)."`
+	EnableUser          actUserCmd        `cmd:"" name:"enable-user" help:"Allow the user's sign-in again (accountEnabled=true)."`
+	RevokeSessions      actUserCmd        `cmd:"" name:"revoke-sessions" help:"Revoke the user's sign-in sessions and refresh tokens."`
+	ResetPassword       actUserCmd        `cmd:"" name:"reset-password" help:"Set a generated password (printed here only) and force a change at next sign-in."`
+	ConfirmCompromised  actUserCmd        `cmd:"" name:"confirm-compromised" help:"Mark the user compromised in Identity Protection."`
+	DismissRisk         actUserCmd        `cmd:"" name:"dismiss-risk" help:"Dismiss the user's risk in Identity Protection."`
+	DisableForwardRules actUserCmd        `cmd:"" name:"disable-forward-rules" help:"Disable every inbox rule that forwards or redirects mail (reversible)."`
+	DeleteForwardRules  actDeleteRulesCmd `cmd:"" name:"delete-forward-rules" help:"Delete the inbox rules that forward outside the tenant (each rule is kept in the audit record)."`
+	PurgeMail           actPurgeCmd       `cmd:"" name:"purge-mail" help:"Find messages and delete them (soft: Deleted Items; --hard: permanentDelete, cannot be undone)."`
+	BlockIP             actIPCmd          `cmd:"" name:"block-ip" help:"Block sign-ins from an address or range with Responder's Conditional Access policy."`
+	UnblockIP           actIPCmd          `cmd:"" name:"unblock-ip" help:"Remove an address or range from Responder's blocked locations."`
+	Undo                actUndoCmd        `cmd:"" name:"undo" help:"Issue the inverse of a finished request (irreversible actions say so)."`
 }
 
 // actCommon are the flags every action request has.
@@ -41,6 +51,94 @@ type actUserCmd struct {
 	User string `help:"UPN or object id." required:""`
 }
 
+type actDeleteRulesCmd struct {
+	actCommon
+	User  string `help:"UPN or object id." required:""`
+	Scope string `help:"external: rules forwarding outside the verified domains; all: every forwarding rule." enum:"external,all" default:"external"`
+}
+
+func (c *actDeleteRulesCmd) Run(e *env) error {
+	return c.send(e, actions.DeleteForwardRules, actions.Target{User: c.User}, map[string]any{"scope": c.Scope})
+}
+
+type actPurgeCmd struct {
+	actCommon
+	MessageID      string        `name:"message-id" help:"Internet message id, e.g. '<id@host>'."`
+	Sender         string        `help:"Sender address (with a time window)."`
+	Subject        string        `help:"Exact subject (with a time window)."`
+	Since          time.Duration `help:"Received within this long before now (e.g. 48h)."`
+	ReceivedAfter  string        `name:"received-after" help:"Received at or after (RFC 3339)."`
+	ReceivedBefore string        `name:"received-before" help:"Received before (RFC 3339)."`
+	Mailbox        []string      `help:"Mailbox (UPN or object id); repeat for several."`
+	AllMailboxes   bool          `name:"all-mailboxes" help:"Search every mailbox of the tenant."`
+	Hard           bool          `help:"permanentDelete instead of moving to Deleted Items: cannot be undone."`
+}
+
+func (c *actPurgeCmd) Run(e *env) error {
+	p := map[string]any{}
+	if c.Sender != "" {
+		p["sender"] = c.Sender
+	}
+	if c.Subject != "" {
+		p["subject"] = c.Subject
+	}
+	after := c.ReceivedAfter
+	if c.Since > 0 {
+		after = time.Now().Add(-c.Since).UTC().Format(time.RFC3339)
+	}
+	if after != "" {
+		p["received_after"] = after
+	}
+	if c.ReceivedBefore != "" {
+		p["received_before"] = c.ReceivedBefore
+	}
+	if len(c.Mailbox) > 0 {
+		mb := make([]any, len(c.Mailbox))
+		for i, m := range c.Mailbox {
+			mb[i] = m
+		}
+		p["mailboxes"] = mb
+	}
+	if c.AllMailboxes {
+		p["all_mailboxes"] = true
+	}
+	if c.Hard {
+		p["hard"] = true
+		if !c.DryRun {
+			fmt.Fprintln(e.stderr, "WARNING: --hard purges with permanentDelete: the messages cannot be recovered and Responder cannot undo it.")
+		}
+	}
+	return c.send(e, actions.PurgeMail, actions.Target{MessageID: c.MessageID}, p)
+}
+
+type actIPCmd struct {
+	actCommon
+	IP      string `name:"ip" help:"Address or CIDR range." required:""`
+	Expires string `help:"block-ip only: unblock automatically after this long (e.g. 24h, 7d)."`
+}
+
+func (c *actIPCmd) Run(e *env, k *kong.Context) error {
+	path := strings.Fields(k.Command())
+	action := actions.FromCLIName(path[len(path)-1])
+	var p map[string]any
+	if c.Expires != "" {
+		if action != actions.BlockIP {
+			return errors.New("--expires applies to block-ip only")
+		}
+		p = map[string]any{"expires": c.Expires}
+	}
+	return c.send(e, action, actions.Target{IP: c.IP}, p)
+}
+
+type actUndoCmd struct {
+	actCommon
+	RequestID string `arg:"" name:"request-id" help:"The finished request to reverse."`
+}
+
+func (c *actUndoCmd) Run(e *env) error {
+	return c.send(e, actions.Undo, actions.Target{RequestID: c.RequestID}, nil)
+}
+
 // outcomeError gives act a non-zero exit status when the action did not succeed.
 type outcomeError struct{ o actions.Outcome }
 
@@ -52,10 +150,12 @@ func (e *outcomeError) ExitCode() int { return 3 }
 func (c *actUserCmd) Run(e *env, k *kong.Context) error {
 	path := strings.Fields(k.Command())
 	action := actions.FromCLIName(path[len(path)-1])
-	return c.send(e, action, actions.Target{User: c.User})
+	return c.send(e, action, actions.Target{User: c.User}, nil)
 }
 
-func (c *actCommon) send(e *env, action actions.Name, target actions.Target) error {
+// send publishes one request and waits for its outcome. A secret in the outcome
+// (reset_password's password) is printed to stdout only, never logged.
+func (c *actCommon) send(e *env, action actions.Name, target actions.Target, params map[string]any) error {
 	url, tenant, err := c.resolve()
 	if err != nil {
 		return err
@@ -68,7 +168,7 @@ func (c *actCommon) send(e *env, action actions.Name, target actions.Target) err
 		analyst = "analyst"
 	}
 	req := &actions.Request{
-		Version: actions.Version, ID: uuid.NewString(), Action: action, Target: target,
+		Version: actions.Version, ID: uuid.NewString(), Action: action, Target: target, Params: params,
 		RequestedBy: audit.Actor{Kind: "analyst", Name: analyst},
 		Reason:      c.Reason, Ticket: c.Ticket, DryRun: c.DryRun, OverrideProtected: c.OverrideProtected,
 		RequestedAt: time.Now().UTC(),
@@ -120,6 +220,9 @@ func (c *actCommon) send(e *env, action actions.Name, target actions.Target) err
 			line += " [" + o.ErrorCode + "]"
 		}
 		fmt.Fprintf(e.stdout, "%s\n  request %s, audit record %s\n", line, o.RequestID, o.AuditID)
+		if o.Secret != "" {
+			fmt.Fprintf(e.stdout, "  new password (shown once, not stored anywhere): %s\n", o.Secret)
+		}
 	}
 	switch o.Outcome {
 	case audit.Succeeded, audit.DryRun, audit.PendingApproval:
@@ -134,6 +237,10 @@ func describe(t actions.Target) string {
 		return t.User
 	case t.IP != "":
 		return t.IP
+	case t.RequestID != "":
+		return "request " + t.RequestID
+	case t.MessageID == "":
+		return "the matching messages"
 	}
 	return t.MessageID
 }

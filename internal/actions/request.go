@@ -20,31 +20,138 @@ type Name string
 
 // The catalogue.
 const (
-	DisableUser    Name = "disable_user"
-	RevokeSessions Name = "revoke_sessions"
+	DisableUser         Name = "disable_user"
+	EnableUser          Name = "enable_user"
+	RevokeSessions      Name = "revoke_sessions"
+	ResetPassword       Name = "reset_password"
+	ConfirmCompromised  Name = "confirm_compromised"
+	DismissRisk         Name = "dismiss_risk"
+	DisableForwardRules Name = "disable_forward_rules"
+	EnableForwardRules  Name = "enable_forward_rules"
+	DeleteForwardRules  Name = "delete_forward_rules"
+	RestoreForwardRules Name = "restore_forward_rules"
+	PurgeMail           Name = "purge_mail"
+	BlockIP             Name = "block_ip"
+	UnblockIP           Name = "unblock_ip"
+	Undo                Name = "undo"
 )
 
 // Spec describes one catalogue entry.
 type Spec struct {
 	Name        Name
-	Target      string // "user", "ip", "message"
+	Target      string // "user", "ip", "message", "request"
 	Description string
 	// Inverse is the action that undoes this one ("" when irreversible).
 	Inverse Name
-	// Permission is the least-privileged Graph application permission it needs.
+	// Irreversible says why an action cannot be undone (when Inverse is "").
+	Irreversible string
+	// Permission is the least-privileged Graph application permission it needs
+	// (besides the read permissions named in Reads).
 	Permission string
+	// Reads are the read permissions it needs as well.
+	Reads string
+	// Calls are the Graph calls it makes, for the README.
+	Calls string
+	// Params are the parameter names it accepts.
+	Params []string
 }
 
 var catalogue = map[Name]Spec{
 	DisableUser: {
-		Name: DisableUser, Target: "user",
+		Name: DisableUser, Target: "user", Inverse: EnableUser,
 		Description: "block sign-in: PATCH accountEnabled=false",
-		Permission:  "User.EnableDisableAccount.All",
+		Permission:  "User.EnableDisableAccount.All", Reads: "User.Read.All",
+		Calls: "GET /users/{id}?$select=id,userPrincipalName,accountEnabled; PATCH /users/{id} (both in $batch)",
+	},
+	EnableUser: {
+		Name: EnableUser, Target: "user", Inverse: DisableUser,
+		Description: "allow sign-in again: PATCH accountEnabled=true",
+		Permission:  "User.EnableDisableAccount.All", Reads: "User.Read.All",
+		Calls: "GET /users/{id}?$select=id,userPrincipalName,accountEnabled; PATCH /users/{id} (both in $batch)",
 	},
 	RevokeSessions: {
 		Name: RevokeSessions, Target: "user",
-		Description: "invalidate refresh tokens and session cookies: revokeSignInSessions",
-		Permission:  "User.RevokeSessions.All",
+		Irreversible: "revoked sessions cannot be restored; the user signs in again",
+		Description:  "invalidate refresh tokens and session cookies: revokeSignInSessions",
+		Permission:   "User.RevokeSessions.All",
+		Calls:        "POST /users/{id}/revokeSignInSessions (in $batch)",
+	},
+	ResetPassword: {
+		Name: ResetPassword, Target: "user",
+		Irreversible: "the previous password is unknown and cannot be restored",
+		Description:  "set a generated strong password and force a change at next sign-in",
+		Permission:   "User-PasswordProfile.ReadWrite.All",
+		Calls:        "PATCH /users/{id} {passwordProfile}",
+	},
+	ConfirmCompromised: {
+		Name: ConfirmCompromised, Target: "user",
+		Irreversible: "Identity Protection has no 'unconfirm'; dismiss_risk clears the risk instead",
+		Description:  "mark the user compromised in Identity Protection (risk high)",
+		Permission:   "IdentityRiskyUser.ReadWrite.All", Reads: "User.Read.All",
+		Calls: "GET /users/{id}?$select=id; GET /identityProtection/riskyUsers/{id}; POST /identityProtection/riskyUsers/confirmCompromised",
+	},
+	DismissRisk: {
+		Name: DismissRisk, Target: "user",
+		Irreversible: "dismissed risk cannot be restored; confirm_compromised raises it again",
+		Description:  "dismiss the user's risk in Identity Protection",
+		Permission:   "IdentityRiskyUser.ReadWrite.All", Reads: "User.Read.All",
+		Calls: "GET /users/{id}?$select=id; GET /identityProtection/riskyUsers/{id}; POST /identityProtection/riskyUsers/dismiss",
+	},
+	DisableForwardRules: {
+		Name: DisableForwardRules, Target: "user", Inverse: EnableForwardRules,
+		Description: "disable every inbox rule that forwards, redirects or forwards as attachment",
+		Permission:  "MailboxSettings.ReadWrite",
+		Calls:       "GET /users/{id}/mailFolders/inbox/messageRules; PATCH …/messageRules/{rule} {isEnabled:false}",
+		Params:      []string{"recipients", "rule"},
+	},
+	EnableForwardRules: {
+		Name: EnableForwardRules, Target: "user", Inverse: DisableForwardRules,
+		Description: "re-enable the inbox rules a disable_forward_rules disabled",
+		Permission:  "MailboxSettings.ReadWrite",
+		Calls:       "GET /users/{id}/mailFolders/inbox/messageRules; PATCH …/messageRules/{rule} {isEnabled:true}",
+		Params:      []string{"rule_ids"},
+	},
+	DeleteForwardRules: {
+		Name: DeleteForwardRules, Target: "user", Inverse: RestoreForwardRules,
+		Description: "delete the inbox rules that forward outside the tenant (scope external) or every forwarding rule (scope all), keeping each rule in the audit record",
+		Permission:  "MailboxSettings.ReadWrite", Reads: "Domain.Read.All",
+		Calls:  "GET /domains; GET /users/{id}/mailFolders/inbox/messageRules; DELETE …/messageRules/{rule}",
+		Params: []string{"scope", "recipients", "rule"},
+	},
+	RestoreForwardRules: {
+		Name: RestoreForwardRules, Target: "user",
+		Irreversible: "run delete_forward_rules to remove restored rules again",
+		Description:  "recreate inbox rules exactly from the snapshots a delete_forward_rules kept",
+		Permission:   "MailboxSettings.ReadWrite",
+		Calls:        "GET /users/{id}/mailFolders/inbox/messageRules; POST …/messageRules",
+		Params:       []string{"rules"},
+	},
+	PurgeMail: {
+		Name: PurgeMail, Target: "message",
+		Irreversible: "purged mail is not restored by Responder (soft: it stays in Deleted Items for the user or an admin to restore; hard: it cannot come back)",
+		Description:  "find messages by internet message id, or by sender and/or subject in a received-time window, and delete them (soft: move to Deleted Items; hard: permanentDelete)",
+		Permission:   "Mail.ReadWrite", Reads: "User.Read.All (for all_mailboxes)",
+		Calls:  "GET /users?$select=id,userPrincipalName,mail (all mailboxes); GET /users/{id}/messages?$filter=…; POST /users/{id}/messages/{msg}/permanentDelete or …/move {destinationId:deleteditems}",
+		Params: []string{"sender", "subject", "received_after", "received_before", "mailboxes", "all_mailboxes", "hard"},
+	},
+	BlockIP: {
+		Name: BlockIP, Target: "ip", Inverse: UnblockIP,
+		Description: "add the range to Responder's IP named locations blocked by Responder's Conditional Access policy (both created on first use)",
+		Permission:  "Policy.ReadWrite.ConditionalAccess", Reads: "Policy.Read.All, User.Read.All, RoleManagement.Read.Directory",
+		Calls:  "GET/POST/PATCH /identity/conditionalAccess/namedLocations; GET/POST/PATCH /identity/conditionalAccess/policies",
+		Params: []string{"expires"},
+	},
+	UnblockIP: {
+		Name: UnblockIP, Target: "ip", Inverse: BlockIP,
+		Description: "remove the range from Responder's blocked IP named locations",
+		Permission:  "Policy.ReadWrite.ConditionalAccess", Reads: "Policy.Read.All",
+		Calls: "GET/PATCH /identity/conditionalAccess/namedLocations",
+	},
+	Undo: {
+		Name: Undo, Target: "request",
+		Irreversible: "an undo is itself undone by undoing the request it issued",
+		Description:  "issue the inverse of a finished action as a new request that references it",
+		Calls:        "none (publishes the inverse request)",
 	},
 }
 
@@ -79,6 +186,8 @@ type Target struct {
 	User      string `json:"user,omitempty"` // UPN or object id
 	IP        string `json:"ip,omitempty"`   // address or CIDR
 	MessageID string `json:"message_id,omitempty"`
+	// RequestID is the request an undo reverses.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // Map is the audit form of the target.
@@ -92,6 +201,9 @@ func (t Target) Map() map[string]string {
 	}
 	if t.MessageID != "" {
 		m["message_id"] = t.MessageID
+	}
+	if t.RequestID != "" {
+		m["request_id"] = t.RequestID
 	}
 	if len(m) == 0 {
 		return nil
@@ -220,12 +332,18 @@ func (r *Request) Validate() error {
 	if err := validateTarget(spec, r.Target); err != nil {
 		return err
 	}
+	if _, err := ParseParams(r.Action, r.Target, r.Params); err != nil {
+		return err
+	}
 	for i, s := range r.Next {
 		ns, ok := Lookup(s.Action)
 		if !ok {
 			return reject("next[%d]: unknown action %q", i, s.Action)
 		}
 		if err := validateTarget(ns, s.Target); err != nil {
+			return reject("next[%d]: %s", i, err.(*RejectError).Reason)
+		}
+		if _, err := ParseParams(s.Action, s.Target, s.Params); err != nil {
 			return reject("next[%d]: %s", i, err.(*RejectError).Reason)
 		}
 	}
@@ -247,6 +365,15 @@ func validateTarget(spec Spec, t Target) error {
 		}
 		if !ValidIP(t.IP) {
 			return reject("target.ip %q is not an address or CIDR", t.IP)
+		}
+	case "message":
+		// purge_mail: a message id, or sender/subject in params (checked there).
+		if t.MessageID != "" && !ValidMessageID(t.MessageID) {
+			return reject("target.message_id %q is not an internet message id like <id@host>", t.MessageID)
+		}
+	case "request":
+		if !uuidRE.MatchString(t.RequestID) {
+			return reject("%s needs target.request_id (the UUID of a finished request)", spec.Name)
 		}
 	}
 	return nil

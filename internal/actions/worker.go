@@ -29,6 +29,18 @@ type ExecutorFunc func(ctx context.Context, req *Request) (Result, error)
 // Execute calls f.
 func (f ExecutorFunc) Execute(ctx context.Context, req *Request) (Result, error) { return f(ctx, req) }
 
+// Planner reports what a request would do without changing anything, down to
+// the objects it would touch (dry run). An Executor may implement it.
+type Planner interface {
+	Plan(ctx context.Context, req *Request) (Result, error)
+}
+
+// Directory resolves the protected identities: the listed users (both their UPN
+// and object id) and the members of the protected directory roles.
+type Directory interface {
+	ProtectedIdentities(ctx context.Context, p Protected) ([]Identity, error)
+}
+
 // Recorder appends to the audit trail.
 type Recorder interface {
 	Append(ctx context.Context, r audit.Record) (audit.Record, error)
@@ -40,6 +52,19 @@ type Result struct {
 	Before, After   json.RawMessage
 	GraphRequestIDs []string
 	AlreadyDone     bool // the effect was already in place
+	// Undo is the request that reverses this one (nil when irreversible or when
+	// nothing changed). Kept in KV for `undo`, never sent to Microsoft as is.
+	Undo *Step
+	// Secret is returned to the requester only (the Outcome on the result
+	// subject): never audited, logged, stored in KV or put in an error.
+	Secret string
+}
+
+// Warner gives the warning to record when a request is accepted, before any
+// call (for example that a hard delete cannot be undone). An Executor may
+// implement it.
+type Warner interface {
+	Warning(req *Request) string
 }
 
 // Outcome is the final answer to a request, published on its result subject for
@@ -54,6 +79,10 @@ type Outcome struct {
 	Attempts  int               `json:"attempts,omitempty"`
 	AuditID   string            `json:"audit_id,omitempty"`
 	Time      time.Time         `json:"time"`
+	// Secret is set only on the reply to the requester, only by reset_password
+	// (the generated password). It is never in the audit trail, the KV state,
+	// logs or errors; a redelivered request's reply does not carry it.
+	Secret string `json:"secret,omitempty"`
 }
 
 // WorkerConfig wires a worker.
@@ -64,6 +93,14 @@ type WorkerConfig struct {
 	Executor  Executor
 	Audit     Recorder
 	Protected Protected
+	// Directory resolves protected UPNs, object ids and role members (nil: only
+	// the listed users are compared, as given).
+	Directory Directory
+	// Blast bounds requests per action and per playbook (zero value:
+	// DefaultBlastLimits; set Window alone to disable every limit).
+	Blast BlastLimits
+	// IP bounds what block_ip may block (defaults /16 and /48).
+	IP IPPolicy
 	// DryRun makes the whole engine record what it would do and change nothing.
 	DryRun      bool
 	Concurrency int           // requests in flight (default 16)
@@ -106,6 +143,9 @@ func NewWorker(cfg WorkerConfig) *Worker {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Blast.PerAction == nil && cfg.Blast.PerPlaybook == 0 && cfg.Blast.Window == 0 {
+		cfg.Blast = DefaultBlastLimits()
 	}
 	return &Worker{cfg: cfg, log: cfg.Logger.With("part", "actions")}
 }
@@ -191,7 +231,7 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) {
 		// A redelivery of a finished request: never act twice; finish what the
 		// previous delivery may not have (audit record, next step, reply).
 		log.Info("request already finished; returning stored result", "outcome", st.Final.Outcome)
-		w.complete(ctx, msg, req, st)
+		w.complete(ctx, msg, req, st, "")
 		return
 	case st == nil:
 		if err := w.claim(ctx, req.ID); err != nil {
@@ -203,6 +243,11 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) {
 		rec.ID = recordID(req.ID, "accepted")
 		rec.Outcome = audit.Accepted
 		rec.Detail = "request accepted"
+		if wr, ok := w.cfg.Executor.(Warner); ok {
+			if warn := wr.Warning(req); warn != "" {
+				rec.Detail += "; WARNING: " + warn
+			}
+		}
 		if _, err := w.cfg.Audit.Append(ctx, rec); err != nil {
 			log.Error("audit accepted", "err", err)
 			_ = msg.NakWithDelay(time.Second)
@@ -210,47 +255,50 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) {
 		}
 	}
 
+	if req.Action == Undo {
+		w.undo(ctx, msg, req, attempts)
+		return
+	}
+	params, _ := ParseParams(req.Action, req.Target, req.Params) // validated by Decode
+
 	// Guards.
-	d := w.cfg.Protected.Check(req)
+	ids, err := w.protectedIdentities(ctx)
+	if err != nil {
+		// Fail closed: without the list nobody is known to be unprotected.
+		w.retryOrFail(ctx, msg, req, AsError(fmt.Errorf("look up protected identities: %w", err)), attempts, "")
+		return
+	}
+	d := CheckIdentities(req, ids)
 	if !d.Allow {
-		w.finish(ctx, msg, req, w.final(req, audit.Refused, d.Reason, attempts))
+		w.finish(ctx, msg, req, w.final(req, audit.Refused, d.Reason, attempts), nil)
 		return
 	}
 	overrideNote := ""
 	if d.Override {
 		overrideNote = d.Reason + "; "
 	}
-	if req.DryRun || w.cfg.DryRun {
-		why := "request"
-		if w.cfg.DryRun {
-			why = "engine"
+	if req.Action == BlockIP {
+		if ipd := w.cfg.IP.CheckIP(params.Prefix); !ipd.Allow {
+			w.finish(ctx, msg, req, w.final(req, audit.Refused, ipd.Reason, attempts), nil)
+			return
 		}
-		spec, _ := Lookup(req.Action)
-		rec := w.final(req, audit.DryRun, overrideNote+"dry run ("+why+"): would "+spec.Description+" for "+describeTarget(req.Target), attempts)
-		rec.DryRun = true
-		w.finish(ctx, msg, req, rec)
+	}
+	if req.DryRun || w.cfg.DryRun {
+		w.dryRun(ctx, msg, req, overrideNote, attempts)
+		return
+	}
+	if why, err := w.checkBlast(ctx, req); err != nil {
+		log.Error("blast-radius counter unavailable; will retry", "err", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	} else if why != "" {
+		w.finish(ctx, msg, req, w.final(req, audit.Refused, why, attempts), nil)
 		return
 	}
 
 	res, err := w.cfg.Executor.Execute(ctx, req)
 	if err != nil {
-		e := AsError(err)
-		if e.Class != Permanent && attempts < w.cfg.MaxAttempts && ctx.Err() == nil {
-			delay := Backoff(e, attempts, w.cfg.RetryBase, w.cfg.RetryMax, jitter)
-			log.Warn("action failed; retrying", "class", e.Class, "code", e.Code, "status", e.Status, "delay", delay)
-			_ = msg.NakWithDelay(delay)
-			return
-		}
-		rec := w.final(req, audit.Failed, overrideNote+e.Error(), attempts)
-		rec.ErrorCode = e.Code
-		if rec.ErrorCode == "" && e.Status == 0 {
-			rec.ErrorCode = "transport_error"
-		}
-		if e.RequestID != "" || e.ClientRequestID != "" {
-			rec.GraphRequestIDs = nonEmpty(e.RequestID, e.ClientRequestID)
-		}
-		log.Error("action failed", "class", e.Class, "code", e.Code, "status", e.Status)
-		w.finish(ctx, msg, req, rec)
+		w.retryOrFail(ctx, msg, req, AsError(err), attempts, overrideNote)
 		return
 	}
 	detail := res.Detail
@@ -262,7 +310,82 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	rec := w.final(req, audit.Succeeded, overrideNote+detail, attempts)
 	rec.Before, rec.After, rec.GraphRequestIDs = res.Before, res.After, res.GraphRequestIDs
-	w.finish(ctx, msg, req, rec)
+	x := &extra{secret: res.Secret, undo: res.Undo}
+	if req.Action == BlockIP && params.Expires > 0 {
+		x.expiresAt = w.cfg.Now().UTC().Add(params.Expires)
+		rec.Detail += "; unblocks automatically at " + x.expiresAt.Format(time.RFC3339)
+	}
+	w.finish(ctx, msg, req, rec, x)
+}
+
+// retryOrFail naks a retryable failure with its delay while attempts remain,
+// else records the final failure with Microsoft's code and request ids.
+func (w *Worker) retryOrFail(ctx context.Context, msg jetstream.Msg, req *Request, e *Error, attempts int, note string) {
+	log := w.log.With("request", req.ID, "action", req.Action, "attempt", attempts)
+	if e.Class != Permanent && attempts < w.cfg.MaxAttempts && ctx.Err() == nil {
+		delay := Backoff(e, attempts, w.cfg.RetryBase, w.cfg.RetryMax, jitter)
+		log.Warn("action failed; retrying", "class", e.Class, "code", e.Code, "status", e.Status, "delay", delay)
+		_ = msg.NakWithDelay(delay)
+		return
+	}
+	rec := w.final(req, audit.Failed, note+e.Error(), attempts)
+	rec.ErrorCode = e.Code
+	if rec.ErrorCode == "" && e.Status == 0 {
+		rec.ErrorCode = "transport_error"
+	}
+	if e.RequestID != "" || e.ClientRequestID != "" {
+		rec.GraphRequestIDs = nonEmpty(e.RequestID, e.ClientRequestID)
+	}
+	log.Error("action failed", "class", e.Class, "code", e.Code, "status", e.Status)
+	w.finish(ctx, msg, req, rec, nil)
+}
+
+// protectedIdentities is the listed users plus what the directory resolves.
+func (w *Worker) protectedIdentities(ctx context.Context) ([]Identity, error) {
+	ids := make([]Identity, 0, len(w.cfg.Protected.Users))
+	for _, u := range w.cfg.Protected.Users {
+		ids = append(ids, Identity{ID: u, Why: "listed"})
+	}
+	if w.cfg.Directory == nil {
+		return ids, nil
+	}
+	more, err := w.cfg.Directory.ProtectedIdentities(ctx, w.cfg.Protected)
+	if err != nil {
+		return nil, err
+	}
+	return append(ids, more...), nil
+}
+
+// dryRun records what the request would do: the executor's plan when it can
+// make one (reads only), else the catalogue's description.
+func (w *Worker) dryRun(ctx context.Context, msg jetstream.Msg, req *Request, note string, attempts int) {
+	why := "request"
+	if w.cfg.DryRun {
+		why = "engine"
+	}
+	spec, _ := Lookup(req.Action)
+	detail := note + "dry run (" + why + "): would " + spec.Description + " for " + describeTarget(req.Target)
+	var res Result
+	if p, ok := w.cfg.Executor.(Planner); ok {
+		r, err := p.Plan(ctx, req)
+		if err != nil {
+			e := AsError(err)
+			if e.Class != Permanent && attempts < w.cfg.MaxAttempts && ctx.Err() == nil {
+				_ = msg.NakWithDelay(Backoff(e, attempts, w.cfg.RetryBase, w.cfg.RetryMax, jitter))
+				return
+			}
+			detail += "; the plan could not be read: " + e.Error()
+		} else {
+			res = r
+			if r.Detail != "" {
+				detail = note + "dry run (" + why + "): would " + r.Detail
+			}
+		}
+	}
+	rec := w.final(req, audit.DryRun, detail, attempts)
+	rec.DryRun = true
+	rec.Before, rec.After, rec.GraphRequestIDs = res.Before, res.After, res.GraphRequestIDs
+	w.finish(ctx, msg, req, rec, nil)
 }
 
 func describeTarget(t Target) string {
@@ -273,6 +396,8 @@ func describeTarget(t Target) string {
 		return "ip " + t.IP
 	case t.MessageID != "":
 		return "message " + t.MessageID
+	case t.RequestID != "":
+		return "request " + t.RequestID
 	}
 	return "no target"
 }
@@ -300,6 +425,20 @@ type state struct {
 	Audited bool          `json:"audited,omitempty"`
 	Final   *audit.Record `json:"final,omitempty"`
 	Claimed time.Time     `json:"claimed"`
+	// Undo reverses a succeeded request (see Result.Undo).
+	Undo *Step `json:"undo,omitempty"`
+	// SecretIssued records that the first reply carried a secret (never the
+	// secret itself).
+	SecretIssued bool `json:"secret_issued,omitempty"`
+	// ExpiresAt is when a block_ip is to be undone by the engine.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+}
+
+// extra is what finish keeps besides the record: the secret for the reply only.
+type extra struct {
+	secret    string
+	undo      *Step
+	expiresAt time.Time
 }
 
 func stateKey(id string) string { return "req." + bus.Token(id) }
@@ -369,17 +508,23 @@ func (w *Worker) final(req *Request, o audit.Outcome, detail string, attempts in
 
 // finish stores the final state first (so a redelivery cannot act again), then
 // the audit record, then requests the next step, replies, and acks last.
-func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, req *Request, rec audit.Record) {
-	st := &state{Done: true, Final: &rec, Claimed: w.cfg.Now().UTC()}
+func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, req *Request, rec audit.Record, x *extra) {
+	if x == nil {
+		x = &extra{}
+	}
+	st := &state{Done: true, Final: &rec, Claimed: w.cfg.Now().UTC(), Undo: x.undo, SecretIssued: x.secret != "", ExpiresAt: x.expiresAt}
 	if err := w.putState(ctx, req.ID, st); err != nil {
 		w.log.Error("store final state; will retry", "request", req.ID, "err", err)
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	w.complete(ctx, msg, req, st)
+	w.complete(ctx, msg, req, st, x.secret)
 }
 
-func (w *Worker) complete(ctx context.Context, msg jetstream.Msg, req *Request, st *state) {
+// complete finishes a request whose final state is stored: audit record,
+// expiry schedule, next step, reply (with the secret only on the first
+// delivery), ack.
+func (w *Worker) complete(ctx context.Context, msg jetstream.Msg, req *Request, st *state, secret string) {
 	rec := *st.Final
 	if !st.Audited {
 		stored, err := w.cfg.Audit.Append(ctx, rec)
@@ -395,12 +540,22 @@ func (w *Worker) complete(ctx context.Context, msg jetstream.Msg, req *Request, 
 			w.log.Warn("mark audited", "request", req.ID, "err", err) // the deterministic record id dedupes a re-send
 		}
 	}
+	if !st.ExpiresAt.IsZero() && rec.Outcome == audit.Succeeded {
+		if err := scheduleExpiry(ctx, w.cfg.KV, req, st.ExpiresAt); err != nil {
+			w.log.Error("schedule block expiry; will retry", "request", req.ID, "err", err)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+	}
 	if err := w.publishNext(ctx, req, rec.Outcome); err != nil {
 		w.log.Error("request next step; will retry", "request", req.ID, "err", err)
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	w.notify(req, rec)
+	if secret == "" && st.SecretIssued {
+		rec.Detail += "; the password was delivered to the original requester only (run reset_password again if it was lost)"
+	}
+	w.notify(req, rec, secret)
 	if err := msg.Ack(); err != nil {
 		w.log.Warn("ack", "request", req.ID, "err", err)
 	}
@@ -443,10 +598,11 @@ func Publish(ctx context.Context, js jetstream.Publisher, tenant string, r *Requ
 	return nil
 }
 
-func (w *Worker) notify(req *Request, rec audit.Record) {
+func (w *Worker) notify(req *Request, rec audit.Record, secret string) {
 	o := Outcome{
 		RequestID: req.ID, Action: req.Action, Target: rec.Target, Outcome: rec.Outcome,
 		Detail: rec.Detail, ErrorCode: rec.ErrorCode, Attempts: rec.Attempts, AuditID: rec.ID, Time: rec.Time,
+		Secret: secret,
 	}
 	b, _ := json.Marshal(o)
 	if nc := w.cfg.JS.Conn(); nc != nil {

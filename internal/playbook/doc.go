@@ -10,7 +10,8 @@
 //	matches, err := set.Match(&env) // pure: no I/O, no clock, no state
 //	for _, m := range matches { /* m.Steps are actions.Step, in order; m.Approval[i]; m.SuppressionKey */ }
 //
-// TestRecords is the library behind `responder playbook test`: it streams
+// MatchStateful adds threshold triggers, with a Counter (KVCounter in the
+// engine). TestRecords is the library behind `responder playbook test`: it streams
 // records as Microsoft publishes them, recognises each with event.Normalize
 // and prints what would fire, touching nothing.
 //
@@ -99,13 +100,109 @@
 // address or CIDR); a playbook whose target cannot be resolved does not fire
 // and Match reports why.
 //
-// # Later: stateful and Sigma triggers
+// # Sigma rules as triggers
 //
-// trigger.threshold (count or distinct count per key in a window, follow-up
-// events) and trigger.sigma (a SigmaHQ rule with a field mapping) are reserved
-// names: the loader rejects them with "not supported yet". They fit the model
-// as further Trigger fields evaluated after the stateless conditions; the state
-// lives in the engine (KV), and Match stays pure by receiving the counts.
+//	trigger:
+//	  sigma: rules/microsoft365_susp_inbox_rule_creation_or_update_activity.yml  # or a directory, or a list
+//	  when: [...]            # optional: further conditions, all must hold too
+//
+// Paths are relative to LoadOptions.BaseDir (the playbook directory). A
+// directory loads every *.yml in it; the playbook fires when any rule
+// matches (Match.Sigma names it; the reason carries title, id and author, as
+// the rules' licence, DRL 1.1, asks). trigger.source may be left out: the
+// rule's logsource gives it. Every rule must load, else the playbook is a
+// load problem naming the rule file, line and the unsupported feature.
+// LoadSigmaFile, LoadSigmaDir and ParseSigma load rules on their own;
+// SigmaSet wraps bare rules in detection-only playbooks (benchmarks).
+//
+// Supported: selections as mappings (all fields hold) and lists of mappings
+// (any holds); a list of values is any (with |all, every); null (absent or
+// null); an empty quoted value (the empty string); plain values case-insensitive with * and ?
+// wildcards (\*, \?, \\ escape); numbers equal numerically; modifiers
+// contains, startswith, endswith, all, re (Go RE2; i, m, s flags), cidr,
+// exists, cased, gt, gte, lt, lte; a compound field value (Parameters, a list
+// of {Name, Value}) matches when any scalar leaf does (Sigma's "greedy"
+// search); condition with and, or, not, parentheses, 1 of / any of / all of
+// <pattern> or them (them leaves out identifiers starting with _), and a
+// list of conditions (any). Refused, by exact name in SigmaError.Feature:
+// "aggregation | count()" (any "| …"), "near", "timeframe", "correlation
+// rule", "rule collection …", "keyword search" (value lists without a
+// field), "modifier X" for every other modifier (base64, base64offset,
+// windash, utf16le, expand, fieldref… — no shared rule uses them), "N of"
+// for N other than 1, "field X" when the logsource's table has no mapping
+// for X, and "logsource product=… service=… category=…" for logsources
+// without a table.
+//
+// Field mapping, per logsource (lookups ignore case):
+//
+//	m365/audit               Management Activity records; a PascalCase field is the raw field of that name
+//	m365/threat_management,  eventSource -> Workload; eventName -> Name, AlertDisplayName;
+//	m365/threat_detection    status -> ResultStatus as success/failure (Succeeded, Success, True -> success)
+//	azure/auditlogs          (audit records with Workload AzureActiveDirectory only)
+//	                         operationName, properties.message, ActivityDisplayName -> Operation without its
+//	                         trailing "."; properties.targetResources, TargetResources -> Target and
+//	                         ModifiedProperties; ConsentContext.*, ConsentAction.*, Role.*, TargetId.* ->
+//	                         ModifiedProperties[Name=<field>].NewValue; Result -> ResultStatus as above;
+//	                         InitiatedBy -> UserId, Actor
+//	azure/signinlogs         Graph signIn: ResultType -> status.errorCode; ResultDescription ->
+//	                         status.failureReason, status.additionalDetails; Status -> "Success" (errorCode 0)
+//	                         or "Failure", failureReason, additionalDetails; DeviceDetail.*, LocationDetails.*,
+//	                         Status.* -> deviceDetail.*, location.*, status.*; Location -> location.countryOrRegion;
+//	                         AuthenticationRequirement, RiskState, RiskLevelDuringSignIn, RiskLevelAggregated,
+//	                         RiskDetail, RiskEventTypes, RiskEventTypes_V2, UserAgent, UserPrincipalName, UserId,
+//	                         AppDisplayName, AppId, IPAddress, ClientAppUsed, ConditionalAccessStatus,
+//	                         ResourceDisplayName, IsInteractive, AuthenticationDetails, HomeTenantId,
+//	                         ResourceTenantId -> the Graph property of that name
+//	azure/riskdetection      Graph riskDetection: its own property names (riskEventType stays), location.*
+//
+// # Stateful triggers
+//
+//	trigger:
+//	  source: signin
+//	  kind: failure
+//	  when: [{field: raw.status.errorCode, equals: 500121}]
+//	  threshold:
+//	    count: 10              # 1..1000
+//	    by: user               # a field or a list of fields: the key (lower-cased)
+//	    distinct: ip           # optional: count distinct values of this field instead of events
+//	    window: 10m
+//	    then: {kind: success}  # optional follow-up event: source (default the trigger's), kind, when
+//
+// Events that meet the trigger (source, kind, when, sigma) are counted per
+// key. The window slides in event time (not the clock): for counting it ends
+// at the newest event seen for the key, and an entry counts when it is
+// newer than that minus the window, so events arriving a little out of
+// order (several feeds, several engine processes) count the same. Without
+// then, the event that brings the count to count fires the playbook (with
+// its own targets) and the key's state resets: the next firing needs count
+// new events. With then, counting only arms; a follow-up event for the same
+// key at time t fires when at least count events lie in (t-window, t], and
+// the state resets. An event that meets both the trigger and then is
+// counted first. An event with no value for a by field (or distinct) is not
+// counted. The same event id is never counted twice; the event that fired,
+// seen again (a redelivery), fires again so the engine can re-request the
+// same actions (their request ids deduplicate). The state keeps at most
+// count entries per key (the newest).
+//
+// Match stays pure and never fires a threshold playbook. MatchStateful(ctx,
+// env, counter) does: it observes each event that meets a threshold
+// playbook's trigger or then through Counter (one method, Observe), whose
+// state transition is ThresholdState.Apply. KVCounter implements it over a
+// JetStream KV bucket with compare-and-set (Create when absent, Update at
+// the read revision, retry on conflict), so state survives restarts and
+// several engine processes count together; MemCounter serves `playbook test`
+// and tests. `playbook test` evaluates thresholds over the run's records in
+// time order through a reorder buffer of 4096 records.
+//
+// # Matching speed
+//
+// The set is indexed by source, then by a value each trigger requires: the
+// kind when trigger.kind is given, else a field a Sigma rule requires to
+// equal one of a few values (riskEventType, Operation, an alert name); an
+// event meets only the triggers filed under its values plus those that
+// require none. The raw record is decoded lazily: scanned once for its
+// top-level members, and a member decoded only when a condition reads it.
+// BenchMatch (`responder bench match`) measures it.
 //
 // # Guarantees
 //

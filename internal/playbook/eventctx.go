@@ -17,48 +17,151 @@ import (
 const maxEmbeddedJSON = 64 << 10
 
 // evalCtx is one event as the conditions see it. It is built per Match call and
-// caches what it derives, so it is never shared between goroutines.
+// caches what it derives, so it is never shared between goroutines. The raw
+// record is decoded lazily: scanned once for its top-level members when a
+// condition first reads it, and each member decoded when first read.
 type evalCtx struct {
 	env     *event.Envelope
 	set     *Set
-	raw     any
 	rawErr  error
 	helpers map[string]any
 	exprEnv map[string]any
+
+	scanned bool
+	isObj   bool     // the record (inside any wrapper) is a JSON object
+	members []member // its top-level members
+	full    any      // the whole record, decoded on demand (expr, raw)
+	fullOK  bool
+
+	scratch [4]any // values of one Sigma field; used by one evaluation at a time
 }
 
 func newEvalCtx(s *Set, env *event.Envelope) *evalCtx {
-	c := &evalCtx{env: env, set: s}
-	if len(bytes.TrimSpace(env.Raw)) > 0 {
-		if err := json.Unmarshal(env.Raw, &c.raw); err != nil {
-			c.rawErr = fmt.Errorf("playbook: event %s: raw record is not JSON: %w", env.ID, err)
-			c.raw = nil
-		}
-	}
-	c.raw = unwrapRecord(c.raw)
-	return c
+	return &evalCtx{env: env, set: s}
 }
 
-// unwrapRecord looks through the wrappers some exports put around a Microsoft
-// record, so that raw.<path> always addresses the record itself: an Azure Monitor
-// diagnostic-settings envelope ({time, category, properties}) and a Graph audit
-// log query record ({…, auditData}).
-func unwrapRecord(v any) any {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return v
+// reset makes c fresh for another event, keeping its buffers.
+func (c *evalCtx) reset(s *Set, env *event.Envelope) {
+	clear(c.members[:cap(c.members)])
+	members := c.members[:0]
+	clear(c.scratch[:])
+	*c = evalCtx{env: env, set: s, members: members}
+}
+
+// scan finds the record's top-level members, looking through a diagnostic-
+// settings envelope or an audit-query wrapper.
+func (c *evalCtx) scan() {
+	if c.scanned {
+		return
 	}
-	if props, ok := m["properties"].(map[string]any); ok {
-		if cat, _ := m["category"].(string); cat != "" {
-			return props
+	c.scanned = true
+	raw := bytes.TrimSpace(c.env.Raw)
+	if len(raw) == 0 {
+		return
+	}
+	buf := c.members[:0]
+	if buf == nil {
+		buf = make([]member, 0, 32)
+	}
+	ms, err := scanObject(raw, buf)
+	if err != nil {
+		if !json.Valid(raw) {
+			c.rawErr = fmt.Errorf("playbook: event %s: raw record is not JSON: %w", c.env.ID, err)
+		}
+		return
+	}
+	c.isObj = true
+	c.members = ms
+	// Wrappers: {time, category, properties:{…}} and {…, auditData:{CreationTime…}}.
+	if cat, ok := c.member("category"); ok {
+		if s, _ := cat.(string); s != "" {
+			if m := c.memberRef("properties"); m != nil && len(m.val) > 0 && m.val[0] == '{' {
+				if inner, err := scanObject(m.val, nil); err == nil {
+					c.members = inner
+					return
+				}
+			}
 		}
 	}
-	if ad, ok := m["auditData"].(map[string]any); ok {
-		if _, ok := ad["CreationTime"]; ok {
-			return ad
+	if m := c.memberRef("auditData"); m != nil && len(m.val) > 0 && m.val[0] == '{' {
+		if inner, err := scanObject(m.val, nil); err == nil {
+			for i := range inner {
+				if string(inner[i].key) == "CreationTime" {
+					c.members = inner
+					return
+				}
+			}
 		}
 	}
-	return v
+}
+
+// memberRef finds a top-level member as walk finds a key: exactly, else the
+// smallest key equal under case folding.
+func (c *evalCtx) memberRef(key string) *member {
+	for i := range c.members {
+		if string(c.members[i].key) == key {
+			return &c.members[i]
+		}
+	}
+	var best *member
+	for i := range c.members {
+		m := &c.members[i]
+		if len(m.key) == len(key) && bytes.EqualFold(m.key, []byte(key)) && (best == nil || string(m.key) < string(best.key)) {
+			best = m
+		}
+	}
+	return best
+}
+
+// member returns the decoded value of a top-level member of the record.
+func (c *evalCtx) member(key string) (any, bool) {
+	c.scan()
+	m := c.memberRef(key)
+	if m == nil {
+		return nil, false
+	}
+	if !m.done {
+		m.done = true
+		v, ok := decodeValue(m.val)
+		m.v, m.bad = v, !ok
+		if !ok && c.rawErr == nil {
+			c.rawErr = fmt.Errorf("playbook: event %s: raw record member %q is not JSON", c.env.ID, m.key)
+		}
+	}
+	if m.bad {
+		return nil, false
+	}
+	return m.v, true
+}
+
+// rawAll returns the whole record (inside any wrapper), decoded.
+func (c *evalCtx) rawAll() any {
+	if c.fullOK {
+		return c.full
+	}
+	c.fullOK = true
+	c.scan()
+	if !c.isObj {
+		var v any
+		if json.Unmarshal(c.env.Raw, &v) == nil {
+			c.full = v
+		}
+		return c.full
+	}
+	m := make(map[string]any, len(c.members))
+	for i := range c.members {
+		k := string(c.members[i].key)
+		if v, ok := c.member(k); ok && string(c.memberRef(k).key) == k {
+			m[k] = v
+		} else if ok {
+			// a case-variant duplicate: decode it on its own
+			if v, ok := decodeValue(c.members[i].val); ok {
+				m[k] = v
+			}
+		}
+	}
+	c.full = m
+	return m
 }
 
 // envValue returns an envelope field as a string ("" when unset).
@@ -97,13 +200,25 @@ func (c *evalCtx) resolve(r ref, elem any) (any, bool) {
 		}
 		return walk(elem, r.path)
 	case r.root == rootRaw:
-		if c.raw == nil {
+		if len(r.path) == 0 {
+			v := c.rawAll()
+			return v, v != nil
+		}
+		if strings.HasPrefix(r.path[0], selMark) {
+			v := c.rawAll()
+			if v == nil {
+				return nil, false
+			}
+			return walk(v, r.path)
+		}
+		v, ok := c.member(r.path[0])
+		if !ok {
 			return nil, false
 		}
-		if len(r.path) == 0 {
-			return c.raw, true
+		if len(r.path) == 1 {
+			return v, true
 		}
-		return walk(c.raw, r.path)
+		return walk(v, r.path[1:])
 	case helperFields[r.root]:
 		return c.helper(r.root), true
 	case envFields[r.root]:

@@ -70,7 +70,7 @@ func (c *evalCtx) exprEnvironment() map[string]any {
 	for f := range envFields {
 		env[f] = envValue(c.env, f)
 	}
-	raw, ok := c.raw.(map[string]any)
+	raw, ok := c.rawAll().(map[string]any)
 	if !ok {
 		raw = map[string]any{}
 	}

@@ -140,7 +140,7 @@ steps:
   - action: revoke_sessions
     params: {a: "{{ nope }}"}
     dry_run: yes please
-  - action: block_ip
+  - action: remove_mailbox_forwarding
 suppression: {window: forever}
 blast_radius: {max: 0, window: 1h}
 ---
@@ -176,7 +176,7 @@ steps: [{action: revoke_sessions}]
 		`bad.yaml:18: playbook "Bad_Name": step 2 (disable_user): approval must be "required"`,
 		`bad.yaml:20: playbook "Bad_Name": step 3 (revoke_sessions): params: template "{{ nope }}": unknown field "nope"`,
 		`bad.yaml:21: playbook "Bad_Name": step 3 (revoke_sessions): dry_run must be true or false`,
-		`bad.yaml:22: playbook "Bad_Name": step 4 (block_ip): action "block_ip" is planned`,
+		`bad.yaml:22: playbook "Bad_Name": step 4 (remove_mailbox_forwarding): action "remove_mailbox_forwarding" is planned`,
 		`bad.yaml:23: playbook "Bad_Name": suppression.window: "forever" is not a duration`,
 		`bad.yaml:24: playbook "Bad_Name": blast_radius.max must be a whole number`,
 		`bad.yaml:31: playbook "ok-one": playbook name "ok-one" is already used at bad.yaml:26`,
@@ -195,7 +195,7 @@ func TestLoadStrictness(t *testing.T) {
 	cases := map[string]string{
 		"missing enabled":     "name: a\ntrigger: {source: audit}\nsteps: [{action: disable_user}]\n",
 		"anchor":              "name: a\nenabled: true\ntrigger: &t {source: audit}\nsteps: [{action: disable_user}]\n",
-		"reserved threshold":  "name: a\nenabled: true\ntrigger: {source: signin, threshold: {count: 5}}\nsteps: [{action: disable_user}]\n",
+		"threshold no window": "name: a\nenabled: true\ntrigger: {source: signin, threshold: {count: 5}}\nsteps: [{action: disable_user}]\n",
 		"no steps":            "name: a\nenabled: true\ntrigger: {source: audit}\nsteps: []\n",
 		"literal bad target":  "name: a\nenabled: true\ntrigger: {source: audit}\nsteps: [{action: disable_user, target: {user: 'not a upn'}}]\n",
 		"unknown step field":  "name: a\nenabled: true\ntrigger: {source: audit}\nsteps: [{action: disable_user, when: x}]\n",

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -93,6 +94,8 @@ func (e *LoadError) Error() string {
 type Set struct {
 	playbooks []*Playbook
 	verified  map[string]bool
+	idx       setIndex
+	ctxPool   sync.Pool // *evalCtx, reused by Match
 }
 
 // Playbooks returns the playbooks, sorted by name.
@@ -119,6 +122,7 @@ func (s *Set) WithAllEnabled() *Set {
 		cp.Enabled = true
 		out.playbooks = append(out.playbooks, &cp)
 	}
+	out.buildIndex()
 	return out
 }
 
@@ -220,6 +224,7 @@ func (l *loader) finish() (*Set, error) {
 		return nil, &LoadError{Problems: l.probs}
 	}
 	sort.Slice(l.set.playbooks, func(i, j int) bool { return l.set.playbooks[i].Name < l.set.playbooks[j].Name })
+	l.set.buildIndex()
 	return l.set, nil
 }
 
@@ -488,12 +493,33 @@ func (l *loader) trigger(n *yaml.Node) Trigger {
 	if !ok {
 		return t
 	}
+	if v, ok := f["sigma"]; ok {
+		t.Sigma = l.sigma(v)
+	}
 	if v, ok := f["source"]; !ok {
-		l.errf(n, "trigger.source is required (audit, signin, risk_detection or risky_user)")
+		if len(t.Sigma) == 0 {
+			if _, given := f["sigma"]; !given {
+				l.errf(n, "trigger.source is required (audit, signin, risk_detection or risky_user)")
+			}
+		}
 	} else if s, ok := l.str(v, "trigger.source"); ok {
 		t.Source = event.Source(s)
 		if !t.Source.Valid() {
 			l.errf(v, "trigger.source %q is not audit, signin, risk_detection or risky_user", s)
+		}
+		for _, r := range t.Sigma {
+			if r.Source != t.Source {
+				l.errf(v, "trigger.source %s, but sigma rule %s (%s) is for %s (logsource %s)", s, r.String(), r.File, r.Source, r.mapping.name)
+			}
+		}
+	}
+	if t.Source == "" && len(t.Sigma) > 0 {
+		t.Source = t.Sigma[0].Source
+		for _, r := range t.Sigma[1:] {
+			if r.Source != t.Source {
+				t.Source = "" // the rules' own sources apply
+				break
+			}
 		}
 	}
 	if v, ok := f["kind"]; ok {
@@ -502,12 +528,61 @@ func (l *loader) trigger(n *yaml.Node) Trigger {
 	if v, ok := f["when"]; ok {
 		t.Conditions = l.condList(v, "trigger.when", false, 0)
 	}
-	for _, k := range []string{"threshold", "sigma"} {
-		if v, ok := f[k]; ok {
-			l.errf(v, "trigger.%s is reserved for a later version and not supported yet", k)
-		}
+	if v, ok := f["threshold"]; ok {
+		t.Threshold = l.threshold(v, t.Source)
 	}
 	return t
+}
+
+// sigma loads trigger.sigma: a rule file or a directory of rules (or a list of
+// either), relative to LoadOptions.BaseDir. Every rule must load: a refused
+// rule is a problem naming the rule file and the unsupported feature.
+func (l *loader) sigma(n *yaml.Node) []*SigmaRule {
+	paths, ok := l.strList(n, "trigger.sigma")
+	if !ok {
+		return nil
+	}
+	var out []*SigmaRule
+	for _, p := range paths {
+		full := p
+		if !filepath.IsAbs(full) {
+			base := l.opts.BaseDir
+			if base == "" {
+				base = "."
+			}
+			full = filepath.Join(base, p)
+		}
+		fi, err := os.Stat(full)
+		if err != nil {
+			l.errf(n, "trigger.sigma: %v", err)
+			continue
+		}
+		if fi.IsDir() {
+			rules, refused, err := LoadSigmaDir(full)
+			if err != nil {
+				l.errf(n, "trigger.sigma: %v", err)
+			}
+			for _, e := range refused {
+				l.errf(n, "trigger.sigma: %v", e)
+			}
+			if len(rules) == 0 && len(refused) == 0 && err == nil {
+				l.errf(n, "trigger.sigma: no *.yml rules in %s", full)
+			}
+			out = append(out, rules...)
+			continue
+		}
+		r, err := LoadSigmaFile(full)
+		if err != nil {
+			l.errf(n, "trigger.sigma: %v", err)
+			continue
+		}
+		out = append(out, r)
+	}
+	if len(out) > maxSigmaRules {
+		l.errf(n, "trigger.sigma: more than %d rules", maxSigmaRules)
+		return nil
+	}
+	return out
 }
 
 // condList accepts one condition mapping or a list of them (all must hold).

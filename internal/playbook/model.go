@@ -39,6 +39,36 @@ type Trigger struct {
 	Kinds []string
 	// Conditions all hold for the playbook to fire.
 	Conditions []Condition
+	// Sigma are the SigmaHQ rules of trigger.sigma (one file, or every rule of
+	// a directory): the trigger holds when the conditions hold and any rule
+	// matches. Source is then the rules' source (empty when they differ).
+	Sigma []*SigmaRule
+	// Threshold makes the trigger stateful: see Threshold. Set.Match never
+	// fires such a playbook; Set.MatchStateful does, with a Counter.
+	Threshold *Threshold
+}
+
+// Threshold is a count, or a count of distinct values, of the events that meet
+// the trigger, per key, within a sliding window; with Then, a follow-up event
+// for the same key fires once the count has been reached. See doc.go.
+type Threshold struct {
+	Count int
+	// Distinct is the field whose distinct values are counted ("" counts events).
+	Distinct string
+	// By are the fields whose values make the key.
+	By     []string
+	Window time.Duration
+	Then   *FollowUp
+
+	distinct *ref
+	by       []ref
+}
+
+// FollowUp is the event that fires an armed threshold.
+type FollowUp struct {
+	Source     event.Source
+	Kinds      []string
+	Conditions []Condition
 }
 
 // Condition is one compiled condition; String is its source form, used in
@@ -96,4 +126,16 @@ type Match struct {
 	SuppressionKey string
 	Suppression    time.Duration
 	BlastRadius    BlastRadius
+	// Sigma is the rule that matched, for a trigger.sigma playbook. Its title,
+	// author and id go with any display of the match (the rules' licence,
+	// DRL 1.1, asks for attribution).
+	Sigma *SigmaRule
+	// Threshold is set when a stateful trigger fired: the key and the count.
+	Threshold *ThresholdFire
+}
+
+// ThresholdFire says which key crossed a threshold.
+type ThresholdFire struct {
+	Key   string // the by values, joined with "/"
+	Count int    // the count or distinct count reached
 }

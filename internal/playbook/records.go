@@ -3,6 +3,7 @@ package playbook
 import (
 	"bufio"
 	"bytes"
+	"container/heap"
 	"context"
 	"encoding/json"
 	"errors"
@@ -57,16 +58,21 @@ type ActionResult struct {
 // Memory stays flat: records are decoded one at a time, also inside a large
 // array or "value" list. A record that cannot be recognised is reported in
 // the output and reading goes on; invalid JSON stops the file with an error.
+//
+// Threshold triggers are evaluated over the records of the run in time order,
+// with an in-memory Counter: when the set has any, records pass through a
+// reorder buffer of the reorderWindow earliest records, so results are
+// written in time order (each with its index in the input), a record that
+// arrives later than reorderWindow records after its time being evaluated
+// when it arrives. Memory stays bounded by the buffer.
 func TestRecords(ctx context.Context, set *Set, r io.Reader, file string, w io.Writer, jsonOut bool) error {
 	rs := &recordStream{dec: json.NewDecoder(bufio.NewReaderSize(r, 64<<10))}
 	rs.dec.UseNumber()
-	index := 0
-	return rs.each(func(raw json.RawMessage) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		res := testOne(set, raw, file, index)
-		index++
+	var counter Counter
+	if set.Stateful() {
+		counter = NewMemCounter()
+	}
+	write := func(res RecordResult) error {
 		var out []byte
 		if jsonOut {
 			b, err := json.Marshal(res)
@@ -81,18 +87,76 @@ func TestRecords(ctx context.Context, set *Set, r io.Reader, file string, w io.W
 			return fmt.Errorf("playbook test: write: %w", err)
 		}
 		return nil
+	}
+	var pending recordHeap
+	index := 0
+	err := rs.each(func(raw json.RawMessage) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		i := index
+		index++
+		env, err := event.Normalize("", raw)
+		if counter == nil || err != nil {
+			return write(testOne(ctx, set, counter, env, err, file, i))
+		}
+		heap.Push(&pending, pendingRecord{env: env, index: i})
+		if pending.Len() > reorderWindow {
+			p := heap.Pop(&pending).(pendingRecord)
+			return write(testOne(ctx, set, counter, p.env, nil, file, p.index))
+		}
+		return nil
 	}, file)
+	for err == nil && pending.Len() > 0 {
+		p := heap.Pop(&pending).(pendingRecord)
+		err = write(testOne(ctx, set, counter, p.env, nil, file, p.index))
+	}
+	return err
 }
 
-func testOne(set *Set, raw json.RawMessage, file string, index int) RecordResult {
+// reorderWindow is how many records `playbook test` holds to evaluate
+// threshold triggers in time order.
+const reorderWindow = 4096
+
+type pendingRecord struct {
+	env   event.Envelope
+	index int
+}
+
+// recordHeap orders records by time, then input order.
+type recordHeap []pendingRecord
+
+func (h recordHeap) Len() int { return len(h) }
+func (h recordHeap) Less(i, j int) bool {
+	if !h[i].env.Time.Equal(h[j].env.Time) {
+		return h[i].env.Time.Before(h[j].env.Time)
+	}
+	return h[i].index < h[j].index
+}
+func (h recordHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *recordHeap) Push(x any)   { *h = append(*h, x.(pendingRecord)) }
+func (h *recordHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	old[len(old)-1] = pendingRecord{}
+	*h = old[:len(old)-1]
+	return x
+}
+
+func testOne(ctx context.Context, set *Set, counter Counter, env event.Envelope, normErr error, file string, index int) RecordResult {
 	res := RecordResult{File: file, Index: index, Matches: []MatchResult{}}
-	env, err := event.Normalize("", raw)
-	if err != nil {
-		res.Error = err.Error()
+	if normErr != nil {
+		res.Error = normErr.Error()
 		return res
 	}
 	res.Source, res.Kind, res.User, res.IP = env.Source, env.Kind, env.User, env.IP
-	matches, err := set.Match(&env)
+	var matches []Match
+	var err error
+	if counter != nil {
+		matches, err = set.MatchStateful(ctx, &env, counter)
+	} else {
+		matches, err = set.Match(&env)
+	}
 	if err != nil {
 		res.Error = err.Error()
 	}

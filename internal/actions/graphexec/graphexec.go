@@ -2,10 +2,10 @@ package graphexec
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -13,121 +13,184 @@ import (
 	"time"
 
 	abs "github.com/microsoft/kiota-abstractions-go"
-	khttp "github.com/microsoft/kiota-http-go"
 	msgraphsdk "github.com/microsoftgraph/msgraph-sdk-go"
-	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
-	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
 	"github.com/responder-sec/responder/internal/actions"
 )
 
-// Executor implements actions.Executor with Graph.
-type Executor struct {
-	client *msgraphsdk.GraphServiceClient
-	log    *slog.Logger
+// Config tunes an Executor. Zero values take the defaults.
+type Config struct {
+	Logger *slog.Logger
+	// Budgets is the per-process throttling budget shared by every executor
+	// of the process (nil: a budget of this executor's own with Microsoft's
+	// published limits).
+	Budgets *Budgets
+	// Protected is the same protection the worker enforces: its members are
+	// excluded from Responder's Conditional Access policy.
+	Protected actions.Protected
+	// VerifiedDomains overrides the tenant's verified domains (nil: read from
+	// Graph, cached for CacheTTL).
+	VerifiedDomains []string
+	// CAPolicyState is the state of the blocking policy when Responder creates
+	// it: "enabled" (default) or "enabledForReportingButNotEnforced".
+	CAPolicyState string
+	// LocationName prefixes the IP named locations Responder owns (default
+	// "Responder blocked IPs"); PolicyName names its policy (default
+	// "Responder: block sign-ins from blocked IPs").
+	LocationName, PolicyName string
+	// MaxRangesPerLocation is Microsoft's limit of IP ranges per named
+	// location (default 2000); past it a new location is used.
+	MaxRangesPerLocation int
+	// BatchLinger is how long a $batch waits for company (default 5ms;
+	// negative: no batching).
+	BatchLinger time.Duration
+	// BatchSize caps a $batch (default and at most 20).
+	BatchSize int
+	// ItemRetries bounds the one-by-one retries of a throttled batch item
+	// (default 3); MaxItemWait caps one wait (default 30s).
+	ItemRetries int
+	MaxItemWait time.Duration
+	// CoalesceWindow is how long a block_ip / unblock_ip round waits for more
+	// requests before reading the named locations (default 50ms).
+	CoalesceWindow time.Duration
+	// CacheTTL bounds how long protected identities, role ids and domains
+	// are cached (default 10m).
+	CacheTTL time.Duration
+	// PurgeMailboxes is how many mailboxes purge_mail searches at once
+	// (default 8); each mailbox is further held to its Outlook concurrency.
+	PurgeMailboxes int
+	// NewPassword generates reset_password's password (default: 20 random
+	// characters of four classes from crypto/rand).
+	NewPassword func() (string, error)
 }
 
-// New returns an executor over client.
+// Executor implements actions.Executor (and actions.Planner, actions.Warner and
+// actions.Directory) with Graph.
+type Executor struct {
+	client  *msgraphsdk.GraphServiceClient
+	adapter abs.RequestAdapter
+	cfg     Config
+	log     *slog.Logger
+	budgets *Budgets
+	batch   *batcher
+	ips     *coalescer
+	dir     directoryCache
+}
+
+// New returns an executor over client with the default configuration.
 func New(client *msgraphsdk.GraphServiceClient, log *slog.Logger) *Executor {
-	if log == nil {
-		log = slog.Default()
+	return NewWithConfig(client, Config{Logger: log})
+}
+
+// NewWithConfig returns an executor over client.
+func NewWithConfig(client *msgraphsdk.GraphServiceClient, cfg Config) *Executor {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
-	return &Executor{client: client, log: log.With("part", "graph")}
+	if cfg.Budgets == nil {
+		cfg.Budgets = NewBudgets(BudgetConfig{})
+	}
+	if cfg.CAPolicyState == "" {
+		cfg.CAPolicyState = "enabled"
+	}
+	if cfg.LocationName == "" {
+		cfg.LocationName = "Responder blocked IPs"
+	}
+	if cfg.PolicyName == "" {
+		cfg.PolicyName = "Responder: block sign-ins from blocked IPs"
+	}
+	if cfg.MaxRangesPerLocation <= 0 {
+		cfg.MaxRangesPerLocation = 2000
+	}
+	if cfg.BatchLinger == 0 {
+		cfg.BatchLinger = 5 * time.Millisecond
+	}
+	if cfg.ItemRetries <= 0 {
+		cfg.ItemRetries = 3
+	}
+	if cfg.MaxItemWait <= 0 {
+		cfg.MaxItemWait = 30 * time.Second
+	}
+	if cfg.CoalesceWindow <= 0 {
+		cfg.CoalesceWindow = 50 * time.Millisecond
+	}
+	if cfg.CacheTTL <= 0 {
+		cfg.CacheTTL = 10 * time.Minute
+	}
+	if cfg.PurgeMailboxes <= 0 {
+		cfg.PurgeMailboxes = 8
+	}
+	if cfg.NewPassword == nil {
+		cfg.NewPassword = generatePassword
+	}
+	e := &Executor{client: client, adapter: client.GetAdapter(), cfg: cfg, log: cfg.Logger.With("part", "graph"), budgets: cfg.Budgets}
+	e.batch = newBatcher(e, cfg.BatchLinger, cfg.BatchSize, cfg.ItemRetries)
+	e.ips = &coalescer{}
+	return e
 }
 
 // Execute dispatches on the action name.
 func (e *Executor) Execute(ctx context.Context, req *actions.Request) (actions.Result, error) {
+	return e.run(ctx, req, false)
+}
+
+// Plan reports what Execute would do, reading only.
+func (e *Executor) Plan(ctx context.Context, req *actions.Request) (actions.Result, error) {
+	return e.run(ctx, req, true)
+}
+
+// Warning is recorded when a request is accepted, before any call.
+func (e *Executor) Warning(req *actions.Request) string {
+	if req.Action != actions.PurgeMail {
+		return ""
+	}
+	p, err := actions.ParseParams(req.Action, req.Target, req.Params)
+	if err == nil && p.Purge != nil && p.Purge.Hard {
+		return "hard delete (permanentDelete): purged messages cannot be recovered by anyone, and Responder cannot undo it"
+	}
+	return ""
+}
+
+func (e *Executor) run(ctx context.Context, req *actions.Request, plan bool) (actions.Result, error) {
 	spec, ok := actions.Lookup(req.Action)
 	if !ok {
 		return actions.Result{}, &actions.Error{Class: actions.Permanent, Code: "UnknownAction", Message: string(req.Action)}
 	}
+	p, err := actions.ParseParams(req.Action, req.Target, req.Params)
+	if err != nil {
+		return actions.Result{}, &actions.Error{Class: actions.Permanent, Code: "InvalidRequest", Message: err.Error()}
+	}
+	u := req.Target.User
 	switch req.Action {
 	case actions.DisableUser:
-		return e.setAccountEnabled(ctx, req.Target.User, false, spec.Permission)
+		return e.setAccountEnabled(ctx, u, false, spec.Permission, plan)
+	case actions.EnableUser:
+		return e.setAccountEnabled(ctx, u, true, spec.Permission, plan)
 	case actions.RevokeSessions:
-		return e.revokeSessions(ctx, req.Target.User, spec.Permission)
+		return e.revokeSessions(ctx, u, spec.Permission, plan)
+	case actions.ResetPassword:
+		return e.resetPassword(ctx, u, spec.Permission, plan)
+	case actions.ConfirmCompromised:
+		return e.risk(ctx, u, true, spec.Permission, plan)
+	case actions.DismissRisk:
+		return e.risk(ctx, u, false, spec.Permission, plan)
+	case actions.DisableForwardRules:
+		return e.setForwardRules(ctx, u, nil, false, spec.Permission, plan)
+	case actions.EnableForwardRules:
+		return e.setForwardRules(ctx, u, p.RuleIDs, true, spec.Permission, plan)
+	case actions.DeleteForwardRules:
+		return e.deleteForwardRules(ctx, u, p.Scope, spec.Permission, plan)
+	case actions.RestoreForwardRules:
+		return e.restoreForwardRules(ctx, u, p.Rules, spec.Permission, plan)
+	case actions.PurgeMail:
+		return e.purgeMail(ctx, p.Purge, spec.Permission, plan)
+	case actions.BlockIP:
+		return e.changeIP(ctx, req.Target.IP, p.Prefix, true, plan)
+	case actions.UnblockIP:
+		return e.changeIP(ctx, req.Target.IP, p.Prefix, false, plan)
 	}
 	return actions.Result{}, &actions.Error{Class: actions.Permanent, Code: "NotImplemented", Message: "no Graph implementation for " + string(req.Action)}
-}
-
-// calls collects the request ids of each Graph call of one action.
-type calls struct{ ids []string }
-
-func (c *calls) option() (*khttp.HeadersInspectionOptions, func()) {
-	o := khttp.NewHeadersInspectionOptions()
-	o.InspectResponseHeaders = true
-	return o, func() {
-		if h := o.GetResponseHeaders(); h != nil {
-			if v := h.Get("request-id"); len(v) > 0 && v[0] != "" {
-				c.ids = append(c.ids, v[0])
-			}
-		}
-	}
-}
-
-type userState struct {
-	ID                string `json:"id,omitempty"`
-	UserPrincipalName string `json:"userPrincipalName,omitempty"`
-	AccountEnabled    *bool  `json:"accountEnabled,omitempty"`
-}
-
-func (e *Executor) getUser(ctx context.Context, c *calls, user, perm string) (userState, error) {
-	opt, done := c.option()
-	u, err := e.client.Users().ByUserId(user).Get(ctx, &users.UserItemRequestBuilderGetRequestConfiguration{
-		QueryParameters: &users.UserItemRequestBuilderGetQueryParameters{Select: []string{"id", "userPrincipalName", "accountEnabled"}},
-		Options:         []abs.RequestOption{opt},
-	})
-	done()
-	if err != nil {
-		return userState{}, Classify(err, "User.Read.All")
-	}
-	return userState{ID: deref(u.GetId()), UserPrincipalName: deref(u.GetUserPrincipalName()), AccountEnabled: u.GetAccountEnabled()}, nil
-}
-
-func (e *Executor) setAccountEnabled(ctx context.Context, user string, enabled bool, perm string) (actions.Result, error) {
-	var c calls
-	before, err := e.getUser(ctx, &c, user, perm)
-	if err != nil {
-		return actions.Result{}, err
-	}
-	bj, _ := json.Marshal(before)
-	verb := "disabled"
-	if enabled {
-		verb = "enabled"
-	}
-	if before.AccountEnabled != nil && *before.AccountEnabled == enabled {
-		return actions.Result{Detail: "account already " + verb, Before: bj, After: bj, GraphRequestIDs: c.ids, AlreadyDone: true}, nil
-	}
-	body := models.NewUser()
-	body.SetAccountEnabled(&enabled)
-	opt, done := c.option()
-	_, err = e.client.Users().ByUserId(user).Patch(ctx, body, &users.UserItemRequestBuilderPatchRequestConfiguration{Options: []abs.RequestOption{opt}})
-	done()
-	if err != nil {
-		return actions.Result{GraphRequestIDs: c.ids}, Classify(err, perm)
-	}
-	after := before
-	after.AccountEnabled = &enabled
-	aj, _ := json.Marshal(after)
-	return actions.Result{Detail: "account " + verb, Before: bj, After: aj, GraphRequestIDs: c.ids}, nil
-}
-
-func (e *Executor) revokeSessions(ctx context.Context, user, perm string) (actions.Result, error) {
-	var c calls
-	opt, done := c.option()
-	resp, err := e.client.Users().ByUserId(user).RevokeSignInSessions().PostAsRevokeSignInSessionsPostResponse(ctx,
-		&users.ItemRevokeSignInSessionsRequestBuilderPostRequestConfiguration{Options: []abs.RequestOption{opt}})
-	done()
-	if err != nil {
-		return actions.Result{GraphRequestIDs: c.ids}, Classify(err, perm)
-	}
-	value := true
-	if resp != nil && resp.GetValue() != nil {
-		value = *resp.GetValue()
-	}
-	aj, _ := json.Marshal(map[string]any{"revokeSignInSessions": value, "at": time.Now().UTC()})
-	return actions.Result{Detail: "sign-in sessions revoked (refresh tokens invalidated; access tokens expire within their lifetime)", After: aj, GraphRequestIDs: c.ids}, nil
 }
 
 func deref(s *string) string {
@@ -137,11 +200,25 @@ func deref(s *string) string {
 	return *s
 }
 
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return rand.N(d)
+}
+
 // Classify turns an SDK or transport error into an *actions.Error. It never calls
 // the SDK error's Error method (which dereferences a message Microsoft may omit).
 func Classify(err error, permission string) *actions.Error {
 	if err == nil {
 		return nil
+	}
+	var already *actions.Error
+	if errors.As(err, &already) {
+		if already.Permission == "" && already.Status == http.StatusForbidden && already.Class == actions.Permanent {
+			already.Permission = permission
+		}
+		return already
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return &actions.Error{Class: actions.Transient, Code: "timeout", Message: "the call did not complete in time", Err: err}

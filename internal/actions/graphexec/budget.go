@@ -1,0 +1,170 @@
+package graphexec
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Rate is N requests (or resource units) per Per, with a burst of N.
+type Rate struct {
+	N   float64
+	Per time.Duration
+}
+
+// BudgetConfig are Microsoft's per-service throttling budgets as the engine
+// paces itself (Microsoft Learn, "Microsoft Graph service-specific throttling
+// limits"; see shared/ms365-api-notes.md §5.2).
+type BudgetConfig struct {
+	// EntraWrites: 3,000 writes per 2 min 30 s per app and tenant.
+	EntraWrites Rate
+	// EntraUnits: 3,500 resource units per 10 s per app and tenant (the
+	// smallest tenant size; larger tenants get more).
+	EntraUnits Rate
+	// OutlookConcurrency: 4 concurrent requests per app and mailbox.
+	OutlookConcurrency int
+	// IdentityProtectionCA: 1 request per second per tenant for Identity
+	// Protection and Conditional Access (429 without Retry-After past it).
+	IdentityProtectionCA Rate
+}
+
+// DefaultBudgetConfig returns Microsoft's published budgets.
+func DefaultBudgetConfig() BudgetConfig {
+	return BudgetConfig{
+		EntraWrites:          Rate{3000, 150 * time.Second},
+		EntraUnits:           Rate{3500, 10 * time.Second},
+		OutlookConcurrency:   4,
+		IdentityProtectionCA: Rate{1, time.Second},
+	}
+}
+
+// Budgets is one throttling budget per Microsoft service, shared by every
+// worker of a process: build one per process and pass it to every Executor.
+// It is safe for concurrent use and owns no goroutine.
+type Budgets struct {
+	entraWrites, entraUnits, idpCA *bucket
+	outlookMax                     int
+
+	mu        sync.Mutex
+	mailboxes map[string]*mailboxSem
+}
+
+// NewBudgets builds the budgets (zero fields take the defaults).
+func NewBudgets(c BudgetConfig) *Budgets {
+	d := DefaultBudgetConfig()
+	if c.EntraWrites.N <= 0 || c.EntraWrites.Per <= 0 {
+		c.EntraWrites = d.EntraWrites
+	}
+	if c.EntraUnits.N <= 0 || c.EntraUnits.Per <= 0 {
+		c.EntraUnits = d.EntraUnits
+	}
+	if c.OutlookConcurrency <= 0 {
+		c.OutlookConcurrency = d.OutlookConcurrency
+	}
+	if c.IdentityProtectionCA.N <= 0 || c.IdentityProtectionCA.Per <= 0 {
+		c.IdentityProtectionCA = d.IdentityProtectionCA
+	}
+	return &Budgets{
+		entraWrites: newBucket(c.EntraWrites, 0), entraUnits: newBucket(c.EntraUnits, 0),
+		// One request per second leaves no room for network jitter: a request
+		// delayed on the way makes the next one arrive early. Pace 5% slower.
+		idpCA:      newBucket(c.IdentityProtectionCA, 0.05),
+		outlookMax: c.OutlookConcurrency, mailboxes: map[string]*mailboxSem{},
+	}
+}
+
+// Entra waits for units resource units and writes writes.
+func (b *Budgets) Entra(ctx context.Context, units, writes float64) error {
+	if writes > 0 {
+		if err := b.entraWrites.wait(ctx, writes); err != nil {
+			return err
+		}
+	}
+	if units > 0 {
+		return b.entraUnits.wait(ctx, units)
+	}
+	return nil
+}
+
+// IdentityProtectionCA waits for one Identity Protection / Conditional Access request.
+func (b *Budgets) IdentityProtectionCA(ctx context.Context) error { return b.idpCA.wait(ctx, 1) }
+
+type mailboxSem struct {
+	ch    chan struct{}
+	users int
+}
+
+// Mailbox takes one of the mailbox's concurrent-request slots; release gives it back.
+func (b *Budgets) Mailbox(ctx context.Context, mailbox string) (release func(), err error) {
+	key := strings.ToLower(mailbox)
+	b.mu.Lock()
+	s := b.mailboxes[key]
+	if s == nil {
+		s = &mailboxSem{ch: make(chan struct{}, b.outlookMax)}
+		b.mailboxes[key] = s
+	}
+	s.users++
+	b.mu.Unlock()
+	done := func() {
+		b.mu.Lock()
+		s.users--
+		if s.users == 0 {
+			delete(b.mailboxes, key)
+		}
+		b.mu.Unlock()
+	}
+	select {
+	case s.ch <- struct{}{}:
+		return func() { <-s.ch; done() }, nil
+	case <-ctx.Done():
+		done()
+		return nil, ctx.Err()
+	}
+}
+
+// bucket is a token bucket that hands out reservations in arrival order: a
+// caller takes its tokens at once (the balance may go negative) and waits until
+// the balance it left behind is paid back.
+type bucket struct {
+	mu       sync.Mutex
+	capacity float64
+	rate     float64 // tokens per second
+	tokens   float64
+	last     time.Time
+}
+
+// newBucket paces at r, slowed by the margin fraction.
+func newBucket(r Rate, margin float64) *bucket {
+	return &bucket{capacity: r.N, rate: r.N / r.Per.Seconds() * (1 - margin), tokens: r.N, last: time.Now()}
+}
+
+func (b *bucket) wait(ctx context.Context, n float64) error {
+	b.mu.Lock()
+	now := time.Now()
+	b.tokens += now.Sub(b.last).Seconds() * b.rate
+	if b.tokens > b.capacity {
+		b.tokens = b.capacity
+	}
+	b.last = now
+	b.tokens -= n
+	var d time.Duration
+	if b.tokens < 0 {
+		d = time.Duration(-b.tokens / b.rate * float64(time.Second))
+	}
+	b.mu.Unlock()
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		b.mu.Lock()
+		b.tokens += n // give the reservation back
+		b.mu.Unlock()
+		return ctx.Err()
+	}
+}

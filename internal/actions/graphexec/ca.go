@@ -1,0 +1,458 @@
+package graphexec
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	abs "github.com/microsoft/kiota-abstractions-go"
+
+	"github.com/responder-sec/responder/internal/actions"
+)
+
+const (
+	permCA          = "Policy.ReadWrite.ConditionalAccess"
+	permCARead      = "Policy.Read.All"
+	ipLocationType  = "#microsoft.graph.ipNamedLocation"
+	namedLocations  = "identity/conditionalAccess/namedLocations"
+	caPolicies      = "identity/conditionalAccess/policies"
+	placeholderCIDR = "192.0.2.0/32" // TEST-NET-1, never routed: keeps an emptied location valid
+)
+
+// coalescer gathers concurrent block_ip / unblock_ip requests into rounds of one
+// read and one update per changed named location. It owns no goroutine: the
+// caller that finds no round running leads rounds until no request waits.
+type coalescer struct {
+	mu      sync.Mutex
+	pending []*ipOp
+	busy    bool
+
+	policyID string
+	policyAt time.Time
+}
+
+type ipOp struct {
+	add    bool
+	pfx    netip.Prefix
+	target string
+	done   chan struct{}
+	res    actions.Result
+	err    error
+}
+
+type location struct {
+	ID          string   `json:"id"`
+	DisplayName string   `json:"displayName"`
+	Ranges      []string `json:"-"`
+	changed     bool
+	isNew       bool
+	ops         []*ipOp
+}
+
+func cidrType(p string) string {
+	if strings.Contains(p, ":") {
+		return "#microsoft.graph.iPv6CidrRange"
+	}
+	return "#microsoft.graph.iPv4CidrRange"
+}
+
+func rangesBody(ranges []string) []map[string]any {
+	out := make([]map[string]any, len(ranges))
+	for i, r := range ranges {
+		out[i] = map[string]any{"@odata.type": cidrType(r), "cidrAddress": r}
+	}
+	return out
+}
+
+// changeIP blocks (add) or unblocks one range.
+func (e *Executor) changeIP(ctx context.Context, target string, pfx netip.Prefix, add bool, plan bool) (actions.Result, error) {
+	if plan {
+		return e.planIP(ctx, target, pfx, add)
+	}
+	op := &ipOp{add: add, pfx: pfx, target: target, done: make(chan struct{})}
+	c := e.ips
+	c.mu.Lock()
+	c.pending = append(c.pending, op)
+	lead := !c.busy
+	c.busy = true
+	c.mu.Unlock()
+	if lead {
+		// Rounds serve other callers too: they finish even if ctx ends.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+		defer cancel()
+		for {
+			t := time.NewTimer(e.cfg.CoalesceWindow)
+			<-t.C
+			c.mu.Lock()
+			ops := c.pending
+			c.pending = nil
+			c.mu.Unlock()
+			e.ipRound(rctx, ops)
+			c.mu.Lock()
+			if len(c.pending) == 0 {
+				c.busy = false
+				c.mu.Unlock()
+				break
+			}
+			c.mu.Unlock()
+		}
+	}
+	select {
+	case <-op.done:
+		return op.res, op.err
+	case <-ctx.Done():
+		// The request stays queued and is applied by the running round; the
+		// worker's retry then finds it done.
+		return actions.Result{}, Classify(ctx.Err(), permCA)
+	}
+}
+
+var locNumRE = regexp.MustCompile(` (\d+)$`)
+
+// readLocations returns Responder's IP named locations, in name order.
+func (e *Executor) readLocations(ctx context.Context, c *calls) ([]*location, error) {
+	raws, err := e.list(ctx, c, namedLocations, "", permCARead, func(ctx context.Context) (func(), error) {
+		return func() {}, e.budgets.IdentityProtectionCA(ctx)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []*location
+	for _, r := range raws {
+		var l struct {
+			Type        string `json:"@odata.type"`
+			ID          string `json:"id"`
+			DisplayName string `json:"displayName"`
+			IPRanges    []struct {
+				CIDR string `json:"cidrAddress"`
+			} `json:"ipRanges"`
+		}
+		if json.Unmarshal(r, &l) != nil || l.Type != ipLocationType || !strings.HasPrefix(l.DisplayName, e.cfg.LocationName) {
+			continue
+		}
+		loc := &location{ID: l.ID, DisplayName: l.DisplayName}
+		for _, x := range l.IPRanges {
+			loc.Ranges = append(loc.Ranges, x.CIDR)
+		}
+		out = append(out, loc)
+	}
+	slices.SortFunc(out, func(a, b *location) int { return locNumber(a.DisplayName) - locNumber(b.DisplayName) })
+	return out, nil
+}
+
+func locNumber(name string) int {
+	if m := locNumRE.FindStringSubmatch(name); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	return 1
+}
+
+func findRange(locs []*location, p string) (*location, int) {
+	for _, l := range locs {
+		for i, r := range l.Ranges {
+			if rp, err := netip.ParsePrefix(r); err == nil && rp.Masked().String() == p {
+				return l, i
+			}
+		}
+	}
+	return nil, -1
+}
+
+func (e *Executor) planIP(ctx context.Context, target string, pfx netip.Prefix, add bool) (actions.Result, error) {
+	c := newCalls()
+	locs, err := e.readLocations(ctx, c)
+	if err != nil {
+		return actions.Result{GraphRequestIDs: c.list()}, err
+	}
+	l, _ := findRange(locs, pfx.String())
+	switch {
+	case add && l != nil:
+		return actions.Result{Detail: fmt.Sprintf("nothing: %s is already blocked in %q", pfx, l.DisplayName), AlreadyDone: true, GraphRequestIDs: c.list()}, nil
+	case add:
+		return actions.Result{Detail: fmt.Sprintf("add %s to Responder's blocked IP named locations (%d exist) and make sure policy %q blocks them", pfx, len(locs), e.cfg.PolicyName), GraphRequestIDs: c.list()}, nil
+	case l != nil:
+		return actions.Result{Detail: fmt.Sprintf("remove %s from %q", pfx, l.DisplayName), GraphRequestIDs: c.list()}, nil
+	}
+	return actions.Result{Detail: fmt.Sprintf("nothing: %s is not blocked by Responder", pfx), AlreadyDone: true, GraphRequestIDs: c.list()}, nil
+}
+
+// ipRound applies ops with one read of the named locations, one write per
+// changed location and, when needed, one read and one write of the policy.
+func (e *Executor) ipRound(ctx context.Context, ops []*ipOp) {
+	c := newCalls()
+	fail := func(ops []*ipOp, err error) {
+		for _, op := range ops {
+			op.err = err
+			op.res.GraphRequestIDs = c.list()
+			close(op.done)
+		}
+	}
+	locs, err := e.readLocations(ctx, c)
+	if err != nil {
+		fail(ops, err)
+		return
+	}
+	next := 1
+	for _, l := range locs {
+		next = max(next, locNumber(l.DisplayName)+1)
+	}
+	var settled []*ipOp // already in the wanted state when read
+	for _, op := range ops {
+		p := op.pfx.String()
+		l, i := findRange(locs, p)
+		switch {
+		case op.add && l != nil:
+			op.res = actions.Result{Detail: fmt.Sprintf("%s already blocked (named location %q)", p, l.DisplayName), AlreadyDone: true}
+			if l.changed {
+				l.ops = append(l.ops, op) // added earlier in this round: shares its write
+			} else {
+				settled = append(settled, op)
+			}
+		case op.add:
+			var dst *location
+			for _, x := range locs {
+				n := len(x.Ranges)
+				if n == 1 && x.Ranges[0] == placeholderCIDR {
+					n = 0
+				}
+				if n < e.cfg.MaxRangesPerLocation {
+					dst = x
+					break
+				}
+			}
+			if dst == nil {
+				dst = &location{DisplayName: fmt.Sprintf("%s %d", e.cfg.LocationName, next), isNew: true}
+				next++
+				locs = append(locs, dst)
+			}
+			if len(dst.Ranges) == 1 && dst.Ranges[0] == placeholderCIDR {
+				dst.Ranges = nil
+			}
+			dst.Ranges = append(dst.Ranges, p)
+			dst.changed = true
+			dst.ops = append(dst.ops, op)
+			op.res = actions.Result{Detail: fmt.Sprintf("%s blocked (named location %q)", p, dst.DisplayName),
+				Undo: &actions.Step{Action: actions.UnblockIP, Target: actions.Target{IP: op.target}}}
+		case l != nil:
+			l.Ranges = slices.Delete(l.Ranges, i, i+1)
+			if len(l.Ranges) == 0 {
+				l.Ranges = []string{placeholderCIDR}
+			}
+			l.changed = true
+			l.ops = append(l.ops, op)
+			op.res = actions.Result{Detail: fmt.Sprintf("%s unblocked (removed from named location %q)", p, l.DisplayName),
+				Undo: &actions.Step{Action: actions.BlockIP, Target: actions.Target{IP: op.target}}}
+		default:
+			op.res = actions.Result{Detail: p + " is not blocked by Responder", AlreadyDone: true}
+			settled = append(settled, op)
+		}
+	}
+	// Write each changed location: PATCH replaces the whole ipRanges collection.
+	var pending []*ipOp
+	created := false
+	for _, l := range locs {
+		if !l.changed {
+			continue
+		}
+		if err := e.budgets.IdentityProtectionCA(ctx); err != nil {
+			fail(l.ops, Classify(err, permCA))
+			continue
+		}
+		body := map[string]any{"@odata.type": ipLocationType, "ipRanges": rangesBody(l.Ranges)}
+		var werr error
+		if l.isNew {
+			body["displayName"] = l.DisplayName
+			body["isTrusted"] = false
+			var out []byte
+			out, werr = e.raw(ctx, c, abs.POST, namedLocations, "", body)
+			if werr == nil {
+				var got struct {
+					ID string `json:"id"`
+				}
+				_ = json.Unmarshal(out, &got)
+				l.ID = got.ID
+				created = true
+			}
+		} else {
+			_, werr = e.raw(ctx, c, abs.PATCH, seg("identity", "conditionalAccess", "namedLocations", l.ID), "", body)
+		}
+		if werr != nil {
+			fail(l.ops, Classify(werr, permCA))
+			continue
+		}
+		pending = append(pending, l.ops...)
+	}
+	// The policy must block every location (and exclude the protected).
+	var ids []string
+	for _, l := range locs {
+		if l.ID != "" {
+			ids = append(ids, l.ID)
+		}
+	}
+	var polState string
+	adds := slices.ContainsFunc(pending, func(op *ipOp) bool { return op.add }) || slices.ContainsFunc(settled, func(op *ipOp) bool { return op.add })
+	if len(ids) > 0 && (created || adds && time.Since(e.policyVerifiedAt()) > e.cfg.CacheTTL) {
+		st, err := e.ensurePolicy(ctx, c, ids)
+		if err != nil {
+			fail(pending, err)
+			fail(settled, err)
+			return
+		}
+		polState = st
+	}
+	for _, op := range append(pending, settled...) {
+		after, _ := json.Marshal(map[string]any{"range": op.pfx.String(), "blocked": op.add, "policy": e.cfg.PolicyName, "policy_id": e.policyIDCached(), "policy_state": polState})
+		beforeJ, _ := json.Marshal(map[string]any{"range": op.pfx.String(), "blocked": op.add == op.res.AlreadyDone})
+		op.res.Before, op.res.After = beforeJ, after
+		op.res.GraphRequestIDs = c.list()
+		close(op.done)
+	}
+}
+
+func (e *Executor) policyVerifiedAt() time.Time {
+	e.ips.mu.Lock()
+	defer e.ips.mu.Unlock()
+	return e.ips.policyAt
+}
+
+func (e *Executor) policyIDCached() string {
+	e.ips.mu.Lock()
+	defer e.ips.mu.Unlock()
+	return e.ips.policyID
+}
+
+// ensurePolicy creates Responder's blocking policy, or adds missing locations
+// and protected exclusions to it. It returns the policy's state.
+func (e *Executor) ensurePolicy(ctx context.Context, c *calls, locIDs []string) (string, error) {
+	protected, roleIDs, err := e.protected(ctx, e.cfg.Protected)
+	if err != nil {
+		return "", err
+	}
+	var exclude []string
+	for _, p := range protected {
+		if isGUID(p.ID) && !slices.Contains(exclude, strings.ToLower(p.ID)) {
+			exclude = append(exclude, strings.ToLower(p.ID))
+		}
+	}
+	slices.Sort(exclude)
+	raws, err := e.list(ctx, c, caPolicies, "", permCARead, func(ctx context.Context) (func(), error) {
+		return func() {}, e.budgets.IdentityProtectionCA(ctx)
+	})
+	if err != nil {
+		return "", err
+	}
+	for _, r := range raws {
+		var pol struct {
+			ID          string `json:"id"`
+			DisplayName string `json:"displayName"`
+			State       string `json:"state"`
+			Conditions  struct {
+				Users struct {
+					IncludeUsers []string `json:"includeUsers"`
+					ExcludeUsers []string `json:"excludeUsers"`
+					ExcludeRoles []string `json:"excludeRoles"`
+				} `json:"users"`
+				Locations struct {
+					IncludeLocations []string `json:"includeLocations"`
+				} `json:"locations"`
+			} `json:"conditions"`
+		}
+		if json.Unmarshal(r, &pol) != nil || pol.DisplayName != e.cfg.PolicyName {
+			continue
+		}
+		var raw map[string]any
+		_ = json.Unmarshal(r, &raw)
+		cond, _ := raw["conditions"].(map[string]any)
+		need := false
+		incl := pol.Conditions.Locations.IncludeLocations
+		for _, id := range locIDs {
+			if !slices.Contains(incl, id) {
+				incl = append(incl, id)
+				need = true
+			}
+		}
+		exU := pol.Conditions.Users.ExcludeUsers
+		for _, id := range exclude {
+			if !slices.ContainsFunc(exU, func(x string) bool { return strings.EqualFold(x, id) }) {
+				exU = append(exU, id)
+				need = true
+			}
+		}
+		exR := pol.Conditions.Users.ExcludeRoles
+		for _, id := range roleIDs {
+			if !slices.Contains(exR, id) {
+				exR = append(exR, id)
+				need = true
+			}
+		}
+		if need && cond != nil {
+			users, _ := cond["users"].(map[string]any)
+			if users == nil {
+				users = map[string]any{}
+			}
+			users["excludeUsers"], users["excludeRoles"] = exU, exR
+			cond["users"] = users
+			locs, _ := cond["locations"].(map[string]any)
+			if locs == nil {
+				locs = map[string]any{}
+			}
+			locs["includeLocations"] = incl
+			cond["locations"] = locs
+			if err := e.budgets.IdentityProtectionCA(ctx); err != nil {
+				return "", Classify(err, permCA)
+			}
+			if _, err := e.raw(ctx, c, abs.PATCH, seg("identity", "conditionalAccess", "policies", pol.ID), "", map[string]any{"conditions": cond}); err != nil {
+				return "", Classify(err, permCA)
+			}
+		}
+		e.ips.mu.Lock()
+		e.ips.policyID, e.ips.policyAt = pol.ID, time.Now()
+		e.ips.mu.Unlock()
+		return pol.State, nil
+	}
+	body := map[string]any{
+		"displayName": e.cfg.PolicyName,
+		"state":       e.cfg.CAPolicyState,
+		"conditions": map[string]any{
+			"clientAppTypes": []string{"all"},
+			"applications":   map[string]any{"includeApplications": []string{"All"}},
+			"users":          map[string]any{"includeUsers": []string{"All"}, "excludeUsers": nonNil(exclude), "excludeRoles": nonNil(roleIDs)},
+			"locations":      map[string]any{"includeLocations": locIDs},
+		},
+		"grantControls": map[string]any{"operator": "OR", "builtInControls": []string{"block"}},
+	}
+	if err := e.budgets.IdentityProtectionCA(ctx); err != nil {
+		return "", Classify(err, permCA)
+	}
+	out, err := e.raw(ctx, c, abs.POST, caPolicies, "", body)
+	if err != nil {
+		return "", Classify(err, permCA)
+	}
+	var got struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(out, &got)
+	e.ips.mu.Lock()
+	e.ips.policyID, e.ips.policyAt = got.ID, time.Now()
+	e.ips.mu.Unlock()
+	return e.cfg.CAPolicyState, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+func isGUID(s string) bool { return guidRE.MatchString(s) }

@@ -1,0 +1,250 @@
+package playbook
+
+import (
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/responder-sec/responder/internal/event"
+)
+
+// The index: an event meets only the triggers that can match it. Every
+// enabled playbook contributes units (one per Sigma rule, or one; plus one
+// for a threshold's follow-up), filed by source, then by a value the unit
+// requires: the event kind when trigger.kind is given, else a field that a
+// Sigma rule requires to equal one of a few values (riskEventType,
+// Operation, an alert name). Units that require no such value are "rest" and
+// always evaluated.
+
+type unit struct {
+	pb     int32
+	rule   int32 // index in Trigger.Sigma; -1 without Sigma
+	follow bool  // the threshold's follow-up event
+}
+
+type setIndex struct {
+	units    []unit
+	bySrc    map[event.Source]*srcIndex
+	stateful bool
+}
+
+type srcIndex struct {
+	keyed []*keyedIndex
+	rest  []int32
+}
+
+// keyedIndex files units by one value: the event kind, or a Sigma field.
+type keyedIndex struct {
+	key   string      // "kind" or the field's key
+	field *sigmaField // nil for the kind
+	m     map[string][]int32
+}
+
+func (s *Set) buildIndex() {
+	s.idx = setIndex{bySrc: map[event.Source]*srcIndex{}}
+	add := func(src event.Source, u unit, key string, field *sigmaField, vals []string) {
+		si := s.idx.bySrc[src]
+		if si == nil {
+			si = &srcIndex{}
+			s.idx.bySrc[src] = si
+		}
+		id := int32(len(s.idx.units))
+		s.idx.units = append(s.idx.units, u)
+		if key == "" {
+			si.rest = append(si.rest, id)
+			return
+		}
+		var k *keyedIndex
+		for _, x := range si.keyed {
+			if x.key == key {
+				k = x
+			}
+		}
+		if k == nil {
+			k = &keyedIndex{key: key, field: field, m: map[string][]int32{}}
+			si.keyed = append(si.keyed, k)
+		}
+		seen := map[string]bool{}
+		for _, v := range vals {
+			v = strings.ToLower(v)
+			if !seen[v] {
+				seen[v] = true
+				k.m[v] = append(k.m[v], id)
+			}
+		}
+	}
+	for i, p := range s.playbooks {
+		if !p.Enabled {
+			continue
+		}
+		t := p.Trigger
+		if t.Threshold != nil {
+			s.idx.stateful = true
+		}
+		if len(t.Sigma) == 0 {
+			u := unit{pb: int32(i), rule: -1}
+			if len(t.Kinds) > 0 {
+				add(t.Source, u, "kind", nil, t.Kinds)
+			} else {
+				add(t.Source, u, "", nil, nil)
+			}
+		}
+		for j, r := range t.Sigma {
+			u := unit{pb: int32(i), rule: int32(j)}
+			src := t.Source
+			if src == "" {
+				src = r.Source
+			}
+			if len(t.Kinds) > 0 {
+				add(src, u, "kind", nil, t.Kinds)
+				continue
+			}
+			if f, vals, ok := sigmaRequires(r.cond); ok {
+				add(src, u, f.key(), f, vals)
+				continue
+			}
+			add(src, u, "", nil, nil)
+		}
+		if th := t.Threshold; th != nil && th.Then != nil {
+			u := unit{pb: int32(i), rule: -1, follow: true}
+			if len(th.Then.Kinds) > 0 {
+				add(th.Then.Source, u, "kind", nil, th.Then.Kinds)
+			} else {
+				add(th.Then.Source, u, "", nil, nil)
+			}
+		}
+	}
+}
+
+// key identifies where a field is read from, for sharing one keyed index.
+func (f *sigmaField) key() string {
+	var b strings.Builder
+	b.WriteString(strconv.Itoa(f.xform))
+	for _, r := range f.refs {
+		b.WriteByte('|')
+		b.WriteString(r.text)
+	}
+	return b.String()
+}
+
+// sigmaRequires finds a field that must equal one of a set of values for the
+// node to hold; ok is false when there is none.
+func sigmaRequires(n sigmaNode) (*sigmaField, []string, bool) {
+	switch t := n.(type) {
+	case *sigmaFieldMatch:
+		if t.field.virtual != nil || len(t.field.refs) == 0 || (t.all && len(t.values) > 1) {
+			return nil, nil, false
+		}
+		var vals []string
+		for _, v := range t.values {
+			if v.kind != svEq || looksNumeric(v.s) {
+				return nil, nil, false
+			}
+			vals = append(vals, v.s)
+		}
+		return t.field, vals, true
+	case *sigmaAnd:
+		// Prefer the most specific requirement: the one whose shortest value
+		// is longest (an alert name over a workload).
+		var best *sigmaField
+		var bestVals []string
+		bestScore := -1
+		for _, k := range t.kids {
+			f, vals, ok := sigmaRequires(k)
+			if !ok {
+				continue
+			}
+			score := 1 << 30
+			for _, v := range vals {
+				score = min(score, len(v))
+			}
+			if score > bestScore {
+				best, bestVals, bestScore = f, vals, score
+			}
+		}
+		return best, bestVals, best != nil
+	case *sigmaOr:
+		var field *sigmaField
+		var all []string
+		for _, k := range t.kids {
+			f, vals, ok := sigmaRequires(k)
+			if !ok || (field != nil && f.key() != field.key()) {
+				return nil, nil, false
+			}
+			field = f
+			all = append(all, vals...)
+		}
+		return field, all, field != nil
+	}
+	return nil, nil, false
+}
+
+func looksNumeric(s string) bool {
+	_, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	return err == nil
+}
+
+// candidates returns the units an event meets, in unit order (which is
+// playbook order), without duplicates.
+func (s *Set) candidates(c *evalCtx, buf []int32) []int32 {
+	si := s.idx.bySrc[c.env.Source]
+	if si == nil {
+		return buf[:0]
+	}
+	out := buf[:0]
+	for _, k := range si.keyed {
+		if k.field == nil {
+			out = append(out, lookupFold(k.m, c.env.Kind)...)
+			continue
+		}
+		vals, _ := k.field.values(c)
+		for _, v := range vals {
+			str, ok := v.(string)
+			if !ok {
+				if str, ok = scalarString(v); !ok {
+					continue
+				}
+			}
+			out = append(out, lookupFold(k.m, str)...)
+		}
+	}
+	out = append(out, si.rest...)
+	if len(out) > 1 {
+		// insertion sort: candidate lists are short
+		for i := 1; i < len(out); i++ {
+			for j := i; j > 0 && out[j] < out[j-1]; j-- {
+				out[j], out[j-1] = out[j-1], out[j]
+			}
+		}
+		w := 1
+		for i := 1; i < len(out); i++ {
+			if out[i] != out[w-1] {
+				out[w] = out[i]
+				w++
+			}
+		}
+		out = out[:w]
+	}
+	return out
+}
+
+// lookupFold looks s up in a map of lower-cased keys, without allocating for
+// short ASCII strings.
+func lookupFold(m map[string][]int32, s string) []int32 {
+	var buf [128]byte
+	if len(s) > len(buf) {
+		return m[strings.ToLower(s)]
+	}
+	b := buf[:0]
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if ch >= utf8.RuneSelf {
+			return m[strings.ToLower(s)]
+		}
+		if 'A' <= ch && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		b = append(b, ch)
+	}
+	return m[string(b)]
+}
