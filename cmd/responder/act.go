@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/responder-sec/responder/internal/actions"
+	"github.com/responder-sec/responder/internal/analyst"
 	"github.com/responder-sec/responder/internal/audit"
 	"github.com/responder-sec/responder/internal/bus"
 )
@@ -42,7 +42,8 @@ type actCommon struct {
 	DryRun            bool          `help:"Record what would be done; change nothing."`
 	Wait              time.Duration `help:"How long to wait for the outcome." default:"60s"`
 	JSON              bool          `name:"json" help:"Print one JSON object."`
-	Analyst           string        `help:"Analyst name recorded as the requester." env:"RESPONDER_ANALYST"`
+	Analyst           string        `help:"Your name in the analysts file (must match the key; default: the local administrator)." env:"RESPONDER_ANALYST"`
+	Key               string        `help:"Key file (nkey seed) to sign with (default: the local administrator key in the data directory)." env:"RESPONDER_KEY" type:"path"`
 	OverrideProtected bool          `help:"Act on a protected identity (audited)."`
 }
 
@@ -160,16 +161,13 @@ func (c *actCommon) send(e *env, action actions.Name, target actions.Target, par
 	if err != nil {
 		return err
 	}
-	analyst := c.Analyst
-	if analyst == "" {
-		analyst = os.Getenv("USER")
-	}
-	if analyst == "" {
-		analyst = "analyst"
+	kp, name, err := signerFlags{Key: c.Key, Analyst: c.Analyst}.keyPair(c.DataDir)
+	if err != nil {
+		return err
 	}
 	req := &actions.Request{
 		Version: actions.Version, ID: uuid.NewString(), Action: action, Target: target, Params: params,
-		RequestedBy: audit.Actor{Kind: "analyst", Name: analyst},
+		RequestedBy: audit.Actor{Kind: "analyst", Name: name},
 		Reason:      c.Reason, Ticket: c.Ticket, DryRun: c.DryRun, OverrideProtected: c.OverrideProtected,
 		RequestedAt: time.Now().UTC(),
 	}
@@ -191,7 +189,7 @@ func (c *actCommon) send(e *env, action actions.Name, target actions.Target, par
 	if err != nil {
 		return err
 	}
-	if err := actions.Publish(ctx, js, tenant, req); err != nil {
+	if err := analyst.Publish(ctx, js, tenant, req, kp); err != nil {
 		return err
 	}
 	if !c.JSON {

@@ -72,6 +72,7 @@ func TestActAgainstRunningEngine(t *testing.T) {
 		Bus: bus.Config{StoreDir: filepath.Join(dataDir, "nats"), Port: -1},
 		Credentials: m365.Credentials{TenantID: info.TenantID, ClientID: info.ClientID, ClientSecret: info.ClientSecret,
 			LoginURL: info.LoginURL, GraphURL: info.GraphURL, HTTPClient: sim.HTTPClient()},
+		DataDir:      dataDir,
 		PlaybookDir:  "../../playbooks",
 		RiskInterval: time.Hour,
 		Logger:       slog.New(slog.DiscardHandler),
@@ -89,7 +90,7 @@ func TestActAgainstRunningEngine(t *testing.T) {
 	}
 
 	var out, errb bytes.Buffer
-	code := run([]string{"act", "disable-user", "--data-dir", dataDir, "--user", "bob@contoso.com", "--reason", "phished", "--ticket", "INC-42", "--json", "--analyst", "ann"}, &out, &errb)
+	code := run([]string{"act", "disable-user", "--data-dir", dataDir, "--user", "bob@contoso.com", "--reason", "phished", "--ticket", "INC-42", "--json"}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("act exit %d: %s %s", code, out.String(), errb.String())
 	}
@@ -116,7 +117,7 @@ func TestActAgainstRunningEngine(t *testing.T) {
 		t.Fatalf("audit list exit %d: %s", code, errb.String())
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 2 || !strings.Contains(lines[1], `"ticket":"INC-42"`) || !strings.Contains(lines[1], `"name":"ann"`) {
+	if len(lines) != 2 || !strings.Contains(lines[1], `"ticket":"INC-42"`) || !strings.Contains(lines[1], `"name":"local-admin"`) {
 		t.Errorf("audit list for the request = %q", out.String())
 	}
 	out.Reset()

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/responder-sec/responder/internal/actions"
+	"github.com/responder-sec/responder/internal/approval"
 	"github.com/responder-sec/responder/internal/bus"
 	"github.com/responder-sec/responder/internal/engine"
 	"github.com/responder-sec/responder/internal/m365"
@@ -17,12 +20,18 @@ import (
 type serveCmd struct {
 	tenantFlags
 	busFlags
-	Listen    string `help:"Embedded NATS listen address (loopback unless told otherwise)." default:"127.0.0.1:4222" env:"RESPONDER_NATS_LISTEN"`
-	Sandbox   bool   `help:"Run against the built-in emulated tenant instead of Microsoft." env:"RESPONDER_SANDBOX"`
-	Playbooks string `help:"Playbook directory." default:"playbooks" env:"RESPONDER_PLAYBOOKS"`
-	Protected string `help:"Protected identities (UPNs or object ids, comma-separated): never actioned by a playbook." env:"RESPONDER_PROTECTED"`
-	DryRun    bool   `help:"Record what would be done and change nothing." env:"RESPONDER_DRY_RUN"`
-	Replicas  int    `help:"Stream replicas (3 in a cluster)." default:"1" env:"RESPONDER_REPLICAS"`
+	Listen          string        `help:"Embedded NATS listen address (loopback unless told otherwise)." default:"127.0.0.1:4222" env:"RESPONDER_NATS_LISTEN"`
+	Sandbox         bool          `help:"Run against the built-in emulated tenant instead of Microsoft." env:"RESPONDER_SANDBOX"`
+	Playbooks       string        `help:"Playbook directory." default:"playbooks" env:"RESPONDER_PLAYBOOKS"`
+	Protected       string        `help:"Protected identities (UPNs or object ids, comma-separated): never actioned by a playbook." env:"RESPONDER_PROTECTED"`
+	DryRun          bool          `help:"Record what would be done and change nothing." env:"RESPONDER_DRY_RUN"`
+	Replicas        int           `help:"Stream replicas (3 in a cluster)." default:"1" env:"RESPONDER_REPLICAS"`
+	Analysts        string        `help:"Analysts file (YAML: names, public keys, rights); default: only the local administrator key." env:"RESPONDER_ANALYSTS" type:"path"`
+	OpsAddr         string        `help:"Operations HTTP address (/healthz, /readyz, /metrics, /api/audit); empty disables." default:"127.0.0.1:9464" env:"RESPONDER_OPS_ADDR"`
+	VerifiedDomains []string      `help:"The tenant's verified domains (default: read from Graph)." env:"RESPONDER_VERIFIED_DOMAINS"`
+	CAPolicyState   string        `help:"State of the Conditional Access block policy Responder creates." enum:"enabled,enabledForReportingButNotEnforced" default:"enabled" env:"RESPONDER_CA_POLICY_STATE"`
+	ApprovalTTL     time.Duration `help:"How long a request waits for approval before it expires." default:"24h" env:"RESPONDER_APPROVAL_TTL"`
+	RequireApproval []string      `help:"Action kinds that always need approval, as NAME or NAME=2 for two approvers." env:"RESPONDER_REQUIRE_APPROVAL"`
 }
 
 func (c *serveCmd) Run(e *env) error {
@@ -67,9 +76,25 @@ func (c *serveCmd) Run(e *env) error {
 			return fmt.Errorf("data directory: %w", err)
 		}
 	}
+	rules := approval.Rules{TTL: c.ApprovalTTL, Actions: map[string]int{}}
+	for _, a := range c.RequireApproval {
+		name, n := a, 1
+		if i := strings.IndexByte(a, '='); i > 0 {
+			name = a[:i]
+			if v, err := strconv.Atoi(a[i+1:]); err == nil && v > 0 {
+				n = v
+			}
+		}
+		if _, ok := actions.Lookup(actions.FromCLIName(name)); !ok {
+			return fmt.Errorf("--require-approval: unknown action %q", name)
+		}
+		rules.Actions[string(actions.FromCLIName(name))] = n
+	}
 	eng, err := engine.New(e.ctx, engine.Config{
-		Bus: bc, Credentials: creds, PlaybookDir: c.Playbooks,
+		Bus: bc, Credentials: creds, PlaybookDir: c.Playbooks, DataDir: c.DataDir,
 		Protected: actions.Protected{Users: protected}, DryRun: c.DryRun, Logger: e.log,
+		AnalystsFile: c.Analysts, OpsAddr: c.OpsAddr, Approvals: rules,
+		VerifiedDomains: c.VerifiedDomains, CAPolicyState: c.CAPolicyState,
 	})
 	if err != nil {
 		return err

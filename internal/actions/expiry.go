@@ -39,6 +39,8 @@ func scheduleExpiry(ctx context.Context, kv jetstream.KeyValue, req *Request, at
 
 // ExpiryConfig wires the expiry scheduler.
 type ExpiryConfig struct {
+	// Publish sends the unblock request (default Publish, unsigned).
+	Publish  PublishFunc
 	Tenant   string
 	JS       jetstream.Publisher
 	KV       jetstream.KeyValue
@@ -137,7 +139,11 @@ func (s *ExpiryScheduler) Tick(ctx context.Context) (int, error) {
 			Reason:      "block from request " + x.RequestID + " expired at " + x.At.Format(time.RFC3339),
 			Ticket:      x.Ticket, RequestedAt: now,
 		}
-		if err := Publish(ctx, s.cfg.JS, s.cfg.Tenant, req); err != nil {
+		publish := s.cfg.Publish
+		if publish == nil {
+			publish = func(ctx context.Context, r *Request) error { return Publish(ctx, s.cfg.JS, s.cfg.Tenant, r) }
+		}
+		if err := publish(ctx, req); err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -218,6 +218,8 @@ type Step struct {
 	Target Target         `json:"target"`
 	Params map[string]any `json:"params,omitempty"`
 	DryRun bool           `json:"dry_run,omitempty"`
+	// Approval "required" holds the step for a human decision.
+	Approval string `json:"approval,omitempty"`
 }
 
 // Request is the action request message on responder.<tenant>.action.<name>.
@@ -234,8 +236,11 @@ type Request struct {
 	DryRun      bool           `json:"dry_run,omitempty"`
 	// OverrideProtected lets an analyst act on a protected identity; the override
 	// is audited. A playbook request never overrides.
-	OverrideProtected bool      `json:"override_protected,omitempty"`
-	RequestedAt       time.Time `json:"requested_at"`
+	OverrideProtected bool `json:"override_protected,omitempty"`
+	// Approval "required" holds the request for a human decision (a playbook
+	// step marked so); the engine's approval rules may require it anyway.
+	Approval    string    `json:"approval,omitempty"`
+	RequestedAt time.Time `json:"requested_at"`
 	// Next holds the remaining steps of a playbook run.
 	Next []Step `json:"next,omitempty"`
 }

@@ -86,7 +86,7 @@ func (w *Worker) undo(ctx context.Context, msg jetstream.Msg, req *Request, atte
 		return
 	}
 	after, _ := json.Marshal(map[string]any{"inverse_request_id": inv.ID, "action": inv.Action, "target": inv.Target.Map(), "undo_of": origID})
-	if err := Publish(ctx, w.cfg.JS, w.cfg.Tenant, inv); err != nil {
+	if err := w.publish(ctx, inv); err != nil {
 		w.log.Error("publish the inverse request; will retry", "request", req.ID, "err", err)
 		_ = msg.NakWithDelay(time.Second)
 		return

@@ -101,6 +101,12 @@ type WorkerConfig struct {
 	Blast BlastLimits
 	// IP bounds what block_ip may block (defaults /16 and /48).
 	IP IPPolicy
+	// Gate authenticates senders and holds requests for approval (nil: admit all,
+	// hold none, refuse past the blast radius).
+	Gate Gate
+	// Publish sends follow-up requests (next steps, undo, expiries); default
+	// Publish, unsigned. The engine signs them with its key.
+	Publish PublishFunc
 	// DryRun makes the whole engine record what it would do and change nothing.
 	DryRun      bool
 	Concurrency int           // requests in flight (default 16)
@@ -220,6 +226,21 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	log := w.log.With("request", req.ID, "action", req.Action, "attempt", attempts)
 
+	released := false
+	if w.cfg.Gate != nil {
+		rel, reject, err := w.cfg.Gate.Admit(ctx, req, msg)
+		if err != nil {
+			log.Error("authentication unavailable; will retry", "err", err)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		if reject != "" {
+			w.rejectMessage(ctx, msg, req, &RejectError{Reason: reject}, attempts)
+			return
+		}
+		released = rel
+	}
+
 	st, err := w.loadState(ctx, req.ID)
 	if err != nil {
 		log.Error("idempotency state unavailable; will retry", "err", err)
@@ -287,13 +308,29 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) {
 		w.dryRun(ctx, msg, req, overrideNote, attempts)
 		return
 	}
-	if why, err := w.checkBlast(ctx, req); err != nil {
-		log.Error("blast-radius counter unavailable; will retry", "err", err)
-		_ = msg.NakWithDelay(time.Second)
-		return
-	} else if why != "" {
-		w.finish(ctx, msg, req, w.final(req, audit.Refused, why, attempts), nil)
-		return
+	if !released {
+		why, err := w.checkBlast(ctx, req)
+		if err != nil {
+			log.Error("blast-radius counter unavailable; will retry", "err", err)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		if w.cfg.Gate == nil && why != "" {
+			w.finish(ctx, msg, req, w.final(req, audit.Refused, why, attempts), nil)
+			return
+		}
+		if w.cfg.Gate != nil {
+			held, hwhy, err := w.cfg.Gate.Hold(ctx, req, msg, HoldFacts{OverLimit: why, Protected: d.Override})
+			if err != nil {
+				log.Error("approval store unavailable; will retry", "err", err)
+				_ = msg.NakWithDelay(time.Second)
+				return
+			}
+			if held {
+				w.pending(ctx, msg, req, hwhy, attempts)
+				return
+			}
+		}
 	}
 
 	res, err := w.cfg.Executor.Execute(ctx, req)
@@ -580,10 +617,38 @@ func (w *Worker) publishNext(ctx context.Context, req *Request, o audit.Outcome)
 		Ticket:      req.Ticket,
 		EventID:     req.EventID,
 		DryRun:      req.DryRun || step.DryRun,
+		Approval:    step.Approval,
 		RequestedAt: w.cfg.Now().UTC(),
 		Next:        req.Next[1:],
 	}
-	return Publish(ctx, w.cfg.JS, w.cfg.Tenant, &next)
+	return w.publish(ctx, &next)
+}
+
+// publish sends a follow-up request with the configured PublishFunc.
+func (w *Worker) publish(ctx context.Context, r *Request) error {
+	if w.cfg.Publish != nil {
+		return w.cfg.Publish(ctx, r)
+	}
+	return Publish(ctx, w.cfg.JS, w.cfg.Tenant, r)
+}
+
+// pending records that req waits for approval and acks the message; the state
+// stays claimed (not done), so the request runs when the approval service
+// re-publishes it.
+func (w *Worker) pending(ctx context.Context, msg jetstream.Msg, req *Request, why string, attempts int) {
+	rec := w.baseRecord(req)
+	rec.ID = recordID(req.ID, "pending")
+	rec.Outcome = audit.PendingApproval
+	rec.Detail = "waiting for approval: " + why
+	rec.Attempts = attempts
+	stored, err := w.cfg.Audit.Append(ctx, rec)
+	if err != nil {
+		w.log.Error("audit pending approval; will retry", "request", req.ID, "err", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	w.notify(req, stored, "")
+	_ = msg.Ack()
 }
 
 // Publish sends a request to the ACTIONS stream, deduplicated by its id.

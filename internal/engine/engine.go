@@ -11,13 +11,19 @@ import (
 
 	msgraphsdk "github.com/microsoftgraph/msgraph-sdk-go"
 
+	"github.com/nats-io/nkeys"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/responder-sec/responder/internal/actions"
 	"github.com/responder-sec/responder/internal/actions/graphexec"
+	"github.com/responder-sec/responder/internal/analyst"
+	"github.com/responder-sec/responder/internal/approval"
 	"github.com/responder-sec/responder/internal/audit"
 	"github.com/responder-sec/responder/internal/bus"
 	"github.com/responder-sec/responder/internal/event"
 	"github.com/responder-sec/responder/internal/feeds"
 	"github.com/responder-sec/responder/internal/m365"
+	"github.com/responder-sec/responder/internal/ops"
 	"github.com/responder-sec/responder/internal/playbook"
 )
 
@@ -40,6 +46,21 @@ type Config struct {
 	Logger              *slog.Logger
 	// OnEvent is told about each event a feed publishes (for the demo timeline).
 	OnEvent func(event.Envelope)
+
+	// DataDir holds the local keys (default Bus.StoreDir).
+	DataDir string
+	// AnalystsFile maps analysts' public keys to names and rights ("" = only the
+	// local administrator key of DataDir).
+	AnalystsFile string
+	// Approvals say which requests wait for a human decision.
+	Approvals approval.Rules
+	// OpsAddr serves /healthz, /readyz, /metrics and /api/audit ("" = off).
+	OpsAddr string
+	// Safety and action settings, passed to the workers and the executor.
+	VerifiedDomains []string
+	CAPolicyState   string
+	Blast           actions.BlastLimits
+	IP              actions.IPPolicy
 }
 
 // Engine is one running Responder process.
@@ -49,7 +70,12 @@ type Engine struct {
 	bus       *bus.Bus
 	graph     *msgraphsdk.GraphServiceClient
 	audit     *audit.Writer
+	recorder  *recorder
 	playbooks atomic.Pointer[playbook.Set]
+	registry  *prometheus.Registry
+	metrics   *ops.Metrics
+	engineKP  nkeys.KeyPair
+	directory *analyst.Directory
 }
 
 // New connects to the bus (starting the embedded server if configured), builds the
@@ -67,20 +93,62 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: playbooks in %s: %w", cfg.PlaybookDir, err)
 	}
-	graph, _, err := m365.NewGraphClient(cfg.Credentials)
+	reg := prometheus.NewRegistry()
+	metrics, err := ops.NewMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("engine: metrics: %w", err)
+	}
+	creds := cfg.Credentials
+	creds.HTTPClient = instrument(creds.HTTPClient, metrics)
+	graph, _, err := m365.NewGraphClient(creds)
 	if err != nil {
 		return nil, fmt.Errorf("engine: graph client: %w", err)
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = cfg.Bus.StoreDir
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("engine: missing data directory for the engine and administrator keys (--data-dir)")
+	}
+	adminKP, created, err := analyst.EnsureLocalAdmin(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("engine: local administrator key: %w", err)
+	}
+	adminPub, _ := adminKP.PublicKey()
+	if created {
+		log.Info("created the local administrator key", "public_key", adminPub, "path", analyst.AdminKeyPath(cfg.DataDir))
+	}
+	engineKP, _, err := analyst.EnsureEngineKey(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("engine: engine key: %w", err)
+	}
+	enginePub, _ := engineKP.PublicKey()
+	var dir *analyst.Directory
+	if cfg.AnalystsFile != "" {
+		d, err := analyst.LoadFile(cfg.AnalystsFile)
+		if err != nil {
+			return nil, fmt.Errorf("engine: analysts file: %w", err)
+		}
+		if dir, err = d.With(analyst.Analyst{Name: analyst.LocalEngineName, PublicKey: enginePub, Role: analyst.RoleEngine}); err != nil {
+			return nil, fmt.Errorf("engine: analysts file: %w", err)
+		}
+	} else if dir, err = analyst.LocalDirectory(adminPub, enginePub); err != nil {
+		return nil, fmt.Errorf("engine: local analysts: %w", err)
 	}
 	cfg.Bus.Logger = log
 	b, err := bus.Open(ctx, cfg.Bus)
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, log: log, bus: b, graph: graph}
+	e := &Engine{cfg: cfg, log: log, bus: b, graph: graph, registry: reg, metrics: metrics, engineKP: engineKP, directory: dir}
 	e.audit = audit.NewWriter(b.JS, audit.WriterOptions{Logger: log})
+	e.recorder = &recorder{inner: e.audit, metrics: metrics, seen: newEventTimes(4096)}
 	e.playbooks.Store(set)
 	return e, nil
 }
+
+// Registry is the engine's Prometheus registry.
+func (e *Engine) Registry() *prometheus.Registry { return e.registry }
 
 // Bus is the engine's backbone connection.
 func (e *Engine) Bus() *bus.Bus { return e.bus }
@@ -102,25 +170,63 @@ func (e *Engine) Run(ctx context.Context) error {
 		return err
 	}
 	tenant := e.Tenant()
+	replicas := e.cfg.Bus.Replicas
+	seen, err := analyst.EnsureReplayBucket(ctx, e.bus.JS, replicas, 0)
+	if err != nil {
+		return fmt.Errorf("engine: replay bucket: %w", err)
+	}
+	dir := e.directory
+	verifier, err := analyst.NewVerifier(analyst.VerifierConfig{Directory: func() *analyst.Directory { return dir }, Seen: seen})
+	if err != nil {
+		return err
+	}
+	store := approval.NewStore(kv, approval.StoreOptions{})
+	approvals, err := approval.NewService(approval.ServiceConfig{
+		Tenant: tenant, Conn: e.bus.NC, Store: store, Verifier: verifier, Audit: e.recorder,
+		Release: approval.RepublishFunc(e.bus.JS, tenant), Logger: e.log.With("part", "approval"),
+	})
+	if err != nil {
+		return err
+	}
+	sign := &signer{js: e.bus.JS, tenant: tenant, kp: e.engineKP}
+	exec := graphexec.NewWithConfig(e.graph, graphexec.Config{
+		Logger: e.log, Budgets: graphexec.NewBudgets(graphexec.BudgetConfig{}),
+		Protected: e.cfg.Protected, VerifiedDomains: e.cfg.VerifiedDomains, CAPolicyState: e.cfg.CAPolicyState,
+	})
 	parts := map[string]func(context.Context) error{
 		"risk_detections": feeds.NewRiskPoller(feeds.RiskConfig{
 			Tenant: tenant, Graph: e.graph, JS: e.bus.JS, KV: kv,
-			Interval: e.cfg.RiskInterval, PageGap: e.cfg.PageGap, Logger: e.log, OnPublished: e.cfg.OnEvent,
+			Interval: e.cfg.RiskInterval, PageGap: e.cfg.PageGap, Logger: e.log, OnPublished: e.onEvent,
 		}).Run,
 		"matcher": (&Matcher{
-			tenant: tenant, js: e.bus.JS, playbooks: e.Playbooks, audit: e.audit, kv: kv,
-			log: e.log.With("part", "matcher"), now: time.Now,
+			tenant: tenant, js: e.bus.JS, playbooks: e.Playbooks, audit: e.recorder, kv: kv,
+			log: e.log.With("part", "matcher"), now: time.Now, publish: sign.publish, metrics: e.metrics, seen: e.recorder.seen,
 		}).Run,
 		"actions": actions.NewWorker(actions.WorkerConfig{
 			Tenant: tenant, JS: e.bus.JS, KV: kv,
-			Executor:    graphexec.New(e.graph, e.log),
-			Audit:       e.audit,
+			Executor:    exec,
+			Directory:   exec,
+			Audit:       e.recorder,
 			Protected:   e.cfg.Protected,
+			Blast:       e.cfg.Blast,
+			IP:          e.cfg.IP,
+			Gate:        &gate{verifier: verifier, store: store, rules: e.cfg.Approvals, now: time.Now},
+			Publish:     sign.relay,
 			DryRun:      e.cfg.DryRun,
 			Concurrency: e.cfg.Workers, MaxAttempts: e.cfg.MaxAttempts,
 			RetryBase: e.cfg.RetryBase, RetryMax: e.cfg.RetryMax,
 			Logger: e.log,
 		}).Run,
+		"expiry":    actions.NewExpiryScheduler(actions.ExpiryConfig{Tenant: tenant, JS: e.bus.JS, KV: kv, Publish: sign.publish, Logger: e.log}).Run,
+		"approvals": approvals.Run,
+	}
+	if e.cfg.OpsAddr != "" {
+		srv, err := ops.NewServer(ops.Config{Addr: e.cfg.OpsAddr, Registry: e.registry, Audit: e.bus.JS, Tenant: tenant,
+			Logger: e.log.With("part", "ops"), Ready: e.ready})
+		if err != nil {
+			return err
+		}
+		parts["ops"] = srv.Run
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -143,4 +249,22 @@ func (e *Engine) Run(ctx context.Context) error {
 		all = append(all, err)
 	}
 	return errors.Join(all...)
+}
+
+func (e *Engine) onEvent(env event.Envelope) {
+	e.metrics.Event(string(env.Source), env.Kind)
+	if e.cfg.OnEvent != nil {
+		e.cfg.OnEvent(env)
+	}
+}
+
+// ready reports the readiness of NATS and of a Graph token.
+func (e *Engine) ready(ctx context.Context) map[string]error {
+	out := map[string]error{}
+	if !e.bus.NC.IsConnected() {
+		out["nats"] = errors.New("not connected")
+	} else {
+		out["nats"] = nil
+	}
+	return out
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/responder-sec/responder/internal/actions"
+	"github.com/responder-sec/responder/internal/analyst"
+	"github.com/responder-sec/responder/internal/approval"
 	"github.com/responder-sec/responder/internal/audit"
 	"github.com/responder-sec/responder/internal/bus"
 	"github.com/responder-sec/responder/internal/m365"
@@ -88,6 +90,12 @@ func (h *harness) stop() {
 // matching pred), reading the stream from the start.
 func (h *harness) waitFinal(pred func(audit.Record) bool) audit.Record {
 	h.t.Helper()
+	return h.waitRecord(func(r audit.Record) bool { return r.Outcome.Final() && pred(r) })
+}
+
+// waitRecord waits for the first audit record matching pred.
+func (h *harness) waitRecord(pred func(audit.Record) bool) audit.Record {
+	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cons, err := h.eng.Bus().JS.OrderedConsumer(ctx, bus.StreamAudit, jetstream.OrderedConsumerConfig{})
@@ -103,7 +111,7 @@ func (h *harness) waitFinal(pred func(audit.Record) bool) audit.Record {
 		if err := json.Unmarshal(msg.Data(), &r); err != nil {
 			h.t.Fatal(err)
 		}
-		if r.Outcome.Final() && pred(r) {
+		if pred(r) {
 			return r
 		}
 	}
@@ -128,6 +136,18 @@ func (h *harness) publishRaw(subject string, data []byte) {
 	}
 }
 
+// publishSigned sends req signed with the data directory's local administrator key.
+func (h *harness) publishSigned(req *actions.Request) {
+	h.t.Helper()
+	kp, err := analyst.LoadDefaultKey(h.dir)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := analyst.Publish(context.Background(), h.eng.Bus().JS, h.eng.Tenant(), req, kp); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 func (h *harness) attack(upn string) {
 	u, ok := h.sim.User(upn)
 	if !ok {
@@ -139,7 +159,7 @@ func (h *harness) attack(upn string) {
 
 func analystRequest(action actions.Name, user string) *actions.Request {
 	return &actions.Request{Version: actions.Version, ID: uuid.NewString(), Action: action,
-		Target: actions.Target{User: user}, RequestedBy: audit.Actor{Kind: "analyst", Name: "tester"},
+		Target: actions.Target{User: user}, RequestedBy: audit.Actor{Kind: "analyst", Name: analyst.LocalAdminName},
 		Reason: "test", RequestedAt: time.Now().UTC()}
 }
 
@@ -151,10 +171,12 @@ func TestMalformedActionMessagesAreRejectedAndTheNextRuns(t *testing.T) {
 	h.publishRaw(subj, []byte(`{"version":1,"id":`))                                                                                                                                             // bad JSON
 	h.publishRaw(subj, []byte(`{"version":1,"id":"`+uuid.NewString()+`","action":"format_disk","target":{"user":"bob@contoso.com"},"requested_by":{"kind":"analyst","name":"x"},"reason":"r"}`)) // unknown action
 	h.publishRaw(subj, []byte(`{"version":1,"id":"`+uuid.NewString()+`","action":"disable_user","target":{},"requested_by":{"kind":"analyst","name":"x"},"reason":"r"}`))                        // missing user
-	good := analystRequest(actions.DisableUser, "bob@contoso.com")
-	if err := actions.Publish(context.Background(), h.eng.Bus().JS, tenant, good); err != nil {
+	unsigned := analystRequest(actions.DisableUser, "alice@contoso.com")
+	if err := actions.Publish(context.Background(), h.eng.Bus().JS, tenant, unsigned); err != nil {
 		t.Fatal(err)
 	}
+	good := analystRequest(actions.DisableUser, "bob@contoso.com")
+	h.publishSigned(good)
 	r := h.waitFinal(func(r audit.Record) bool { return r.RequestID == good.ID })
 	if r.Outcome != audit.Succeeded {
 		t.Fatalf("good request after bad ones: %s %s", r.Outcome, r.Detail)
@@ -171,7 +193,7 @@ func TestMalformedActionMessagesAreRejectedAndTheNextRuns(t *testing.T) {
 			}
 		}
 	}
-	want := []string{"malformed request", `unknown action "format_disk"`, "needs target.user"}
+	want := []string{"malformed request", `unknown action "format_disk"`, "needs target.user", "unsigned"}
 	if len(reasons) != len(want) {
 		t.Fatalf("rejected reasons = %q, want %d", reasons, len(want))
 	}
@@ -198,9 +220,9 @@ func TestProtectedUserIsNeverActionedByPlaybook(t *testing.T) {
 		t.Fatalf("protected user: %s %q, want refused", r.Outcome, r.Detail)
 	}
 	// Refusal stops the run: the second step is never requested.
-	h.attack("carol@contoso.com")
+	h.attack("bob@contoso.com")
 	h.waitFinal(func(r audit.Record) bool {
-		return r.Target["user"] == "carol@contoso.com" && r.Action == "revoke_sessions"
+		return r.Target["user"] == "bob@contoso.com" && r.Action == "revoke_sessions"
 	})
 	if u, _ := h.sim.User("breakglass@contoso.com"); !u.AccountEnabled || u.RevokeCount != 0 {
 		t.Errorf("break-glass account was touched: enabled=%t revokes=%d", u.AccountEnabled, u.RevokeCount)
@@ -307,18 +329,52 @@ blast_radius:
 		t.Fatal(err)
 	}
 	h.startWith(func(c *Config) { c.PlaybookDir = dir })
-	for _, u := range []string{"alice@contoso.com", "bob@contoso.com", "carol@contoso.com"} {
+	for _, u := range []string{"alice@contoso.com", "bob@contoso.com"} {
 		h.attack(u)
 		h.waitFinal(func(r audit.Record) bool { return r.Target["user"] == u })
 	}
-	r := h.waitFinal(func(r audit.Record) bool { return r.Target["user"] == "carol@contoso.com" })
-	if r.Outcome != audit.Refused || !strings.Contains(r.Detail, "blast radius") {
-		t.Fatalf("third firing: %s %q, want refused by blast radius", r.Outcome, r.Detail)
+	h.sim.AddUser(m365sim.User{UserPrincipalName: "dave@contoso.com", DisplayName: "Dave"})
+	h.attack("dave@contoso.com")
+	r := h.waitRecord(func(r audit.Record) bool {
+		return r.Target["user"] == "dave@contoso.com" && (r.Outcome.Final() || r.Outcome == audit.PendingApproval)
+	})
+	if r.Outcome != audit.PendingApproval || !strings.Contains(r.Reason, "blast radius") {
+		t.Fatalf("third firing: %s %q (reason %q), want held for approval past the blast radius", r.Outcome, r.Detail, r.Reason)
 	}
-	if u, _ := h.sim.User("carol@contoso.com"); u.RevokeCount != 0 {
-		t.Error("carol was actioned past the limit")
+	if u, _ := h.sim.User("dave@contoso.com"); u.RevokeCount != 0 {
+		t.Error("dave was actioned past the limit without approval")
 	}
 	if u, _ := h.sim.User("bob@contoso.com"); u.RevokeCount != 1 {
 		t.Error("bob, within the limit, was not actioned")
 	}
+
+	// An analyst approves: the held request runs, audited as approved then succeeded.
+	rep := h.approve(r.RequestID)
+	if !rep.OK || !rep.Complete {
+		t.Fatalf("approve: %+v", rep)
+	}
+	done := h.waitFinal(func(x audit.Record) bool { return x.RequestID == r.RequestID })
+	if done.Outcome != audit.Succeeded {
+		t.Fatalf("after approval: %s %q", done.Outcome, done.Detail)
+	}
+	if u, _ := h.sim.User("dave@contoso.com"); u.RevokeCount != 1 {
+		t.Errorf("dave revoked %d times after approval, want 1", u.RevokeCount)
+	}
+}
+
+func (h *harness) approve(requestID string) approval.Reply {
+	h.t.Helper()
+	kp, err := analyst.LoadDefaultKey(h.dir)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rep, err := approval.Send(ctx, h.eng.Bus().NC, h.eng.Tenant(), approval.Command{
+		Op: "approve", RequestID: requestID, By: audit.Actor{Kind: "analyst", Name: analyst.LocalAdminName},
+	}, kp)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return rep
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/responder-sec/responder/internal/audit"
 	"github.com/responder-sec/responder/internal/bus"
 	"github.com/responder-sec/responder/internal/event"
+	"github.com/responder-sec/responder/internal/ops"
 	"github.com/responder-sec/responder/internal/playbook"
 )
 
@@ -31,6 +32,10 @@ type Matcher struct {
 	kv        jetstream.KeyValue
 	log       *slog.Logger
 	now       func() time.Time
+	// publish sends a request signed with the engine key.
+	publish actions.PublishFunc
+	metrics *ops.Metrics
+	seen    *eventTimes
 }
 
 func (m *Matcher) consumerName() string { return "playbooks-" + bus.Token(m.tenant) }
@@ -92,8 +97,9 @@ func (m *Matcher) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	m.seen.put(env.ID, time.Now())
 	set := m.playbooks()
-	matches, err := set.Match(&env)
+	matches, err := set.MatchStateful(ctx, &env, &playbook.KVCounter{KV: m.kv})
 	if err != nil {
 		m.log.Error("matching failed", "event", env.ID, "err", err)
 	}
@@ -102,6 +108,11 @@ func (m *Matcher) handle(ctx context.Context, msg jetstream.Msg) {
 			continue
 		}
 		reqID := uuid.NewSHA1(uuid.NameSpaceOID, []byte("responder/event/"+env.ID+"/playbook/"+mt.Playbook)).String()
+		for i := range mt.Steps {
+			if i < len(mt.Approval) && mt.Approval[i] != "" {
+				mt.Steps[i].Approval = mt.Approval[i]
+			}
+		}
 		first := mt.Steps[0]
 		req := &actions.Request{
 			Version:     actions.Version,
@@ -113,6 +124,7 @@ func (m *Matcher) handle(ctx context.Context, msg jetstream.Msg) {
 			Reason:      mt.Reason,
 			EventID:     env.ID,
 			DryRun:      first.DryRun,
+			Approval:    first.Approval,
 			RequestedAt: m.now().UTC(),
 			Next:        mt.Steps[1:],
 		}
@@ -120,11 +132,16 @@ func (m *Matcher) handle(ctx context.Context, msg jetstream.Msg) {
 			m.log.Error("playbook guard state unavailable; will retry", "event", env.ID, "err", err)
 			_ = msg.NakWithDelay(time.Second)
 			return
+		} else if held && strings.HasPrefix(reason, "blast radius") {
+			// Past the playbook's limit the run still goes ahead, but every step
+			// waits for a human decision.
+			req.Reason = reason + "; " + req.Reason
+			req.Approval = "required"
+			for i := range req.Next {
+				req.Next[i].Approval = "required"
+			}
 		} else if held {
 			outcome := audit.Skipped
-			if strings.HasPrefix(reason, "blast radius") {
-				outcome = audit.Refused
-			}
 			rec := audit.Record{
 				ID:       uuid.NewSHA1(uuid.NameSpaceOID, []byte("responder/"+reqID+"/guard")).String(),
 				TenantID: m.tenant, RequestID: reqID, Action: string(first.Action), Target: first.Target.Map(),
@@ -160,7 +177,12 @@ func (m *Matcher) handle(ctx context.Context, msg jetstream.Msg) {
 			_ = msg.NakWithDelay(time.Second)
 			return
 		}
-		if err := actions.Publish(ctx, m.js, m.tenant, req); err != nil {
+		m.metrics.Match(mt.Playbook)
+		publish := m.publish
+		if publish == nil {
+			publish = func(ctx context.Context, r *actions.Request) error { return actions.Publish(ctx, m.js, m.tenant, r) }
+		}
+		if err := publish(ctx, req); err != nil {
 			m.log.Error("request actions; will retry", "event", env.ID, "err", err)
 			_ = msg.NakWithDelay(time.Second)
 			return
