@@ -1,13 +1,18 @@
 package analyst
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/responder-sec/responder/internal/actions"
+	"github.com/responder-sec/responder/internal/audit"
 )
 
 func compileSchema(t *testing.T) *jsonschema.Schema {
@@ -84,5 +89,31 @@ func TestSchemaRefuses(t *testing.T) {
 	inst, _ := jsonschema.UnmarshalJSON(strings.NewReader(good))
 	if err := s.Validate(inst); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestGoRequestMatchesSchema keeps the Go contract and the published schema in
+// step: a request with every field the Go type has must validate.
+func TestGoRequestMatchesSchema(t *testing.T) {
+	s := compileSchema(t)
+	req := actions.Request{
+		Version: 1, ID: "0b6f6c52-5a8e-4c1c-9a57-2f1d8f0c8a11", Action: actions.DisableUser,
+		Target:      actions.Target{User: "alice@contoso.com", IP: "203.0.113.7", MessageID: "<a@b>", RequestID: "0b6f6c52-5a8e-4c1c-9a57-2f1d8f0c8a12"},
+		Params:      map[string]any{"k": "v"},
+		RequestedBy: audit.Actor{Kind: "analyst", Name: "ann", KeyID: "U" + strings.Repeat("A", 55)},
+		Reason:      "r", Ticket: "INC-1", EventID: "e", DryRun: true, OverrideProtected: true, Approval: "required",
+		RequestedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		Next:        []actions.Step{{Action: actions.RevokeSessions, Target: actions.Target{User: "a@b.com"}, Params: map[string]any{"x": 1}, DryRun: true, Approval: "required"}},
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(v); err != nil {
+		t.Errorf("a full Go request does not validate against docs/action-request.schema.json: %v\n%s", err, b)
 	}
 }
