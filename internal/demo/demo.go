@@ -19,6 +19,7 @@ import (
 	"github.com/responder-sec/responder/internal/bus"
 	"github.com/responder-sec/responder/internal/engine"
 	"github.com/responder-sec/responder/internal/event"
+	"github.com/responder-sec/responder/internal/feeds"
 	"github.com/responder-sec/responder/internal/m365"
 	"github.com/responder-sec/responder/internal/m365sim"
 )
@@ -106,14 +107,17 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			LoginURL: info.LoginURL, GraphURL: info.GraphURL, ManageURL: info.ManageURL,
 			HTTPClient: tenant.HTTPClient(),
 		},
-		PlaybookDir:  o.PlaybookDir,
-		Protected:    actions.Protected{Users: o.Protected},
-		RiskInterval: 100 * time.Millisecond,
-		PageGap:      10 * time.Millisecond,
-		RetryBase:    100 * time.Millisecond,
-		RetryMax:     2 * time.Second,
-		Logger:       log,
-		OnEvent:      tl.event,
+		PlaybookDir: o.PlaybookDir,
+		Protected:   actions.Protected{Users: o.Protected},
+		Feeds:       []string{engine.FeedRiskDetections},
+		// The emulator runs without its budgets here: poll as fast as the demo needs.
+		IdentityProtectionBudget: feeds.NewTenantBudget(50, time.Second),
+		RiskInterval:             100 * time.Millisecond,
+		PageGap:                  10 * time.Millisecond,
+		RetryBase:                100 * time.Millisecond,
+		RetryMax:                 2 * time.Second,
+		Logger:                   log,
+		OnEvent:                  tl.event,
 	}
 	if o.Engine != nil {
 		cfg = o.Engine(cfg)

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	msgraphsdk "github.com/microsoftgraph/msgraph-sdk-go"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -54,6 +56,16 @@ type Config struct {
 	AnalystsFile string
 	// Approvals say which requests wait for a human decision.
 	Approvals approval.Rules
+	// Feeds to run (nil: AllFeeds); FeedInterval is their poll interval
+	// (default 60s; the risk-detection feed uses RiskInterval); LeaseTTL is how
+	// soon another process takes the feeds over from a dead holder (default 15s).
+	Feeds        []string
+	FeedInterval time.Duration
+	LeaseTTL     time.Duration
+	// IdentityProtectionBudget paces Identity Protection and Conditional Access
+	// calls of feeds and actions together (default: Microsoft's 1 per second per
+	// tenant, 10% under). Tests against the emulator may loosen it.
+	IdentityProtectionBudget *feeds.TenantBudget
 	// OpsAddr serves /healthz, /readyz, /metrics and /api/audit ("" = off).
 	OpsAddr string
 	// Safety and action settings, passed to the workers and the executor.
@@ -65,17 +77,19 @@ type Config struct {
 
 // Engine is one running Responder process.
 type Engine struct {
-	cfg       Config
-	log       *slog.Logger
-	bus       *bus.Bus
-	graph     *msgraphsdk.GraphServiceClient
-	audit     *audit.Writer
-	recorder  *recorder
-	playbooks atomic.Pointer[playbook.Set]
-	registry  *prometheus.Registry
-	metrics   *ops.Metrics
-	engineKP  nkeys.KeyPair
-	directory *analyst.Directory
+	cfg        Config
+	log        *slog.Logger
+	bus        *bus.Bus
+	graph      *msgraphsdk.GraphServiceClient
+	cred       azcore.TokenCredential
+	httpClient *http.Client
+	audit      *audit.Writer
+	recorder   *recorder
+	playbooks  atomic.Pointer[playbook.Set]
+	registry   *prometheus.Registry
+	metrics    *ops.Metrics
+	engineKP   nkeys.KeyPair
+	directory  *analyst.Directory
 }
 
 // New connects to the bus (starting the embedded server if configured), builds the
@@ -100,7 +114,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	creds := cfg.Credentials
 	creds.HTTPClient = instrument(creds.HTTPClient, metrics)
-	graph, _, err := m365.NewGraphClient(creds)
+	graph, cred, err := m365.NewGraphClient(creds)
 	if err != nil {
 		return nil, fmt.Errorf("engine: graph client: %w", err)
 	}
@@ -140,7 +154,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, log: log, bus: b, graph: graph, registry: reg, metrics: metrics, engineKP: engineKP, directory: dir}
+	e := &Engine{cfg: cfg, log: log, bus: b, graph: graph, cred: cred, httpClient: creds.HTTPClient, registry: reg, metrics: metrics, engineKP: engineKP, directory: dir}
 	e.audit = audit.NewWriter(b.JS, audit.WriterOptions{Logger: log})
 	e.recorder = &recorder{inner: e.audit, metrics: metrics, seen: newEventTimes(4096)}
 	e.playbooks.Store(set)
@@ -189,15 +203,18 @@ func (e *Engine) Run(ctx context.Context) error {
 		return err
 	}
 	sign := &signer{js: e.bus.JS, tenant: tenant, kp: e.engineKP}
+	idp := e.cfg.IdentityProtectionBudget
+	if idp == nil {
+		idp = feeds.NewIdentityProtectionBudget()
+	}
 	exec := graphexec.NewWithConfig(e.graph, graphexec.Config{
-		Logger: e.log, Budgets: graphexec.NewBudgets(graphexec.BudgetConfig{}),
+		Logger: e.log, Budgets: graphexec.NewBudgets(graphexec.BudgetConfig{
+			SharedIdentityProtectionCA: func(ctx context.Context) error { return idp.Wait(ctx, feeds.PriorityAction) },
+		}),
 		Protected: e.cfg.Protected, VerifiedDomains: e.cfg.VerifiedDomains, CAPolicyState: e.cfg.CAPolicyState,
 	})
 	parts := map[string]func(context.Context) error{
-		"risk_detections": feeds.NewRiskPoller(feeds.RiskConfig{
-			Tenant: tenant, Graph: e.graph, JS: e.bus.JS, KV: kv,
-			Interval: e.cfg.RiskInterval, PageGap: e.cfg.PageGap, Logger: e.log, OnPublished: e.onEvent,
-		}).Run,
+		"feeds": func(ctx context.Context) error { return e.runFeeds(ctx, kv, e.cred, idp) },
 		"matcher": (&Matcher{
 			tenant: tenant, js: e.bus.JS, playbooks: e.Playbooks, audit: e.recorder, kv: kv,
 			log: e.log.With("part", "matcher"), now: time.Now, publish: sign.publish, metrics: e.metrics, seen: e.recorder.seen,

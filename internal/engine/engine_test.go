@@ -18,6 +18,7 @@ import (
 	"github.com/responder-sec/responder/internal/approval"
 	"github.com/responder-sec/responder/internal/audit"
 	"github.com/responder-sec/responder/internal/bus"
+	"github.com/responder-sec/responder/internal/feeds"
 	"github.com/responder-sec/responder/internal/m365"
 	"github.com/responder-sec/responder/internal/m365sim"
 )
@@ -55,13 +56,15 @@ func (h *harness) startWith(opt func(*Config), protected ...string) {
 			TenantID: info.TenantID, ClientID: info.ClientID, ClientSecret: info.ClientSecret,
 			LoginURL: info.LoginURL, GraphURL: info.GraphURL, HTTPClient: h.sim.HTTPClient(),
 		},
-		PlaybookDir:  "../../playbooks",
-		Protected:    actions.Protected{Users: protected},
-		RiskInterval: 50 * time.Millisecond,
-		PageGap:      time.Millisecond,
-		RetryBase:    50 * time.Millisecond,
-		RetryMax:     time.Second,
-		Logger:       slog.New(slog.DiscardHandler),
+		PlaybookDir:              "../../playbooks",
+		Protected:                actions.Protected{Users: protected},
+		Feeds:                    []string{FeedRiskDetections},
+		IdentityProtectionBudget: feeds.NewTenantBudget(50, time.Second),
+		RiskInterval:             50 * time.Millisecond,
+		PageGap:                  time.Millisecond,
+		RetryBase:                50 * time.Millisecond,
+		RetryMax:                 time.Second,
+		Logger:                   slog.New(slog.DiscardHandler),
 	}
 	opt(&cfg)
 	eng, err := New(context.Background(), cfg)

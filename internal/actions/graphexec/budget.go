@@ -27,6 +27,10 @@ type BudgetConfig struct {
 	// IdentityProtectionCA: 1 request per second per tenant for Identity
 	// Protection and Conditional Access (429 without Retry-After past it).
 	IdentityProtectionCA Rate
+	// SharedIdentityProtectionCA, when set, replaces the IdentityProtectionCA
+	// bucket with a limiter shared with the feeds (whose polls yield to actions):
+	// Microsoft's 1 request per second is per tenant, for every caller.
+	SharedIdentityProtectionCA func(ctx context.Context) error
 }
 
 // DefaultBudgetConfig returns Microsoft's published budgets.
@@ -44,6 +48,7 @@ func DefaultBudgetConfig() BudgetConfig {
 // It is safe for concurrent use and owns no goroutine.
 type Budgets struct {
 	entraWrites, entraUnits, idpCA *bucket
+	sharedIDPCA                    func(ctx context.Context) error
 	outlookMax                     int
 
 	mu        sync.Mutex
@@ -69,8 +74,9 @@ func NewBudgets(c BudgetConfig) *Budgets {
 		entraWrites: newBucket(c.EntraWrites, 0), entraUnits: newBucket(c.EntraUnits, 0),
 		// One request per second leaves no room for network jitter: a request
 		// delayed on the way makes the next one arrive early. Pace 5% slower.
-		idpCA:      newBucket(c.IdentityProtectionCA, 0.05),
-		outlookMax: c.OutlookConcurrency, mailboxes: map[string]*mailboxSem{},
+		idpCA:       newBucket(c.IdentityProtectionCA, 0.05),
+		sharedIDPCA: c.SharedIdentityProtectionCA,
+		outlookMax:  c.OutlookConcurrency, mailboxes: map[string]*mailboxSem{},
 	}
 }
 
@@ -88,7 +94,12 @@ func (b *Budgets) Entra(ctx context.Context, units, writes float64) error {
 }
 
 // IdentityProtectionCA waits for one Identity Protection / Conditional Access request.
-func (b *Budgets) IdentityProtectionCA(ctx context.Context) error { return b.idpCA.wait(ctx, 1) }
+func (b *Budgets) IdentityProtectionCA(ctx context.Context) error {
+	if b.sharedIDPCA != nil {
+		return b.sharedIDPCA(ctx)
+	}
+	return b.idpCA.wait(ctx, 1)
+}
 
 type mailboxSem struct {
 	ch    chan struct{}

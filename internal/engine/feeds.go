@@ -1,0 +1,112 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/responder-sec/responder/internal/feeds"
+	"github.com/responder-sec/responder/internal/m365"
+	"github.com/responder-sec/responder/internal/ops"
+)
+
+// The feeds an engine can run.
+const (
+	FeedManagement     = "management_activity"
+	FeedSignIns        = "signins"
+	FeedRiskDetections = "risk_detections"
+	FeedRiskyUsers     = "risky_users"
+)
+
+// AllFeeds is the default set.
+var AllFeeds = []string{FeedManagement, FeedSignIns, FeedRiskDetections, FeedRiskyUsers}
+
+// feedObserver turns feed observations into metrics.
+type feedObserver struct{ m *ops.Metrics }
+
+func (o feedObserver) Published(string, string, int)      {}
+func (o feedObserver) Fetched(string, string, string)     {}
+func (o feedObserver) Failed(string, string, error)       {}
+func (o feedObserver) Throttled(feed, contentType string) { o.m.GraphThrottle(feed) }
+func (o feedObserver) Lag(feed, contentType string, lag time.Duration) {
+	o.m.FeedLag(feed, contentType, lag)
+}
+
+// runFeeds runs the enabled pollers while this process holds the tenant's feed
+// lease: one poller per tenant across every engine sharing the cluster.
+func (e *Engine) runFeeds(ctx context.Context, kv jetstream.KeyValue, cred azcore.TokenCredential, idp *feeds.TenantBudget) error {
+	tenant := e.Tenant()
+	enabled := map[string]bool{}
+	list := e.cfg.Feeds
+	if list == nil {
+		list = AllFeeds
+	}
+	for _, f := range list {
+		enabled[f] = true
+	}
+	obs := feedObserver{m: e.metrics}
+	interval := e.cfg.FeedInterval
+	var parts []func(context.Context) error
+	if enabled[FeedManagement] {
+		creds := e.cfg.Credentials
+		creds.HTTPClient = e.httpClient
+		parts = append(parts, feeds.NewManagementPoller(feeds.ManagementConfig{
+			Tenant: tenant, HTTP: m365.BearerClient(creds, cred, creds.ManageScope()), BaseURL: creds.ManageURL,
+			JS: e.bus.JS, KV: kv, Interval: interval, Logger: e.log, Observer: obs, OnPublished: e.onEvent,
+		}).Run)
+	}
+	graphFeed := func(ctor func(feeds.GraphFeedConfig) *feeds.GraphPoller, budget *feeds.TenantBudget) func(context.Context) error {
+		return ctor(feeds.GraphFeedConfig{
+			Tenant: tenant, Graph: e.graph, JS: e.bus.JS, KV: kv, Interval: interval, Budget: budget,
+			Logger: e.log, Observer: obs, OnPublished: e.onEvent,
+		}).Run
+	}
+	if enabled[FeedSignIns] {
+		parts = append(parts, graphFeed(feeds.NewSignInPoller, feeds.NewReportsBudget()))
+	}
+	if enabled[FeedRiskDetections] {
+		parts = append(parts, feeds.NewRiskPoller(feeds.RiskConfig{
+			Tenant: tenant, Graph: e.graph, JS: e.bus.JS, KV: kv, Budget: idp, Observer: obs,
+			Interval: e.cfg.RiskInterval, PageGap: e.cfg.PageGap, Logger: e.log, OnPublished: e.onEvent,
+		}).Run)
+	}
+	if enabled[FeedRiskyUsers] {
+		parts = append(parts, graphFeed(feeds.NewRiskyUserPoller, idp))
+	}
+	if len(parts) == 0 {
+		<-ctx.Done()
+		return nil
+	}
+	host, _ := os.Hostname()
+	lease := &feeds.Lease{
+		KV: kv, Name: "feeds." + tenant, Holder: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), uuid.NewString()[:8]),
+		TTL: e.cfg.LeaseTTL, Logger: e.log.With("part", "feeds"),
+	}
+	return lease.Run(ctx, func(ctx context.Context) error {
+		var wg sync.WaitGroup
+		errs := make(chan error, len(parts))
+		for _, run := range parts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+					errs <- err
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		var all []error
+		for err := range errs {
+			all = append(all, err)
+		}
+		return errors.Join(all...)
+	})
+}
