@@ -30,6 +30,7 @@ type cli struct {
 	Approve  approveCmd  `cmd:"" help:"Approve a pending request (never your own)."`
 	Deny     denyCmd     `cmd:"" help:"Deny a pending request."`
 	Doctor   doctorCmd   `cmd:"" help:"Check the app's Microsoft permissions for every feed and action."`
+	Feeds    feedsCmd    `cmd:"" help:"Feed status and backfill."`
 }
 
 // env is what every command gets: the signal-aware context and the streams.
