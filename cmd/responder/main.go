@@ -25,6 +25,7 @@ type cli struct {
 	Audit    auditCmd    `cmd:"" help:"Read and verify the audit trail."`
 	Playbook playbookCmd `cmd:"" help:"Validate and test playbooks offline."`
 	Sim      simCmd      `cmd:"" help:"Run the emulated Microsoft 365 tenant standalone on loopback."`
+	Bench    benchCmd    `cmd:"" help:"Run a benchmark scenario against the emulated tenant."`
 	Keys     keysCmd     `cmd:"" help:"Make analyst and engine keys."`
 	Pending  pendingCmd  `cmd:"" help:"List requests waiting for approval."`
 	Approve  approveCmd  `cmd:"" help:"Approve a pending request (never your own)."`

@@ -113,9 +113,13 @@ type WorkerConfig struct {
 	MaxAttempts int           // deliveries before a retryable failure becomes final (default 5)
 	RetryBase   time.Duration // first retry delay without Retry-After (default 1s)
 	RetryMax    time.Duration // cap of one retry delay (default 60s)
-	AckWait     time.Duration // default 2m
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// AckWait is how soon a message held by a dead process is redelivered
+	// (default 30s); a live worker extends it with progress heartbeats while a
+	// request runs, up to HandleTimeout (default 2m).
+	AckWait       time.Duration
+	HandleTimeout time.Duration
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 // Worker consumes ACTIONS and carries requests out, one audit record per state.
@@ -142,7 +146,10 @@ func NewWorker(cfg WorkerConfig) *Worker {
 		cfg.RetryMax = time.Minute
 	}
 	if cfg.AckWait <= 0 {
-		cfg.AckWait = 2 * time.Minute
+		cfg.AckWait = 30 * time.Second
+	}
+	if cfg.HandleTimeout <= 0 {
+		cfg.HandleTimeout = 2 * time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -166,8 +173,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		AckWait:       w.cfg.AckWait,
 		// One more than the worker's own bound, so the worker always gets to
 		// record a final failure before the server stops delivering.
-		MaxDeliver:    w.cfg.MaxAttempts + 1,
-		MaxAckPending: w.cfg.Concurrency * 4,
+		MaxDeliver: w.cfg.MaxAttempts + 1,
+		// Room for the messages a crashed process still holds until AckWait.
+		MaxAckPending: max(256, w.cfg.Concurrency*16),
 	})
 	if err != nil {
 		return fmt.Errorf("actions: consumer: %w", err)
@@ -205,10 +213,37 @@ func (w *Worker) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			hctx, cancel := context.WithTimeout(workCtx, w.cfg.AckWait)
+			hctx, cancel := context.WithTimeout(workCtx, w.cfg.HandleTimeout)
 			defer cancel()
+			stopBeat := w.heartbeat(hctx, msg)
+			defer stopBeat()
 			w.Handle(hctx, msg)
 		}()
+	}
+}
+
+// heartbeat tells the server the message is still being worked on, so a slow
+// Graph call does not get it redelivered to another worker. It returns the stop
+// function; the goroutine it starts ends with it.
+func (w *Worker) heartbeat(ctx context.Context, msg jetstream.Msg) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(w.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
 	}
 }
 
@@ -254,11 +289,16 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) {
 		log.Info("request already finished; returning stored result", "outcome", st.Final.Outcome)
 		w.complete(ctx, msg, req, st, "")
 		return
-	case st == nil:
-		if err := w.claim(ctx, req.ID); err != nil {
-			log.Error("claim request", "err", err)
-			_ = msg.NakWithDelay(time.Second)
-			return
+	case st == nil || !released:
+		// First delivery, or a redelivery after a crash that may have come
+		// between the claim and the accepted record: the record's id is
+		// deterministic, so the stream stores it once.
+		if st == nil {
+			if err := w.claim(ctx, req.ID); err != nil {
+				log.Error("claim request", "err", err)
+				_ = msg.NakWithDelay(time.Second)
+				return
+			}
 		}
 		rec := w.baseRecord(req)
 		rec.ID = recordID(req.ID, "accepted")

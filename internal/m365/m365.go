@@ -183,6 +183,18 @@ func NewGraphClient(c Credentials) (*msgraphsdk.GraphServiceClient, azcore.Token
 	mws := msgraphcore.GetDefaultMiddlewaresWithOptions(&msgraphcore.GraphClientOptions{})
 	maxAfter := c.MaxRetryAfter
 	retries := c.GraphMaxRetries
+	// The SDK's compression handler gzips every body, and when its retry handler
+	// resends a request the body goes out plain under the same
+	// Content-Encoding: gzip header, which Graph refuses (400). Bodies here are
+	// small: send them uncompressed.
+	kept := mws[:0]
+	for _, mw := range mws {
+		if _, ok := mw.(*khttp.CompressionHandler); ok {
+			continue
+		}
+		kept = append(kept, mw)
+	}
+	mws = kept
 	for i, mw := range mws {
 		if _, ok := mw.(*khttp.RetryHandler); ok {
 			if retries < 0 {

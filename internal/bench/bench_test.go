@@ -1,0 +1,100 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"testing"
+	"time"
+)
+
+func TestGoal(t *testing.T) {
+	cases := []struct {
+		g     Goal
+		ratio float64
+		met   bool
+		str   string
+	}{
+		{Goal{AtMost, 1.10}, 1.05, true, "<= 1.10"},
+		{Goal{AtMost, 1.10}, 1.10, true, "<= 1.10"},
+		{Goal{AtMost, 1.10}, 1.11, false, "<= 1.10"},
+		{Goal{AtLeast, 1}, 0.99, false, ">= 1.00"},
+		{Goal{AtLeast, 1}, 3, true, ">= 1.00"},
+		{Goal{AtLeast, 1}, math.Inf(1), false, ">= 1.00"},
+		{Goal{AtMost, 1}, math.NaN(), false, "<= 1.00"},
+	}
+	for _, c := range cases {
+		if got := c.g.Met(c.ratio); got != c.met {
+			t.Errorf("%s met by %v = %t, want %t", c.g, c.ratio, got, c.met)
+		}
+		if c.g.String() != c.str {
+			t.Errorf("goal string %q, want %q", c.g.String(), c.str)
+		}
+	}
+}
+
+func TestResultJSONIsOneFlatObject(t *testing.T) {
+	r := Result{Scenario: "bus", Measured: 2500, Unit: "requests/s", Bound: 2000, Goal: Goal{AtLeast, 1},
+		Extra: map[string]any{"p99_ms": 12.5}}
+	r.Complete()
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"scenario": "bus", "measured": 2500.0, "unit": "requests/s", "bound": 2000.0,
+		"ratio": 1.25, "goal": ">= 1.00", "met": true, "p99_ms": 12.5}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s = %v, want %v (%s)", k, m[k], v, b)
+		}
+	}
+	r.Extra["met"] = false
+	if _, err := json.Marshal(r); err == nil {
+		t.Error("an extra key shadowing a result field was accepted")
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	m := Scenarios()
+	for _, name := range []string{"bus", "latency", "contain", "purge", "block-ip", "ingest", "match"} {
+		s, ok := m[name]
+		if !ok || s.Run == nil || s.Description == "" || s.Owner == "" {
+			t.Errorf("scenario %q missing or incomplete: %+v", name, s)
+		}
+	}
+	if _, err := Run(context.Background(), m, "nope", Options{}); !errors.Is(err, ErrUnknown) {
+		t.Errorf("unknown scenario: %v", err)
+	}
+	if _, err := Run(context.Background(), m, "ingest", Options{}); !errors.Is(err, ErrNotBuilt) {
+		t.Errorf("hook without implementation: %v", err)
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i))
+	}
+	if percentile(d, 50) != 50 || percentile(d, 99) != 99 || percentile(d, 100) != 100 || percentile(d[:1], 99) != 1 {
+		t.Error("nearest-rank percentiles are off")
+	}
+}
+
+// TestBusScenarioSmall runs the bus scenario end to end on a small N: every
+// request gets its outcome and nothing is left in the work queue.
+func TestBusScenarioSmall(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := Run(ctx, Scenarios(), "bus", Options{N: 300, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Measured <= 0 || res.Extra["left_in_stream"] != uint64(0) || res.Extra["executed"].(int64) < 300 {
+		t.Errorf("bus result: %+v", res)
+	}
+}

@@ -1,0 +1,222 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/responder-sec/responder/internal/actions"
+	"github.com/responder-sec/responder/internal/bus"
+	"github.com/responder-sec/responder/internal/engine"
+	"github.com/responder-sec/responder/internal/event"
+	"github.com/responder-sec/responder/internal/m365sim"
+)
+
+// latencyPlaybook fires on every high-risk detection with one Graph write. It
+// has no suppression and no blast radius of its own; the worker's per-playbook
+// limit (100 requests an hour by default) bounds N.
+const latencyPlaybook = `name: bench-latency
+enabled: true
+trigger:
+  source: risk_detection
+  when:
+    - field: raw.riskLevel
+      equals: high
+steps:
+  - action: revoke_sessions
+    target:
+      user: "{{ user }}"
+`
+
+const (
+	latencyLoad     = 100 // events per second in total
+	latencySamples  = 10  // of which fire the playbook
+	latencyBound    = time.Second
+	latencyInterval = 200 * time.Millisecond
+)
+
+// runLatency runs the whole engine (risk feed, matcher, worker) against the
+// emulator while 100 risk detections a second arrive, 10 of them high (the
+// samples, each for its own user) and 90 low (background). For each sample it
+// measures from the moment the feed published the event (the poll interval
+// excluded) to the start of the first Graph write on that user, as the
+// emulator's wire log saw it. N is the number of samples (default 90).
+func runLatency(ctx context.Context, o Options) (Result, error) {
+	n := o.N
+	if n <= 0 {
+		n = 90
+	}
+	dir, cleanup, err := o.dir()
+	if err != nil {
+		return Result{}, err
+	}
+	defer cleanup()
+	pbDir := filepath.Join(dir, "playbooks")
+	if err := os.MkdirAll(pbDir, 0o700); err != nil {
+		return Result{}, err
+	}
+	if err := os.WriteFile(filepath.Join(pbDir, "bench-latency.yaml"), []byte(latencyPlaybook), 0o600); err != nil {
+		return Result{}, err
+	}
+	sim, err := m365sim.New(m365sim.Options{Seed: m365sim.SeedSmall, Logger: o.logger()})
+	if err != nil {
+		return Result{}, err
+	}
+	defer sim.Close()
+	samples := make([]m365sim.User, n)
+	for i := range samples {
+		samples[i] = sim.AddUser(m365sim.User{UserPrincipalName: fmt.Sprintf("sample%05d@contoso.com", i)})
+	}
+	background := make([]m365sim.User, 50)
+	for i := range background {
+		background[i] = sim.AddUser(m365sim.User{UserPrincipalName: fmt.Sprintf("bg%05d@contoso.com", i)})
+	}
+
+	var mu sync.Mutex
+	visible := map[string]time.Time{} // lower-case UPN of a sample -> published
+	isSample := map[string]bool{}
+	for _, u := range samples {
+		isSample[strings.ToLower(u.UserPrincipalName)] = true
+	}
+	onEvent := func(e event.Envelope) {
+		k := strings.ToLower(e.User)
+		if !isSample[k] {
+			return
+		}
+		now := time.Now()
+		mu.Lock()
+		if _, seen := visible[k]; !seen {
+			visible[k] = now
+		}
+		mu.Unlock()
+	}
+	eng, err := engine.New(ctx, engine.Config{
+		Bus:          bus.Config{StoreDir: filepath.Join(dir, "nats"), Port: -1, Name: "bench-engine"},
+		Credentials:  credentials(sim),
+		PlaybookDir:  pbDir,
+		RiskInterval: latencyInterval,
+		PageGap:      time.Millisecond,
+		Workers:      o.Concurrency,
+		RetryBase:    100 * time.Millisecond, RetryMax: 2 * time.Second,
+		Logger:  o.logger(),
+		OnEvent: onEvent,
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	defer eng.Close()
+	runCtx, stopEngine := context.WithCancel(ctx)
+	engDone := make(chan error, 1)
+	go func() { engDone <- eng.Run(runCtx) }()
+	defer func() {
+		stopEngine()
+		<-engDone
+	}()
+	nc, err := nats.Connect(eng.Bus().ClientURL(), nats.Name("bench-observer"))
+	if err != nil {
+		return Result{}, err
+	}
+	defer nc.Close()
+	outs, err := watchOutcomes(nc, eng.Tenant())
+	if err != nil {
+		return Result{}, err
+	}
+	defer outs.close()
+
+	o.progressf("latency: %d samples in %d events/s for %.0fs", n, latencyLoad, float64(n)/latencySamples)
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	loadDone := make(chan int, 1)
+	go func() { loadDone <- inject(loadCtx, sim, samples, background) }()
+	err = outs.waitFor(ctx, time.Duration(n)*time.Second/latencySamples+60*time.Second, func(m map[string]actions.Outcome) bool {
+		c := 0
+		for _, out := range m {
+			if out.Action == actions.RevokeSessions && out.Outcome.Final() {
+				c++
+			}
+		}
+		return c >= n
+	})
+	stopLoad()
+	injected := <-loadDone
+	if err != nil {
+		return Result{}, err
+	}
+
+	ids := map[string]string{} // object id -> lower-case UPN
+	for _, u := range samples {
+		ids[strings.ToLower(u.ID)] = strings.ToLower(u.UserPrincipalName)
+	}
+	firstWrite := map[string]time.Time{}
+	for _, w := range sim.WireLog() {
+		k := writeTarget(w)
+		if up, ok := ids[k]; ok {
+			k = up
+		}
+		if !isSample[k] {
+			continue
+		}
+		if t, ok := firstWrite[k]; !ok || w.Time.Before(t) {
+			firstWrite[k] = w.Time
+		}
+	}
+	var lat []time.Duration
+	mu.Lock()
+	for k, v := range visible {
+		if w, ok := firstWrite[k]; ok {
+			lat = append(lat, w.Sub(v))
+		}
+	}
+	mu.Unlock()
+	if len(lat) < n {
+		return Result{}, fmt.Errorf("bench: only %d of %d samples have both a published event and a Graph write", len(lat), n)
+	}
+	slices.Sort(lat)
+	p99 := percentile(lat, 99)
+	return Result{
+		Measured: ms(p99), Unit: "ms (p99)", Bound: ms(latencyBound),
+		BoundNote: "p99 under 1 s from the feed publishing the event to the first Graph write (poll interval excluded)",
+		Goal:      Goal{AtMost, 1},
+		Extra: map[string]any{
+			"samples":          n,
+			"p50_ms":           ms(percentile(lat, 50)),
+			"p99_ms":           ms(p99),
+			"max_ms":           ms(lat[len(lat)-1]),
+			"background_per_s": latencyLoad - latencySamples,
+			"events_injected":  injected,
+			"poll_interval_ms": ms(latencyInterval),
+		},
+	}, nil
+}
+
+// inject adds 100 detections a second until every sample was injected, then
+// keeps the background going until ctx ends. It returns how many it injected.
+func inject(ctx context.Context, sim *m365sim.Tenant, samples, background []m365sim.User) int {
+	tick := time.NewTicker(time.Second / latencyLoad)
+	defer tick.Stop()
+	count, next := 0, 0
+	for {
+		select {
+		case <-ctx.Done():
+			return count
+		case <-tick.C:
+		}
+		d := m365sim.RiskDetection{RiskEventType: "unfamiliarFeatures", RiskLevel: "low", IPAddress: "203.0.113.9"}
+		if count%(latencyLoad/latencySamples) == 0 && next < len(samples) {
+			u := samples[next]
+			next++
+			d.UserID, d.UserPrincipalName, d.RiskLevel, d.RiskEventType = u.ID, u.UserPrincipalName, "high", "anonymizedIPAddress"
+		} else {
+			u := background[count%len(background)]
+			d.UserID, d.UserPrincipalName = u.ID, u.UserPrincipalName
+		}
+		sim.InjectRiskDetection(d)
+		count++
+	}
+}

@@ -1,0 +1,9 @@
+package bench
+
+import (
+	"encoding/json"
+
+	"github.com/responder-sec/responder/internal/actions"
+)
+
+func decodeOutcome(b []byte, o *actions.Outcome) error { return json.Unmarshal(b, o) }
