@@ -74,6 +74,7 @@ func TestActAgainstRunningEngine(t *testing.T) {
 			LoginURL: info.LoginURL, GraphURL: info.GraphURL, HTTPClient: sim.HTTPClient()},
 		DataDir:      dataDir,
 		PlaybookDir:  "../../playbooks",
+		Feeds:        []string{engine.FeedRiskDetections},
 		RiskInterval: time.Hour,
 		Logger:       slog.New(slog.DiscardHandler),
 	})

@@ -20,18 +20,21 @@ import (
 type serveCmd struct {
 	tenantFlags
 	busFlags
-	Listen          string        `help:"Embedded NATS listen address (loopback unless told otherwise)." default:"127.0.0.1:4222" env:"RESPONDER_NATS_LISTEN"`
-	Sandbox         bool          `help:"Run against the built-in emulated tenant instead of Microsoft." env:"RESPONDER_SANDBOX"`
-	Playbooks       string        `help:"Playbook directory." default:"playbooks" env:"RESPONDER_PLAYBOOKS"`
-	Protected       string        `help:"Protected identities (UPNs or object ids, comma-separated): never actioned by a playbook." env:"RESPONDER_PROTECTED"`
-	DryRun          bool          `help:"Record what would be done and change nothing." env:"RESPONDER_DRY_RUN"`
-	Replicas        int           `help:"Stream replicas (3 in a cluster)." default:"1" env:"RESPONDER_REPLICAS"`
-	Analysts        string        `help:"Analysts file (YAML: names, public keys, rights); default: only the local administrator key." env:"RESPONDER_ANALYSTS" type:"path"`
-	OpsAddr         string        `help:"Operations HTTP address (/healthz, /readyz, /metrics, /api/audit); empty disables." default:"127.0.0.1:9464" env:"RESPONDER_OPS_ADDR"`
-	VerifiedDomains []string      `help:"The tenant's verified domains (default: read from Graph)." env:"RESPONDER_VERIFIED_DOMAINS"`
-	CAPolicyState   string        `help:"State of the Conditional Access block policy Responder creates." enum:"enabled,enabledForReportingButNotEnforced" default:"enabled" env:"RESPONDER_CA_POLICY_STATE"`
-	ApprovalTTL     time.Duration `help:"How long a request waits for approval before it expires." default:"24h" env:"RESPONDER_APPROVAL_TTL"`
-	RequireApproval []string      `help:"Action kinds that always need approval, as NAME or NAME=2 for two approvers." env:"RESPONDER_REQUIRE_APPROVAL"`
+	Listen           string        `help:"Embedded NATS listen address (loopback unless told otherwise)." default:"127.0.0.1:4222" env:"RESPONDER_NATS_LISTEN"`
+	Sandbox          bool          `help:"Run against the built-in emulated tenant instead of Microsoft." env:"RESPONDER_SANDBOX"`
+	Playbooks        string        `help:"Playbook directory." default:"playbooks" env:"RESPONDER_PLAYBOOKS"`
+	Protected        string        `help:"Protected identities (UPNs or object ids, comma-separated): never actioned by a playbook." env:"RESPONDER_PROTECTED"`
+	DryRun           bool          `help:"Record what would be done and change nothing." env:"RESPONDER_DRY_RUN"`
+	Replicas         int           `help:"Stream replicas (3 in a cluster)." default:"1" env:"RESPONDER_REPLICAS"`
+	Analysts         string        `help:"Analysts file (YAML: names, public keys, rights); default: only the local administrator key." env:"RESPONDER_ANALYSTS" type:"path"`
+	OpsAddr          string        `help:"Operations HTTP address (/healthz, /readyz, /metrics, /api/audit); empty disables." default:"127.0.0.1:9464" env:"RESPONDER_OPS_ADDR"`
+	VerifiedDomains  []string      `help:"The tenant's verified domains (default: read from Graph)." env:"RESPONDER_VERIFIED_DOMAINS"`
+	CAPolicyState    string        `help:"State of the Conditional Access block policy Responder creates." enum:"enabled,enabledForReportingButNotEnforced" default:"enabled" env:"RESPONDER_CA_POLICY_STATE"`
+	ApprovalTTL      time.Duration `help:"How long a request waits for approval before it expires." default:"24h" env:"RESPONDER_APPROVAL_TTL"`
+	RequireApproval  []string      `help:"Action kinds that always need approval, as NAME or NAME=2 for two approvers." env:"RESPONDER_REQUIRE_APPROVAL"`
+	BlastLimit       []string      `help:"Most requests of an action per window, as NAME=N (0 = unlimited); past it requests wait for approval. Defaults: disable_user=25, reset_password=25, purge_mail=10, block_ip=200." env:"RESPONDER_BLAST_LIMIT"`
+	BlastPerPlaybook int           `help:"Most requests of one playbook per window (0 keeps the default 100)." env:"RESPONDER_BLAST_PER_PLAYBOOK"`
+	BlastWindow      time.Duration `help:"Blast-radius counting window." default:"1h" env:"RESPONDER_BLAST_WINDOW"`
 }
 
 func (c *serveCmd) Run(e *env) error {
@@ -90,8 +93,26 @@ func (c *serveCmd) Run(e *env) error {
 		}
 		rules.Actions[string(actions.FromCLIName(name))] = n
 	}
+	blast := actions.DefaultBlastLimits()
+	blast.Window = c.BlastWindow
+	if c.BlastPerPlaybook > 0 {
+		blast.PerPlaybook = c.BlastPerPlaybook
+	}
+	for _, l := range c.BlastLimit {
+		i := strings.IndexByte(l, '=')
+		if i <= 0 {
+			return fmt.Errorf("--blast-limit %q: want NAME=N", l)
+		}
+		n, err := strconv.Atoi(l[i+1:])
+		name := actions.FromCLIName(l[:i])
+		if _, ok := actions.Lookup(name); !ok || err != nil || n < 0 {
+			return fmt.Errorf("--blast-limit %q: want a catalogue action and a count", l)
+		}
+		blast.PerAction[name] = n
+	}
 	eng, err := engine.New(e.ctx, engine.Config{
-		Bus: bc, Credentials: creds, PlaybookDir: c.Playbooks, DataDir: c.DataDir,
+		Blast: blast,
+		Bus:   bc, Credentials: creds, PlaybookDir: c.Playbooks, DataDir: c.DataDir,
 		Protected: actions.Protected{Users: protected}, DryRun: c.DryRun, Logger: e.log,
 		AnalystsFile: c.Analysts, OpsAddr: c.OpsAddr, Approvals: rules,
 		VerifiedDomains: c.VerifiedDomains, CAPolicyState: c.CAPolicyState,
