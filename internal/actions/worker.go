@@ -373,6 +373,31 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) {
 		}
 	}
 
+	if nonIdempotent[req.Action] {
+		if st != nil && !st.Executing.IsZero() {
+			if p, ok := w.cfg.Executor.(Prober); ok {
+				done, err := p.AlreadyApplied(ctx, req, st.Executing)
+				if err != nil {
+					w.retryOrFail(ctx, msg, req, AsError(err), attempts, overrideNote)
+					return
+				}
+				if done {
+					rec := w.final(req, audit.Succeeded, overrideNote+"already done: the effect of an interrupted attempt is in place (not repeated)", attempts)
+					w.finish(ctx, msg, req, rec, nil)
+					return
+				}
+			}
+		}
+		mark := state{Claimed: w.cfg.Now().UTC(), Executing: w.cfg.Now().UTC()}
+		if st != nil {
+			mark.Claimed = st.Claimed
+		}
+		if err := w.putState(ctx, req.ID, &mark); err != nil {
+			log.Error("mark executing; will retry", "err", err)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+	}
 	res, err := w.cfg.Executor.Execute(ctx, req)
 	if err != nil {
 		w.retryOrFail(ctx, msg, req, AsError(err), attempts, overrideNote)
@@ -509,7 +534,20 @@ type state struct {
 	SecretIssued bool `json:"secret_issued,omitempty"`
 	// ExpiresAt is when a block_ip is to be undone by the engine.
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Executing is when a non-idempotent call was about to be sent; a
+	// redelivery that finds it probes Microsoft instead of calling again.
+	Executing time.Time `json:"executing,omitzero"`
 }
+
+// Prober tells whether the effect of an interrupted request is already in place
+// (the process died between Microsoft's answer and the record of it).
+type Prober interface {
+	AlreadyApplied(ctx context.Context, req *Request, since time.Time) (bool, error)
+}
+
+// nonIdempotent are the actions whose repetition is itself an effect: a second
+// revoke signs the user out again.
+var nonIdempotent = map[Name]bool{RevokeSessions: true}
 
 // extra is what finish keeps besides the record: the secret for the reply only.
 type extra struct {

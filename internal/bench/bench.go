@@ -90,7 +90,7 @@ func Scenarios() map[string]Scenario {
 			Description: "block_ip of many ranges under the Conditional Access budget"},
 		{Name: "ingest", Owner: "internal/feeds", Run: notBuilt("ingest", "internal/feeds"),
 			Description: "feed records normalised and published per second"},
-		{Name: "match", Owner: "internal/playbook", Run: notBuilt("match", "internal/playbook"),
+		{Name: "match", Owner: "internal/playbook", Run: runMatch,
 			Description: "events matched against the shipped playbooks per second"},
 	}
 	m := make(map[string]Scenario, len(list))

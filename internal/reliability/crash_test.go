@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/responder-sec/responder/internal/analyst"
 	"github.com/responder-sec/responder/internal/bus"
 	"github.com/responder-sec/responder/internal/m365sim"
 )
@@ -25,6 +26,7 @@ type engineProc struct {
 	args    []string
 	env     []string
 	logDir  string
+	dataDir string
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	waitErr chan error
@@ -43,13 +45,16 @@ func newEngineProc(t *testing.T, natsURL string, sim *m365sim.Tenant) *enginePro
 		t.Fatal(err)
 	}
 	info := sim.Info()
-	p := &engineProc{t: t, bin: responderBinary(t), logDir: t.TempDir(),
+	p := &engineProc{t: t, bin: responderBinary(t), logDir: t.TempDir(), dataDir: filepath.Join(dir, "data"),
 		args: []string{"serve", "--nats-url", natsURL, "--data-dir", filepath.Join(dir, "data"), "--playbooks", pb,
-			"--login-url", info.LoginURL, "--graph-url", info.GraphURL, "--manage-url", info.ManageURL},
+			"--login-url", info.LoginURL, "--graph-url", info.GraphURL, "--manage-url", info.ManageURL,
+			// No operations HTTP (a fixed port); no blast-radius limit: the run
+			// is 1,000 disables, which would otherwise wait for approval.
+			"--ops-addr", "", "--blast-limit", "disable_user=0"},
 		// Credentials by environment, not argv (argv is visible to every local user).
 		env: append(os.Environ(), "SSL_CERT_FILE="+ca, "RESPONDER_TENANT_ID="+info.TenantID,
 			"RESPONDER_CLIENT_ID="+info.ClientID, "RESPONDER_CLIENT_SECRET="+info.ClientSecret,
-			"RESPONDER_LOG_LEVEL=warn"),
+			"RESPONDER_LOG_LEVEL=info"),
 	}
 	t.Cleanup(p.stop)
 	return p
@@ -166,6 +171,13 @@ func TestCrashSafety(t *testing.T) {
 	}
 	w := newWorkload(sim, requests, rng)
 	eng := newEngineProc(t, srv.ClientURL(), sim)
+	// The engine signs nothing from analysts: the test is the analyst, with the
+	// local administrator key the engine trusts in its data directory.
+	kp, _, err := analyst.EnsureLocalAdmin(eng.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.key = kp
 	eng.start()
 
 	pubDone := make(chan error, 1)

@@ -18,8 +18,10 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/responder-sec/responder/internal/actions"
+	"github.com/responder-sec/responder/internal/analyst"
 	"github.com/responder-sec/responder/internal/audit"
 	"github.com/responder-sec/responder/internal/bus"
 	"github.com/responder-sec/responder/internal/m365sim"
@@ -123,6 +125,9 @@ func connect(t *testing.T, url string) *client {
 type workload struct {
 	reqs  []*actions.Request
 	users []m365sim.User
+	// key signs the requests (the engine's local administrator key); nil sends
+	// them unsigned (a worker without a Gate).
+	key nkeys.KeyPair
 }
 
 func newWorkload(sim *m365sim.Tenant, n int, rng *rand.Rand) *workload {
@@ -143,7 +148,7 @@ func newWorkload(sim *m365sim.Tenant, n int, rng *rand.Rand) *workload {
 			}
 			w.reqs = append(w.reqs, &actions.Request{
 				Version: actions.Version, ID: uuid.NewString(), Action: a, Target: actions.Target{User: target},
-				RequestedBy: audit.Actor{Kind: "analyst", Name: "reliability"}, Reason: "reliability test",
+				RequestedBy: audit.Actor{Kind: "analyst", Name: analyst.LocalAdminName}, Reason: "reliability test",
 				Ticket: fmt.Sprintf("REL-%d", len(w.reqs)), RequestedAt: now,
 			})
 		}
@@ -164,7 +169,7 @@ func (w *workload) publish(ctx context.Context, js jetstream.JetStream, tenant s
 		case <-tick.C:
 		}
 		for {
-			err := actions.Publish(ctx, js, tenant, r)
+			err := w.send(ctx, js, tenant, r)
 			if err == nil {
 				break
 			}
@@ -175,10 +180,17 @@ func (w *workload) publish(ctx context.Context, js jetstream.JetStream, tenant s
 			time.Sleep(50 * time.Millisecond)
 		}
 		if rng.IntN(20) == 0 {
-			_ = actions.Publish(ctx, js, tenant, r)
+			_ = w.send(ctx, js, tenant, r)
 		}
 	}
 	return nil
+}
+
+func (w *workload) send(ctx context.Context, js jetstream.JetStream, tenant string, r *actions.Request) error {
+	if w.key == nil {
+		return actions.Publish(ctx, js, tenant, r)
+	}
+	return analyst.Publish(ctx, js, tenant, r, w.key)
 }
 
 // ---- reading the outcome ----
