@@ -648,12 +648,12 @@ func (w *Worker) complete(ctx context.Context, msg jetstream.Msg, req *Request, 
 			_ = msg.NakWithDelay(time.Second)
 			return
 		}
+		// The state is not rewritten as "audited": a redelivery re-sends the
+		// record with the same deterministic id, which the AUDIT stream stores
+		// once (its duplicate window is far longer than AckWait), and the
+		// request's replay protection refuses a re-used id later. That saves a
+		// KV round trip on every request.
 		rec = stored
-		st.Audited = true
-		st.Final = &rec
-		if err := w.putState(ctx, req.ID, st); err != nil {
-			w.log.Warn("mark audited", "request", req.ID, "err", err) // the deterministic record id dedupes a re-send
-		}
 	}
 	if !st.ExpiresAt.IsZero() && rec.Outcome == audit.Succeeded {
 		if err := scheduleExpiry(ctx, w.cfg.KV, req, st.ExpiresAt); err != nil {
