@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/responder-sec/responder/internal/actions"
 	"github.com/responder-sec/responder/internal/bus"
@@ -149,6 +151,21 @@ func runLatency(ctx context.Context, o Options) (Result, error) {
 		return Result{}, err
 	}
 
+	// "Visible" is when the event was stored on EVENTS (the stream's own
+	// timestamp): the feed's publish callback runs when the asynchronous ack
+	// arrives, which can be after the matcher has already acted.
+	stored, err := storedTimes(ctx, eng.Bus().JS, isSample)
+	if err != nil {
+		return Result{}, err
+	}
+	mu.Lock()
+	for k, t := range stored {
+		if v, ok := visible[k]; !ok || t.Before(v) {
+			visible[k] = t
+		}
+	}
+	mu.Unlock()
+
 	ids := map[string]string{} // object id -> lower-case UPN
 	for _, u := range samples {
 		ids[strings.ToLower(u.ID)] = strings.ToLower(u.UserPrincipalName)
@@ -218,5 +235,45 @@ func inject(ctx context.Context, sim *m365sim.Tenant, samples, background []m365
 		}
 		sim.InjectRiskDetection(d)
 		count++
+	}
+}
+
+// storedTimes reads EVENTS once, to its current end, and returns for each sample
+// user the time its first event was stored.
+func storedTimes(ctx context.Context, js jetstream.JetStream, isSample map[string]bool) (map[string]time.Time, error) {
+	st, err := js.Stream(ctx, bus.StreamEvents)
+	if err != nil {
+		return nil, err
+	}
+	last := st.CachedInfo().State.LastSeq
+	out := map[string]time.Time{}
+	if last == 0 {
+		return out, nil
+	}
+	cons, err := js.OrderedConsumer(ctx, bus.StreamEvents, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, err
+	}
+	for {
+		msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("bench: read EVENTS: %w", err)
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			return nil, err
+		}
+		var env event.Envelope
+		if json.Unmarshal(msg.Data(), &env) == nil {
+			k := strings.ToLower(env.User)
+			if isSample[k] {
+				if t, ok := out[k]; !ok || md.Timestamp.Before(t) {
+					out[k] = md.Timestamp
+				}
+			}
+		}
+		if md.Sequence.Stream >= last {
+			return out, nil
+		}
 	}
 }
