@@ -109,7 +109,7 @@ type WorkerConfig struct {
 	Publish PublishFunc
 	// DryRun makes the whole engine record what it would do and change nothing.
 	DryRun      bool
-	Concurrency int           // requests in flight (default 16)
+	Concurrency int           // requests in flight (default 128: I/O bound; the budgets pace Microsoft)
 	MaxAttempts int           // deliveries before a retryable failure becomes final (default 5)
 	RetryBase   time.Duration // first retry delay without Retry-After (default 1s)
 	RetryMax    time.Duration // cap of one retry delay (default 60s)
@@ -134,7 +134,7 @@ const ConsumerName = "action-workers"
 // NewWorker applies defaults.
 func NewWorker(cfg WorkerConfig) *Worker {
 	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 16
+		cfg.Concurrency = 128
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 5

@@ -80,7 +80,12 @@ func runContain(ctx context.Context, o Options) (Result, error) {
 
 	sim.SetLimits(limits) // full buckets for the engine
 	sim.ResetWireLog()
-	st, err := startWorkerStack(ctx, o, dir, sim)
+	// The engine paces itself to the budget it was configured with: the same
+	// scaled write budget the emulator enforces (as it would Microsoft's).
+	budgets := graphexec.NewBudgets(graphexec.BudgetConfig{
+		EntraWrites: graphexec.Rate{N: limits.EntraWrites.Capacity, Per: limits.EntraWrites.Per},
+	})
+	st, err := startWorkerStack(ctx, o, dir, sim, budgets)
 	if err != nil {
 		return Result{}, err
 	}

@@ -43,7 +43,9 @@ type workerStack struct {
 	stop   func()
 }
 
-func startWorkerStack(ctx context.Context, o Options, dir string, sim *m365sim.Tenant) (*workerStack, error) {
+// startWorkerStack runs a worker against sim. budgets is the engine's
+// client-side pacing, set to the emulator's limits (nil: Microsoft's defaults).
+func startWorkerStack(ctx context.Context, o Options, dir string, sim *m365sim.Tenant, budgets *graphexec.Budgets) (*workerStack, error) {
 	log := o.logger()
 	creds := credentials(sim)
 	graph, _, err := m365.NewGraphClient(creds)
@@ -61,7 +63,7 @@ func startWorkerStack(ctx context.Context, o Options, dir string, sim *m365sim.T
 	}
 	w := actions.NewWorker(actions.WorkerConfig{
 		Tenant: creds.TenantID, JS: b.JS, KV: kv,
-		Executor:    graphexec.New(graph, log),
+		Executor:    graphexec.NewWithConfig(graph, graphexec.Config{Logger: log, Budgets: budgets}),
 		Audit:       audit.NewWriter(b.JS, audit.WriterOptions{Logger: log}),
 		Blast:       noBlastLimits,
 		Concurrency: o.Concurrency,
