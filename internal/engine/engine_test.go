@@ -381,3 +381,51 @@ func (h *harness) approve(requestID string) approval.Reply {
 	}
 	return rep
 }
+
+func TestMetricsCountEventsMatchesAndActions(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.attack("alice@contoso.com")
+	h.waitFinal(func(r audit.Record) bool { return r.Target["user"] == "alice@contoso.com" && r.Action == "revoke_sessions" })
+	mfs, err := h.eng.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			switch {
+			case m.GetCounter() != nil:
+				got[key] = m.GetCounter().GetValue()
+			case m.GetHistogram() != nil:
+				got[key] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	for _, k := range []string{
+		"responder_events_total,kind=unlikelyTravel,source=risk_detection",
+		"responder_playbook_matches_total,playbook=high-risk-user",
+		"responder_actions_total,action=disable_user,outcome=succeeded",
+		"responder_actions_total,action=revoke_sessions,outcome=succeeded",
+	} {
+		if got[k] != 1 {
+			t.Errorf("%s = %v, want 1", k, got[k])
+		}
+	}
+	if got["responder_event_to_action_seconds"] < 2 {
+		t.Errorf("event-to-action latency observed %v times, want 2", got["responder_event_to_action_seconds"])
+	}
+	graph := 0.0
+	for k, v := range got {
+		if strings.HasPrefix(k, "responder_graph_calls_total") {
+			graph += v
+		}
+	}
+	if graph < 2 {
+		t.Errorf("Graph calls counted %v, want at least the two writes", graph)
+	}
+}
