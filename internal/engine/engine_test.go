@@ -386,7 +386,9 @@ func TestMetricsCountEventsMatchesAndActions(t *testing.T) {
 	h := newHarness(t)
 	h.start()
 	h.attack("alice@contoso.com")
-	h.waitFinal(func(r audit.Record) bool { return r.Target["user"] == "alice@contoso.com" && r.Action == "revoke_sessions" })
+	h.waitFinal(func(r audit.Record) bool {
+		return r.Target["user"] == "alice@contoso.com" && r.Action == "revoke_sessions"
+	})
 	mfs, err := h.eng.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
