@@ -103,7 +103,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if tenant == "" {
 		return nil, errors.New("engine: missing tenant id")
 	}
-	set, err := playbook.LoadDir(cfg.PlaybookDir, playbook.LoadOptions{})
+	set, err := playbook.LoadDir(cfg.PlaybookDir, playbook.LoadOptions{VerifiedDomains: cfg.VerifiedDomains, BaseDir: cfg.PlaybookDir, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("engine: playbooks in %s: %w", cfg.PlaybookDir, err)
 	}
