@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/responder-sec/responder/internal/actions"
@@ -125,6 +127,28 @@ func (c *serveCmd) Run(e *env) error {
 		e.log.Warn("could not write the local context", "err", err)
 	}
 	e.log.Info("responder serving", "tenant", creds.TenantID, "nats", eng.Bus().ClientURL(), "dry_run", c.DryRun)
+	// SIGHUP reloads the playbooks; an invalid set is refused and the last good
+	// one stays.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	hupDone := make(chan struct{})
+	defer func() { <-hupDone }()
+	go func() {
+		defer close(hupDone)
+		for {
+			select {
+			case <-e.ctx.Done():
+				return
+			case <-hup:
+				if err := eng.ReloadPlaybooks(); err != nil {
+					e.log.Error("playbook reload refused", "err", err)
+				} else {
+					e.log.Info("playbooks reloaded", "count", len(eng.Playbooks().Playbooks()))
+				}
+			}
+		}
+	}()
 	err = eng.Run(e.ctx)
 	e.log.Info("responder stopped")
 	return err

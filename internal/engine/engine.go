@@ -179,6 +179,14 @@ func (e *Engine) Close() { e.bus.Close() }
 // Run starts every part and blocks until ctx ends or a part fails; then it stops
 // the others and waits for them.
 func (e *Engine) Run(ctx context.Context) error {
+	err := e.run(ctx)
+	if err != nil && ctx.Err() != nil {
+		return nil // stopped while starting: not a failure
+	}
+	return err
+}
+
+func (e *Engine) run(ctx context.Context) error {
 	kv, err := e.bus.State(ctx)
 	if err != nil {
 		return err
@@ -284,4 +292,15 @@ func (e *Engine) ready(ctx context.Context) map[string]error {
 		out["nats"] = nil
 	}
 	return out
+}
+
+// ReloadPlaybooks loads the playbook directory again. An invalid set is refused
+// with every problem named, and the engine keeps the last good set.
+func (e *Engine) ReloadPlaybooks() error {
+	set, err := playbook.LoadDir(e.cfg.PlaybookDir, playbook.LoadOptions{VerifiedDomains: e.cfg.VerifiedDomains, BaseDir: e.cfg.PlaybookDir, Logger: e.log})
+	if err != nil {
+		return fmt.Errorf("engine: playbooks in %s not reloaded (keeping the last good set): %w", e.cfg.PlaybookDir, err)
+	}
+	e.playbooks.Store(set)
+	return nil
 }

@@ -431,3 +431,32 @@ func TestMetricsCountEventsMatchesAndActions(t *testing.T) {
 		t.Errorf("Graph calls counted %v, want at least the two writes", graph)
 	}
 }
+
+func TestReloadKeepsTheLastGoodPlaybooks(t *testing.T) {
+	h := newHarness(t)
+	dir := t.TempDir()
+	good := "name: one\nenabled: true\ntrigger:\n  source: risk_detection\nsteps:\n  - action: revoke_sessions\n    target:\n      user: \"{{ user }}\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "one.yaml"), []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.startWith(func(c *Config) { c.PlaybookDir = dir })
+	if err := os.WriteFile(filepath.Join(dir, "two.yaml"), []byte("name: two\nenabled: true\nbogus_field: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := h.eng.ReloadPlaybooks()
+	if err == nil || !strings.Contains(err.Error(), "two.yaml") {
+		t.Fatalf("reload of an invalid set: %v, want an error naming two.yaml", err)
+	}
+	if n := len(h.eng.Playbooks().Playbooks()); n != 1 {
+		t.Errorf("after a refused reload the engine has %d playbooks, want the last good 1", n)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "two.yaml"), []byte(strings.ReplaceAll(good, "one", "two")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.eng.ReloadPlaybooks(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.eng.Playbooks().Playbooks()); n != 2 {
+		t.Errorf("after a good reload: %d playbooks, want 2", n)
+	}
+}
