@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/responder-sec/responder/internal/event"
 )
@@ -34,6 +35,26 @@ type evalCtx struct {
 	fullOK  bool
 
 	scratch [4]any // values of one Sigma field; used by one evaluation at a time
+
+	// The compiled matcher's per-event memo (prog.go), reset by beginMatch.
+	memo       []fieldMemo
+	refMemo    []refMemo
+	memberMemo []memberMemo
+	matchMemo  []matchMemo
+	keyNodes   []keyNode // member keys by signature, for generation sigGen
+	keyTab     [keyTabSize]int32
+	sigGen     uint32
+	gen        uint32
+	valBuf     []fval
+	valHW      int // the most of valBuf used since reset
+	leafHW     int // the same for leafBuf
+	virtBuf    []any
+	leafBuf    []leaf
+	lowBuf     []byte // lower-cased leaves (leaf.lowB)
+	// Recent default reasons, kept across events (match.go).
+	reasons reasonCache
+	// matches being built by matchUnits
+	matchBuf []Match
 }
 
 func newEvalCtx(s *Set, env *event.Envelope) *evalCtx {
@@ -45,7 +66,18 @@ func (c *evalCtx) reset(s *Set, env *event.Envelope) {
 	clear(c.members[:cap(c.members)])
 	members := c.members[:0]
 	clear(c.scratch[:])
-	*c = evalCtx{env: env, set: s, members: members}
+	// The memo is kept: beginMatch moves to a new generation, which makes
+	// every entry stale (whichever set it was filled for). What the last
+	// event left in it and in the buffers is cleared here, so that a pooled
+	// context holds on to no event (beginMatch only truncates).
+	clear(c.memo)
+	clear(c.refMemo)
+	clear(c.valBuf[:c.valHW])
+	clear(c.leafBuf[:c.leafHW])
+	clear(c.virtBuf[:cap(c.virtBuf)])
+	*c = evalCtx{env: env, set: s, members: members,
+		memo: c.memo, refMemo: c.refMemo, memberMemo: c.memberMemo, matchMemo: c.matchMemo, keyNodes: c.keyNodes[:0], gen: c.gen,
+		valBuf: c.valBuf[:0], virtBuf: c.virtBuf[:0], leafBuf: c.leafBuf[:0], lowBuf: c.lowBuf[:0], reasons: c.reasons, matchBuf: c.matchBuf[:0]}
 }
 
 // scan finds the record's top-level members, looking through a diagnostic-
@@ -98,19 +130,46 @@ func (c *evalCtx) scan() {
 // memberRef finds a top-level member as walk finds a key: exactly, else the
 // smallest key equal under case folding.
 func (c *evalCtx) memberRef(key string) *member {
+	if i := c.memberIndex(key); i >= 0 {
+		return &c.members[i]
+	}
+	return nil
+}
+
+// memberIndex is memberRef's index in c.members, -1 when absent.
+func (c *evalCtx) memberIndex(key string) int {
 	for i := range c.members {
 		if string(c.members[i].key) == key {
-			return &c.members[i]
+			return i
 		}
 	}
-	var best *member
+	if key == "" {
+		return -1
+	}
+	// Case-insensitive: same length (as before) and, for ASCII first
+	// bytes, the same first letter, before the full comparison.
+	first := foldASCII(key[0])
+	best := -1
 	for i := range c.members {
 		m := &c.members[i]
-		if len(m.key) == len(key) && bytes.EqualFold(m.key, []byte(key)) && (best == nil || string(m.key) < string(best.key)) {
-			best = m
+		if len(m.key) != len(key) {
+			continue
+		}
+		if b := m.key[0]; b < utf8.RuneSelf && first < utf8.RuneSelf && foldASCII(b) != first {
+			continue
+		}
+		if bytes.EqualFold(m.key, []byte(key)) && (best < 0 || string(m.key) < string(c.members[best].key)) {
+			best = i
 		}
 	}
 	return best
+}
+
+func foldASCII(b byte) byte {
+	if 'A' <= b && b <= 'Z' {
+		return b + 'a' - 'A'
+	}
+	return b
 }
 
 // member returns the decoded value of a top-level member of the record.
@@ -120,6 +179,11 @@ func (c *evalCtx) member(key string) (any, bool) {
 	if m == nil {
 		return nil, false
 	}
+	return c.memberValue(m)
+}
+
+// memberValue decodes a member of c.members on first use.
+func (c *evalCtx) memberValue(m *member) (any, bool) {
 	if !m.done {
 		m.done = true
 		v, ok := decodeValue(m.val)
@@ -303,10 +367,15 @@ func number(v any) (float64, bool) {
 	case uint64:
 		return float64(t), true
 	case string:
-		f, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
-		return f, err == nil
+		return numberString(t)
 	}
 	return 0, false
+}
+
+// numberString is number for a string.
+func numberString(s string) (float64, bool) {
+	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	return f, err == nil
 }
 
 // parseIP accepts the spellings Microsoft uses: bare v4/v6, v4:port, [v6]:port,

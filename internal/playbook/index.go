@@ -20,6 +20,13 @@ type unit struct {
 	pb     int32
 	rule   int32 // index in Trigger.Sigma; -1 without Sigma
 	follow bool  // the threshold's follow-up event
+	node   cnode // the compiled rule (nil without Sigma)
+	where  string
+	// plain: the trigger is the Sigma rule alone (no kind, no conditions),
+	// so holds is the source check and the compiled rule.
+	plain bool
+	src   event.Source
+	sigma *SigmaRule
 }
 
 type setIndex struct {
@@ -34,15 +41,28 @@ type srcIndex struct {
 }
 
 // keyedIndex files units by one value: the event kind, or a Sigma field.
+// Keys are lower-cased ASCII: a unit that requires a value with other
+// characters is filed as rest, and an event value with other characters
+// meets every unit of the index (case folding beyond ASCII is not a map
+// lookup), so the index never leaves out a unit that could match.
 type keyedIndex struct {
 	key   string      // "kind" or the field's key
 	field *sigmaField // nil for the kind
+	fid   int32       // the field's id in the set's program; -1 for the kind
 	m     map[string][]int32
+	all   []int32 // every unit filed here, in order
 }
 
 func (s *Set) buildIndex() {
 	s.idx = setIndex{bySrc: map[event.Source]*srcIndex{}}
+	s.prog = setProg{}
+	pb := newProgBuilder(&s.prog)
 	add := func(src event.Source, u unit, key string, field *sigmaField, vals []string) {
+		for _, v := range vals {
+			if !isASCII(v) {
+				key = ""
+			}
+		}
 		si := s.idx.bySrc[src]
 		if si == nil {
 			si = &srcIndex{}
@@ -61,9 +81,13 @@ func (s *Set) buildIndex() {
 			}
 		}
 		if k == nil {
-			k = &keyedIndex{key: key, field: field, m: map[string][]int32{}}
+			k = &keyedIndex{key: key, field: field, fid: -1, m: map[string][]int32{}}
+			if field != nil {
+				k.fid = pb.fieldID(field)
+			}
 			si.keyed = append(si.keyed, k)
 		}
+		k.all = append(k.all, id)
 		seen := map[string]bool{}
 		for _, v := range vals {
 			v = strings.ToLower(v)
@@ -81,8 +105,9 @@ func (s *Set) buildIndex() {
 		if t.Threshold != nil {
 			s.idx.stateful = true
 		}
+		where := whereText(t.Conditions)
 		if len(t.Sigma) == 0 {
-			u := unit{pb: int32(i), rule: -1}
+			u := unit{pb: int32(i), rule: -1, where: where}
 			if len(t.Kinds) > 0 {
 				add(t.Source, u, "kind", nil, t.Kinds)
 			} else {
@@ -90,11 +115,15 @@ func (s *Set) buildIndex() {
 			}
 		}
 		for j, r := range t.Sigma {
-			u := unit{pb: int32(i), rule: int32(j)}
+			if r == nil || r.cond == nil {
+				continue
+			}
 			src := t.Source
 			if src == "" {
 				src = r.Source
 			}
+			u := unit{pb: int32(i), rule: int32(j), where: where, node: pb.rule(r), sigma: r, src: src,
+				plain: len(t.Kinds) == 0 && len(t.Conditions) == 0}
 			if len(t.Kinds) > 0 {
 				add(src, u, "kind", nil, t.Kinds)
 				continue
@@ -106,7 +135,7 @@ func (s *Set) buildIndex() {
 			add(src, u, "", nil, nil)
 		}
 		if th := t.Threshold; th != nil && th.Then != nil {
-			u := unit{pb: int32(i), rule: -1, follow: true}
+			u := unit{pb: int32(i), rule: -1, follow: true, where: where}
 			if len(th.Then.Kinds) > 0 {
 				add(th.Then.Source, u, "kind", nil, th.Then.Kinds)
 			} else {
@@ -137,7 +166,7 @@ func sigmaRequires(n sigmaNode) (*sigmaField, []string, bool) {
 		}
 		var vals []string
 		for _, v := range t.values {
-			if v.kind != svEq || looksNumeric(v.s) {
+			if v.kind != svEq || looksNumeric(v.s) || !isASCII(v.s) {
 				return nil, nil, false
 			}
 			vals = append(vals, v.s)
@@ -194,18 +223,36 @@ func (s *Set) candidates(c *evalCtx, buf []int32) []int32 {
 	out := buf[:0]
 	for _, k := range si.keyed {
 		if k.field == nil {
+			if !isASCII(c.env.Kind) {
+				out = append(out, k.all...)
+				continue
+			}
 			out = append(out, lookupFold(k.m, c.env.Kind)...)
 			continue
 		}
-		vals, _ := k.field.values(c)
-		for _, v := range vals {
-			str, ok := v.(string)
-			if !ok {
-				if str, ok = scalarString(v); !ok {
-					continue
-				}
+		m := c.field(k.fid)
+		if !m.present {
+			continue
+		}
+		// The leaves, as the rule compares them (a list value matches
+		// when an item does).
+		leaves := c.leaves(m)
+		for i := range leaves {
+			l := &leaves[i]
+			if _, isNum := l.x.(float64); isNum {
+				// Its text is a number, and no key is (looksNumeric).
+				continue
 			}
-			out = append(out, lookupFold(k.m, str)...)
+			if _, ok := l.str(); !ok {
+				continue
+			}
+			if !l.ascii() {
+				out = append(out, k.all...)
+				continue
+			}
+			// Keys are lower-cased: the leaf's lower-cased text (shared
+			// with contains comparisons) is the lookup.
+			out = append(out, k.m[string(c.lowerBytes(l))]...)
 		}
 	}
 	out = append(out, si.rest...)
@@ -234,6 +281,9 @@ func lookupFold(m map[string][]int32, s string) []int32 {
 	var buf [128]byte
 	if len(s) > len(buf) {
 		return m[strings.ToLower(s)]
+	}
+	if len(m) == 0 {
+		return nil
 	}
 	b := buf[:0]
 	for i := 0; i < len(s); i++ {

@@ -95,6 +95,7 @@ type Set struct {
 	playbooks []*Playbook
 	verified  map[string]bool
 	idx       setIndex
+	prog      setProg
 	ctxPool   sync.Pool // *evalCtx, reused by Match
 }
 

@@ -56,12 +56,36 @@ func (s *Set) match(ctx context.Context, env *event.Envelope, counter Counter) (
 }
 
 func (s *Set) matchCtx(ctx context.Context, c *evalCtx, counter Counter) ([]Match, error) {
-	var out []Match
-	var errs []error
+	c.beginMatch()
 	var cb [64]int32
+	return s.matchUnits(ctx, c, counter, s.candidates(c, cb[:0]), false)
+}
+
+// matchReference is the matcher without its optimisations, for the
+// differential test: every unit of the set in order (no index), each Sigma
+// rule evaluated on its original tree (no compiled program, no memo).
+func (s *Set) matchReference(ctx context.Context, env *event.Envelope, counter Counter) ([]Match, error) {
+	if env == nil {
+		return nil, errors.New("playbook: Match: nil event")
+	}
+	c := newEvalCtx(s, env)
+	c.beginMatch()
+	all := make([]int32, len(s.idx.units))
+	for i := range all {
+		all[i] = int32(i)
+	}
+	return s.matchUnits(ctx, c, counter, all, true)
+}
+
+// matchUnits evaluates units in order; ref selects the reference evaluation.
+func (s *Set) matchUnits(ctx context.Context, c *evalCtx, counter Counter, units []int32, ref bool) ([]Match, error) {
+	// Matches are built in the evalCtx's buffer and copied once into a
+	// slice of the right size.
+	ms := c.matchBuf[:0]
+	var errs []error
 	last := int32(-1) // the last playbook that fired: its other units are skipped
-	for _, id := range s.candidates(c, cb[:0]) {
-		u := s.idx.units[id]
+	for _, id := range units {
+		u := &s.idx.units[id]
 		if u.pb == last {
 			continue
 		}
@@ -70,7 +94,14 @@ func (s *Set) matchCtx(ctx context.Context, c *evalCtx, counter Counter) ([]Matc
 		if th != nil && counter == nil {
 			continue
 		}
-		ok, rule, err := p.holds(c, u)
+		var ok bool
+		var rule *SigmaRule
+		var err error
+		if ref {
+			ok, rule, err = p.holdsRef(c, *u)
+		} else {
+			ok, rule, err = p.holds(c, u)
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -94,13 +125,31 @@ func (s *Set) matchCtx(ctx context.Context, c *evalCtx, counter Counter) ([]Matc
 			}
 			fire = &ThresholdFire{Key: o.Key, Count: res.Count}
 		}
-		m, err := p.fire(c, rule, fire)
+		var m Match
+		if ref {
+			var mp *Match
+			mp, err = p.fireRef(c, rule, fire)
+			if mp != nil {
+				m = *mp
+			}
+		} else {
+			m, err = p.fire(c, u.where, rule, fire)
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		last = u.pb
-		out = append(out, *m)
+		ms = append(ms, m)
+	}
+	var out []Match
+	if len(ms) > 0 {
+		out = make([]Match, len(ms))
+		copy(out, ms)
+		clear(ms)
+	}
+	if cap(ms) <= 64 {
+		c.matchBuf = ms[:0]
 	}
 	if c.rawErr != nil {
 		errs = append([]error{c.rawErr}, errs...)
@@ -129,9 +178,9 @@ func (s *Set) Evaluate(p *Playbook, env *event.Envelope) (*Match, error) {
 		}
 		var ok bool
 		var rule *SigmaRule
-		ok, rule, err = p.holds(c, u)
+		ok, rule, err = p.holdsRef(c, u)
 		if ok && err == nil {
-			m, err = p.fire(c, rule, nil)
+			m, err = p.fireRef(c, rule, nil)
 		}
 	}
 	if err == nil && c.rawErr != nil {
@@ -141,8 +190,24 @@ func (s *Set) Evaluate(p *Playbook, env *event.Envelope) (*Match, error) {
 }
 
 // holds reports whether the unit's trigger holds for the event (source, kind,
-// conditions, Sigma rule), and which rule matched.
-func (p *Playbook) holds(c *evalCtx, u unit) (bool, *SigmaRule, error) {
+// conditions, Sigma rule), and which rule matched. The Sigma rule runs as
+// the set's compiled program.
+func (p *Playbook) holds(c *evalCtx, u *unit) (bool, *SigmaRule, error) {
+	if u.plain {
+		if c.env.Source != u.src || !u.node.eval(c) {
+			return false, nil, nil
+		}
+		return true, u.sigma, nil
+	}
+	return p.holdsWith(c, *u, u.node)
+}
+
+// holdsRef is holds with the Sigma rule's reference evaluation.
+func (p *Playbook) holdsRef(c *evalCtx, u unit) (bool, *SigmaRule, error) {
+	return p.holdsWith(c, u, nil)
+}
+
+func (p *Playbook) holdsWith(c *evalCtx, u unit, node cnode) (bool, *SigmaRule, error) {
 	src, kinds, conds := p.Trigger.Source, p.Trigger.Kinds, p.Trigger.Conditions
 	var rule *SigmaRule
 	if u.follow {
@@ -178,14 +243,135 @@ func (p *Playbook) holds(c *evalCtx, u unit) (bool, *SigmaRule, error) {
 			return false, nil, nil
 		}
 	}
-	if rule != nil && !rule.cond.eval(c) {
-		return false, nil, nil
+	if rule != nil {
+		if node != nil {
+			if !node.eval(c) {
+				return false, nil, nil
+			}
+		} else if !rule.cond.eval(c) {
+			return false, nil, nil
+		}
 	}
 	return true, rule, nil
 }
 
-// fire builds the Match of a playbook whose trigger held.
-func (p *Playbook) fire(c *evalCtx, rule *SigmaRule, th *ThresholdFire) (*Match, error) {
+// whereText is the default reason's account of the trigger's conditions.
+func whereText(conds []Condition) string {
+	if len(conds) == 0 {
+		return ""
+	}
+	held := make([]string, 0, len(conds))
+	for _, cond := range conds {
+		held = append(held, cond.String())
+	}
+	return " where " + strings.Join(held, " and ")
+}
+
+// defaultReasonPrefix is "<source> event" or "<source> \"<kind>\"". The last
+// one is kept with the evalCtx: consecutive events mostly share it.
+func (c *evalCtx) defaultReasonPrefix() string {
+	rc := &c.reasons
+	if rc.preOK && rc.preSrc == c.env.Source && rc.preKind == c.env.Kind {
+		return rc.pre
+	}
+	pre := string(c.env.Source) + " event"
+	if c.env.Kind != "" {
+		pre = string(c.env.Source) + " " + strconv.Quote(c.env.Kind)
+	}
+	rc.preOK, rc.preSrc, rc.preKind, rc.pre = true, c.env.Source, c.env.Kind, pre
+	return pre
+}
+
+// reasonCache keeps recent default reasons of Sigma playbooks: the reason
+// depends only on the event's source and kind, the trigger's conditions and
+// the rule, so events of one kind share it (strings are immutable).
+type reasonCache struct {
+	preOK   bool
+	preSrc  event.Source
+	preKind string
+	pre     string
+	next    int
+	ents    [8]reasonEntry
+}
+
+type reasonEntry struct {
+	rule   *SigmaRule
+	pre    string
+	where  string
+	reason string
+}
+
+func (c *evalCtx) sigmaReason(where string, rule *SigmaRule) string {
+	pre := c.defaultReasonPrefix()
+	rc := &c.reasons
+	for i := range rc.ents {
+		e := &rc.ents[i]
+		if e.rule == rule && e.pre == pre && e.where == where {
+			return e.reason
+		}
+	}
+	r := pre + where + rule.reason
+	rc.ents[rc.next] = reasonEntry{rule: rule, pre: pre, where: where, reason: r}
+	rc.next = (rc.next + 1) % len(rc.ents)
+	return r
+}
+
+// fire builds the Match of a playbook whose trigger held; where is
+// whereText(p.Trigger.Conditions), precomputed. It builds what fireRef
+// builds, with fewer allocations.
+func (p *Playbook) fire(c *evalCtx, where string, rule *SigmaRule, th *ThresholdFire) (Match, error) {
+	m := Match{Playbook: p.Name, Suppression: p.Suppression.Window, BlastRadius: p.BlastRadius, Sigma: rule, Threshold: th}
+	switch {
+	case p.reason != nil:
+		m.Reason = p.reason.render(c)
+	case th != nil:
+		m.Reason = c.defaultReasonPrefix() + where
+		if rule != nil {
+			m.Reason += rule.reason
+		}
+		m.Reason += thresholdReason(p.Trigger.Threshold, th)
+	case rule != nil:
+		m.Reason = c.sigmaReason(where, rule)
+	default:
+		m.Reason = c.defaultReasonPrefix() + where
+	}
+	if len(p.Steps) > 0 {
+		m.Steps = make([]actions.Step, 0, len(p.Steps))
+		m.Approval = make([]string, 0, len(p.Steps))
+	}
+	for i, st := range p.Steps {
+		step, err := st.resolve(c, p.DryRun)
+		if err != nil {
+			return Match{}, fmt.Errorf("playbook %q: step %d (%s): %w", p.Name, i+1, st.Action, err)
+		}
+		m.Steps = append(m.Steps, step)
+		m.Approval = append(m.Approval, st.Approval)
+	}
+	if p.Suppression.Window > 0 && p.Suppression.key != nil {
+		k := p.Suppression.key.render(c)
+		if k == "" {
+			k = c.env.ID
+		}
+		m.SuppressionKey = p.Name + "/" + k
+	}
+	return m, nil
+}
+
+func thresholdReason(t *Threshold, th *ThresholdFire) string {
+	what := "events"
+	if t.Distinct != "" {
+		what = "distinct " + t.Distinct
+	}
+	r := fmt.Sprintf("; %d %s for %s %s within %s", th.Count, what, strings.Join(t.By, "/"), th.Key, t.Window)
+	if t.Then != nil {
+		r += ", then this event"
+	}
+	return r
+}
+
+// fireRef builds the Match of a playbook whose trigger held (the reference
+// construction, for Evaluate and the differential test).
+func (p *Playbook) fireRef(c *evalCtx, rule *SigmaRule, th *ThresholdFire) (*Match, error) {
 	m := &Match{Playbook: p.Name, Suppression: p.Suppression.Window, BlastRadius: p.BlastRadius, Sigma: rule, Threshold: th}
 	if p.reason != nil {
 		m.Reason = p.reason.render(c)

@@ -127,9 +127,9 @@ func signInStatus(c *evalCtx, out []any) ([]any, bool) {
 	case hasCode:
 		out = append(out, "Failure")
 	}
-	for _, k := range []string{"failureReason", "additionalDetails"} {
+	for _, k := range [...]string{"failureReason", "additionalDetails"} {
 		if s, ok := m[k].(string); ok && s != "" {
-			out = append(out, s)
+			out = append(out, m[k]) // the value as read: no new interface
 		}
 	}
 	return out, true

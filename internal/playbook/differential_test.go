@@ -1,0 +1,265 @@
+package playbook
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/responder-sec/responder/internal/event"
+)
+
+// TestDifferentialMatch: the optimised matcher (index, compiled program,
+// per-event memo, Match construction) returns exactly what the reference
+// evaluation returns (every unit in order, no index, each Sigma rule on its
+// original tree, the original Match construction), for every event of the
+// benchmark corpus (100,000 events; 20,000 with -short), with the shipped
+// playbooks (stateful, with a counter each), the Sigma rules, and the Sigma
+// rules four times over. Match (pooled context, lazy decoding) and matchCtx
+// on a fully decoded event (the match-only benchmark) are both checked.
+func TestDifferentialMatch(t *testing.T) {
+	dir := fixtures(t)
+	recs, err := PublicRecords(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, _, err := LoadSigmaDir(filepath.Join(dir, "sigma"))
+	if err != nil || len(rules) == 0 {
+		t.Fatal("no sigma rules", err)
+	}
+	shipped, err := LoadDir(shippedDir, LoadOptions{VerifiedDomains: testDomains})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 100000
+	if testing.Short() {
+		n = 20000
+	}
+	corpus := BenchCorpus(recs, n)
+	if len(corpus) != n {
+		t.Fatalf("corpus of %d events", len(corpus))
+	}
+	sets := []struct {
+		name string
+		set  *Set
+	}{
+		{"playbooks", shipped.WithAllEnabled()},
+		{"sigma", SigmaSet(rules, 1)},
+		{"sigma x4", SigmaSet(rules, 4)},
+	}
+	ctx := context.Background()
+	for _, ns := range sets {
+		t.Run(ns.name, func(t *testing.T) {
+			set := ns.set
+			var optC, refC, decC Counter
+			if set.Stateful() {
+				optC, refC, decC = NewMemCounter(), NewMemCounter(), NewMemCounter()
+			}
+			fired, matches := 0, 0
+			for i := range corpus {
+				env := &corpus[i]
+				want, wantErr := set.matchReference(ctx, env, refC)
+				got, gotErr := set.match(ctx, env, optC)
+				if !sameMatches(got, gotErr, want, wantErr) {
+					t.Fatalf("event %d (%s %q): Match\n got %s\nwant %s", i, env.Source, env.Kind, showMatches(got, gotErr), showMatches(want, wantErr))
+				}
+				c := newEvalCtx(set, env)
+				c.decodeAll()
+				dec, decErr := set.matchCtx(ctx, c, decC)
+				if !sameMatches(dec, decErr, want, wantErr) {
+					t.Fatalf("event %d (%s %q): match-only\n got %s\nwant %s", i, env.Source, env.Kind, showMatches(dec, decErr), showMatches(want, wantErr))
+				}
+				if len(want) > 0 {
+					fired++
+				}
+				matches += len(want)
+			}
+			if ns.name != "playbooks" && fired == 0 {
+				t.Error("nothing fired: the comparison proves little")
+			}
+			t.Logf("%d events, %d fired, %d matches, all equal", len(corpus), fired, matches)
+		})
+	}
+}
+
+// TestDifferentialEdgeCases: the fast comparisons agree with the reference
+// on values where case folding, numbers and lists are delicate.
+func TestDifferentialEdgeCases(t *testing.T) {
+	rule := `title: edge
+logsource: {product: m365, service: audit}
+detection:
+  a: {Operation: ["ſuccess", "KELVIN", "50074", "set-inboxrule"]}
+  b: {Operation|contains: ["ⱥb", "forward"], Workload|startswith: "exch", ClientIP|endswith: ".5"}
+  c: {Parameters|contains: "ForwardTo", ResultStatus|re: "^(?i)succ"}
+  d: {Operation|contains: "*x?y*", UserType: 2}
+  e: {ObjectId|cidr: "10.0.0.0/8"}
+  f: {RecordType|gte: 3, Count|lt: 10}
+  g: {Workload: null}
+  h: {Workload|exists: true, Operation|all: ["set", "rule"]}
+  i: {Operation|cased: Set-InboxRule}
+  condition: 1 of them
+`
+	r, err := ParseSigma("edge.yml", []byte(rule))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := SigmaSet([]*SigmaRule{r}, 2)
+	ops := []string{"success", "ſuccess", "SUCCESS", "kelvin", "\u212aELVIN", "50074", "50074.0", " 50074", "Set-InboxRule",
+		"set-inboxrule", "SET-INBOXRULE", "ȺB", "ⱥb", "Ⱥ", "AutoForward", "axzyb", "", "x", "Set-Rule"}
+	wls := []string{"", "Exchange", "EXCH", "ex", "null"}
+	extra := []string{
+		`"Parameters":[{"Name":"ForwardTo","Value":"a@b.c"}],"ResultStatus":"Succeeded"`,
+		`"Parameters":{"x":[1,2,{"y":"FORWARDTO"}]},"ResultStatus":"failed"`,
+		`"UserType":2,"ObjectId":"10.1.2.3","ClientIP":"1.2.3.5"`,
+		`"UserType":"2.0","ObjectId":"[::ffff:10.1.2.3]:443","RecordType":"3","Count":"9"`,
+		`"RecordType":2,"Count":11`,
+		`"operation":"set-inboxrule"`,
+	}
+	ctx := context.Background()
+	n := 0
+	for _, op := range ops {
+		for _, wl := range wls {
+			for _, ex := range append(extra, "") {
+				raw := fmt.Sprintf(`{"Operation":%q`, op)
+				if wl == "null" {
+					raw += `,"Workload":null`
+				} else if wl != "" {
+					raw += fmt.Sprintf(`,"Workload":%q`, wl)
+				}
+				if ex != "" {
+					raw += "," + ex
+				}
+				raw += "}"
+				env := &event.Envelope{Source: event.SourceAudit, Kind: op, ID: "x", Raw: []byte(raw)}
+				want, wantErr := set.matchReference(ctx, env, nil)
+				got, gotErr := set.Match(env)
+				if !sameMatches(got, gotErr, want, wantErr) {
+					t.Errorf("%s:\n got %s\nwant %s", raw, showMatches(got, gotErr), showMatches(want, wantErr))
+				}
+				n++
+			}
+		}
+	}
+	t.Logf("%d records", n)
+}
+
+func sameMatches(got []Match, gotErr error, want []Match, wantErr error) bool {
+	if (gotErr == nil) != (wantErr == nil) || (gotErr != nil && gotErr.Error() != wantErr.Error()) {
+		return false
+	}
+	if len(got) != len(want) {
+		return false
+	}
+	for i := range got {
+		if !reflect.DeepEqual(normMatch(got[i]), normMatch(want[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+// normMatch: nil and empty slices are the same result.
+func normMatch(m Match) Match {
+	if len(m.Steps) == 0 {
+		m.Steps = nil
+	}
+	if len(m.Approval) == 0 {
+		m.Approval = nil
+	}
+	return m
+}
+
+func showMatches(ms []Match, err error) string {
+	s := fmt.Sprintf("err=%v", err)
+	for _, m := range ms {
+		s += fmt.Sprintf("\n  %s: %s steps=%+v key=%q", m.Playbook, m.Reason, m.Steps, m.SuppressionKey)
+	}
+	return s
+}
+
+// TestFastPrimitives: the fast lower-casing, string scanning and member
+// lookup agree with the plain ones on random input.
+func TestFastPrimitives(t *testing.T) {
+	r := rand.New(rand.NewSource(1))
+	alpha := []byte("aAzZ@[`{09 _-.\"\\KkſS")
+	randStr := func(n int) string {
+		b := make([]byte, 0, n)
+		for len(b) < n {
+			b = append(b, alpha[r.Intn(len(alpha))])
+		}
+		return string(b)
+	}
+	for i := 0; i < 20000; i++ {
+		s := randStr(r.Intn(40))
+		if isASCII(s) {
+			dst := make([]byte, len(s))
+			lowerASCII(dst, s)
+			if string(dst) != strings.ToLower(s) {
+				t.Fatalf("lowerASCII(%q) = %q", s, dst)
+			}
+		}
+		// scanString against a byte-by-byte scan
+		data := []byte(`"` + s)
+		end, esc, err := scanString(data, 0)
+		wantEnd, wantEsc, wantOK := 0, false, false
+		for j := 1; j < len(data); j++ {
+			if data[j] == '\\' {
+				wantEsc = true
+				j++
+				continue
+			}
+			if data[j] == '"' {
+				wantEnd, wantOK = j+1, true
+				break
+			}
+		}
+		if !wantOK {
+			wantEsc = false
+		}
+		if (err == nil) != wantOK || end != wantEnd || esc != wantEsc {
+			t.Fatalf("scanString(%q) = %d %v %v, want %d %v %v", data, end, esc, err, wantEnd, wantEsc, wantOK)
+		}
+	}
+	// findMember is memberIndex.
+	rule := "title: t\nlogsource: {product: m365, service: audit}\ndetection:\n  a: {Operation: x, Kk: y, SS: z, Name: n}\n  condition: a\n"
+	sr, err := ParseSigma("t.yml", []byte(rule))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := SigmaSet([]*SigmaRule{sr}, 1)
+	// and a path to the member named "" (raw[""])
+	r0, err := parseRef(`raw[""]`, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.prog = setProg{}
+	pb := newProgBuilder(&set.prog)
+	for _, n := range []string{"", "Operation", "Kk", "SS", "Name"} {
+		pb.refID(ref{text: "raw." + n, root: rootRaw, path: []string{n}})
+	}
+	pb.refID(r0)
+	keys := []string{"", "Operation", "operation", "OPERATION", "OperatioN", "Kk", "kK", "KK", "\u212ak", "SS", "ſS", "ss", "Name", "name", "Nam", "x"}
+	for i := 0; i < 3000; i++ {
+		var b strings.Builder
+		b.WriteByte('{')
+		n := r.Intn(8)
+		for j := 0; j < n; j++ {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, "%q:%d", keys[r.Intn(len(keys))], j)
+		}
+		b.WriteByte('}')
+		env := &event.Envelope{Source: event.SourceAudit, Raw: []byte(b.String())}
+		c := newEvalCtx(set, env)
+		c.beginMatch()
+		for mid, name := range set.prog.members {
+			if got, want := c.findMember(int32(mid)), c.memberIndex(name); got != want {
+				t.Fatalf("%s: findMember(%q) = %d, memberIndex = %d", b.String(), name, got, want)
+			}
+		}
+	}
+}
