@@ -25,6 +25,7 @@ type serveCmd struct {
 	Listen           string        `help:"Embedded NATS listen address (loopback unless told otherwise)." default:"127.0.0.1:4222" env:"RESPONDER_NATS_LISTEN"`
 	Sandbox          bool          `help:"Run against the built-in emulated tenant instead of Microsoft." env:"RESPONDER_SANDBOX"`
 	Playbooks        string        `help:"Playbook directory." default:"playbooks" env:"RESPONDER_PLAYBOOKS"`
+	PlaybookWatch    time.Duration `help:"How often to look for changed playbook files and reload them (0: only on SIGHUP)." default:"2s" env:"RESPONDER_PLAYBOOK_WATCH"`
 	Protected        string        `help:"Protected identities (UPNs or object ids, comma-separated): never actioned by a playbook." env:"RESPONDER_PROTECTED"`
 	DryRun           bool          `help:"Record what would be done and change nothing." env:"RESPONDER_DRY_RUN"`
 	Replicas         int           `help:"Stream replicas (3 in a cluster)." default:"1" env:"RESPONDER_REPLICAS"`
@@ -114,7 +115,7 @@ func (c *serveCmd) Run(e *env) error {
 	}
 	eng, err := engine.New(e.ctx, engine.Config{
 		Blast: blast,
-		Bus:   bc, Credentials: creds, PlaybookDir: c.Playbooks, DataDir: c.DataDir,
+		Bus:   bc, Credentials: creds, PlaybookDir: c.Playbooks, PlaybookWatch: watchEvery(c.PlaybookWatch), DataDir: c.DataDir,
 		Protected: actions.Protected{Users: protected}, DryRun: c.DryRun, Logger: e.log,
 		AnalystsFile: c.Analysts, OpsAddr: c.OpsAddr, Approvals: rules,
 		VerifiedDomains: c.VerifiedDomains, CAPolicyState: c.CAPolicyState,
@@ -127,8 +128,8 @@ func (c *serveCmd) Run(e *env) error {
 		e.log.Warn("could not write the local context", "err", err)
 	}
 	e.log.Info("responder serving", "tenant", creds.TenantID, "nats", eng.Bus().ClientURL(), "dry_run", c.DryRun)
-	// SIGHUP reloads the playbooks; an invalid set is refused and the last good
-	// one stays.
+	// SIGHUP reloads the playbooks (as changed files do, see --playbook-watch);
+	// an invalid set is refused and the last good one stays.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -152,4 +153,13 @@ func (c *serveCmd) Run(e *env) error {
 	err = eng.Run(e.ctx)
 	e.log.Info("responder stopped")
 	return err
+}
+
+// watchEvery maps --playbook-watch to engine.Config.PlaybookWatch: 0 there
+// means the default, here it means off.
+func watchEvery(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

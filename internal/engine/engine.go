@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,8 +36,12 @@ type Config struct {
 	Credentials m365.Credentials
 	// PlaybookDir holds the playbooks; the engine refuses to start on an invalid one.
 	PlaybookDir string
-	Protected   actions.Protected
-	DryRun      bool
+	// PlaybookWatch is how often Run looks for changed files under PlaybookDir
+	// and reloads them (0 = DefaultPlaybookWatch, negative = never; SIGHUP in
+	// `responder serve` and ReloadPlaybooks reload on demand).
+	PlaybookWatch time.Duration
+	Protected     actions.Protected
+	DryRun        bool
 	// RiskInterval is the risk-detection poll interval (default 60s).
 	RiskInterval time.Duration
 	// PageGap spaces Identity Protection page requests (default 1s).
@@ -90,6 +95,10 @@ type Engine struct {
 	metrics    *ops.Metrics
 	engineKP   nkeys.KeyPair
 	directory  *analyst.Directory
+	// pbPrint is the fingerprint of the playbook files as last read (loaded
+	// or refused), for the watcher.
+	pbMu    sync.Mutex
+	pbPrint [sha256.Size]byte
 }
 
 // New connects to the bus (starting the embedded server if configured), builds the
@@ -103,6 +112,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if tenant == "" {
 		return nil, errors.New("engine: missing tenant id")
 	}
+	// The files' fingerprint is taken before they are read: a change while
+	// loading is seen by the watcher as a change.
+	files, _ := dirFingerprint(cfg.PlaybookDir)
 	set, err := playbook.LoadDir(cfg.PlaybookDir, playbook.LoadOptions{VerifiedDomains: cfg.VerifiedDomains, BaseDir: cfg.PlaybookDir, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("engine: playbooks in %s: %w", cfg.PlaybookDir, err)
@@ -154,7 +166,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, log: log, bus: b, graph: graph, cred: cred, httpClient: creds.HTTPClient, registry: reg, metrics: metrics, engineKP: engineKP, directory: dir}
+	e := &Engine{cfg: cfg, log: log, bus: b, graph: graph, cred: cred, httpClient: creds.HTTPClient, registry: reg, metrics: metrics, engineKP: engineKP, directory: dir, pbPrint: files}
 	e.audit = audit.NewWriter(b.JS, audit.WriterOptions{Logger: log})
 	e.recorder = &recorder{inner: e.audit, metrics: metrics, seen: newEventTimes(4096)}
 	e.playbooks.Store(set)
@@ -244,6 +256,7 @@ func (e *Engine) run(ctx context.Context) error {
 		}).Run,
 		"expiry":    actions.NewExpiryScheduler(actions.ExpiryConfig{Tenant: tenant, JS: e.bus.JS, KV: kv, Publish: sign.publish, Logger: e.log}).Run,
 		"approvals": approvals.Run,
+		"playbooks": e.watchPlaybooks,
 	}
 	if e.cfg.OpsAddr != "" {
 		srv, err := ops.NewServer(ops.Config{Addr: e.cfg.OpsAddr, Registry: e.registry, Audit: e.bus.JS, Tenant: tenant,
@@ -297,7 +310,13 @@ func (e *Engine) ready(ctx context.Context) map[string]error {
 // ReloadPlaybooks loads the playbook directory again. An invalid set is refused
 // with every problem named, and the engine keeps the last good set.
 func (e *Engine) ReloadPlaybooks() error {
+	e.pbMu.Lock()
+	defer e.pbMu.Unlock()
+	if fp, err := dirFingerprint(e.cfg.PlaybookDir); err == nil {
+		e.pbPrint = fp
+	}
 	set, err := playbook.LoadDir(e.cfg.PlaybookDir, playbook.LoadOptions{VerifiedDomains: e.cfg.VerifiedDomains, BaseDir: e.cfg.PlaybookDir, Logger: e.log})
+	e.metrics.PlaybookReload(err == nil)
 	if err != nil {
 		return fmt.Errorf("engine: playbooks in %s not reloaded (keeping the last good set): %w", e.cfg.PlaybookDir, err)
 	}

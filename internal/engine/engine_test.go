@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -459,4 +460,82 @@ func TestReloadKeepsTheLastGoodPlaybooks(t *testing.T) {
 	if n := len(h.eng.Playbooks().Playbooks()); n != 2 {
 		t.Errorf("after a good reload: %d playbooks, want 2", n)
 	}
+}
+
+// TestPlaybookFilesChangedAreReloaded: the engine notices changed playbook
+// files by itself; a broken edit is refused and the last good set stays until
+// the files are fixed.
+func TestPlaybookFilesChangedAreReloaded(t *testing.T) {
+	h := newHarness(t)
+	dir := t.TempDir()
+	good := "name: one\nenabled: true\ntrigger:\n  source: risk_detection\nsteps:\n  - action: revoke_sessions\n    target:\n      user: \"{{ user }}\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "one.yaml"), []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.startWith(func(c *Config) {
+		c.PlaybookDir = dir
+		c.PlaybookWatch = 10 * time.Millisecond
+	})
+	names := func() []string {
+		var out []string
+		for _, p := range h.eng.Playbooks().Playbooks() {
+			out = append(out, p.Name)
+		}
+		slices.Sort(out)
+		return out
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: playbooks are %v", what, names())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	before := h.eng.Playbooks()
+	if err := os.WriteFile(filepath.Join(dir, "two.yaml"), []byte(strings.ReplaceAll(good, "one", "two")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("a new file is picked up", func() bool { return slices.Equal(names(), []string{"one", "two"}) })
+	if h.eng.Playbooks() == before {
+		t.Fatal("the set was not replaced")
+	}
+	good2 := h.eng.Playbooks()
+	refused := func() float64 {
+		mfs, err := h.eng.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "responder_playbook_reloads_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "result" && l.GetValue() == "refused" {
+						return m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		return 0
+	}
+	// A broken edit (an invalid file beside a new good one): refused, the
+	// last good set stays.
+	if err := os.WriteFile(filepath.Join(dir, "two.yaml"), []byte("name: two\nenabled: true\nbogus_field: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "three.yaml"), []byte(strings.ReplaceAll(good, "one", "three")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the broken edit is refused", func() bool { return refused() >= 1 })
+	if h.eng.Playbooks() != good2 {
+		t.Fatalf("a broken edit replaced the set: %v", names())
+	}
+	if err := os.Remove(filepath.Join(dir, "two.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the fixed directory is picked up", func() bool { return slices.Equal(names(), []string{"one", "three"}) })
 }

@@ -17,6 +17,7 @@ type Metrics struct {
 	graphCalls     *prometheus.CounterVec
 	graphThrottles *prometheus.CounterVec
 	feedLag        *prometheus.GaugeVec
+	reloads        *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -45,8 +46,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		feedLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "responder_feed_lag_seconds", Help: "How far each feed's checkpoint is behind now, by feed and content type.",
 		}, []string{"feed", "content_type"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "responder_playbook_reloads_total", Help: "Playbook reloads (SIGHUP or changed files), by result: loaded, or refused (the last good set stays).",
+		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.matches, m.actions, m.eventToAction, m.graphCalls, m.graphThrottles, m.feedLag} {
+	for _, c := range []prometheus.Collector{m.events, m.matches, m.actions, m.eventToAction, m.graphCalls, m.graphThrottles, m.feedLag, m.reloads} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("ops: register metrics: %w", err)
 		}
@@ -99,5 +103,16 @@ func (m *Metrics) GraphThrottle(service string) {
 func (m *Metrics) FeedLag(feed, contentType string, lag time.Duration) {
 	if m != nil {
 		m.feedLag.WithLabelValues(feed, contentType).Set(lag.Seconds())
+	}
+}
+
+// PlaybookReload counts one reload of the playbooks: loaded or refused.
+func (m *Metrics) PlaybookReload(loaded bool) {
+	if m != nil {
+		result := "refused"
+		if loaded {
+			result = "loaded"
+		}
+		m.reloads.WithLabelValues(result).Inc()
 	}
 }
