@@ -170,30 +170,75 @@ func (st *ThresholdState) countAt(t, lo int64) int {
 }
 
 // MemCounter is an in-memory Counter for `playbook test` and tests. It is safe
-// for concurrent use; its state lives as long as it does.
+// for concurrent use. Its memory stays bounded by the keys active within
+// their windows: every memSweepEvery observations, the state of keys whose
+// newest entry is older than two windows before the newest event time seen
+// is dropped (a later event of the key would prune those entries anyway; the
+// second window leaves room for records that arrive late), so that a long run
+// over many distinct users or addresses does not grow.
 type MemCounter struct {
-	mu    sync.Mutex
-	state map[string]*ThresholdState
+	mu     sync.Mutex
+	state  map[string]*memState
+	newest int64 // the newest event time observed, unix nanoseconds
+	ops    int
 }
 
+type memState struct {
+	st     ThresholdState
+	window time.Duration
+}
+
+// memSweepEvery is how many observations pass between sweeps of expired keys.
+const memSweepEvery = 4096
+
 // NewMemCounter returns an empty MemCounter.
-func NewMemCounter() *MemCounter { return &MemCounter{state: map[string]*ThresholdState{}} }
+func NewMemCounter() *MemCounter { return &MemCounter{state: map[string]*memState{}} }
 
 // Observe applies o.
 func (m *MemCounter) Observe(_ context.Context, o Observation) (Fired, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k := o.Playbook + "\x00" + o.Key
-	st := m.state[k]
-	if st == nil {
-		st = &ThresholdState{}
-		m.state[k] = st
+	ms := m.state[k]
+	if ms == nil {
+		ms = &memState{}
+		m.state[k] = ms
 	}
-	fire, n, _ := st.Apply(o)
-	if len(st.Entries) == 0 && !fire {
+	ms.window = o.Window
+	fire, n, _ := ms.st.Apply(o)
+	if len(ms.st.Entries) == 0 && !fire {
 		delete(m.state, k)
 	}
+	if t := o.Time.UnixNano(); t > m.newest {
+		m.newest = t
+	}
+	if m.ops++; m.ops%memSweepEvery == 0 {
+		m.sweep()
+	}
 	return Fired{Fired: fire, Count: n}, nil
+}
+
+// sweep drops the state of keys with no entry inside their window.
+func (m *MemCounter) sweep() {
+	for k, ms := range m.state {
+		live := false
+		for _, e := range ms.st.Entries {
+			if e.T >= m.newest-2*int64(ms.window) {
+				live = true
+				break
+			}
+		}
+		if !live {
+			delete(m.state, k)
+		}
+	}
+}
+
+// Keys is how many keys hold state.
+func (m *MemCounter) Keys() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.state)
 }
 
 // observation builds the observation of a threshold playbook's count or

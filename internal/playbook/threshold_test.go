@@ -292,3 +292,50 @@ func TestTestRecordsTimeOrder(t *testing.T) {
 		t.Errorf("output:\n%s", out.String())
 	}
 }
+
+// TestMemCounterForgetsExpiredKeys: a long run over many distinct keys keeps
+// only the keys active within their windows, and a key that comes back after
+// its state was dropped counts from zero, as it would have anyway.
+func TestMemCounterForgetsExpiredKeys(t *testing.T) {
+	set, err := Load("t.yaml", []byte(mfaThenSuccess), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c := NewMemCounter()
+	const n = 50000
+	for i := 0; i < n; i++ {
+		// One denial per user, a new user every second: each user's state
+		// expires 10 minutes later.
+		at := t0.Add(time.Duration(i) * time.Second)
+		env := signinEnv(fmt.Sprint("d", i), fmt.Sprintf("u%d@contoso.com", i), "198.51.100.1", 500121, at)
+		if _, err := set.MatchStateful(ctx, env, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// At most the keys of the last two windows (20 minutes = 1,200 users)
+	// plus one sweep interval's worth.
+	if k := c.Keys(); k > 2*600+memSweepEvery {
+		t.Errorf("%d keys held after %d distinct users, want at most %d", k, n, 2*600+memSweepEvery)
+	}
+	if k := c.Keys(); k < 600 {
+		t.Errorf("%d keys held: the keys still inside their window were dropped", k)
+	}
+	// Ten denials then a success for the last user still fire.
+	last := t0.Add(n * time.Second)
+	var fired bool
+	for i := 0; i < 10; i++ {
+		env := signinEnv(fmt.Sprint("x", i), "late@contoso.com", "198.51.100.1", 500121, last.Add(time.Duration(i)*time.Second))
+		if _, err := set.MatchStateful(ctx, env, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms, err := set.MatchStateful(ctx, signinEnv("ok", "late@contoso.com", "198.51.100.1", 0, last.Add(20*time.Second)), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fired = len(ms) == 1
+	if !fired {
+		t.Errorf("the threshold did not fire after the sweeps: %v", names(ms))
+	}
+}
