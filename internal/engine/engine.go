@@ -99,6 +99,7 @@ type Engine struct {
 	// or refused), for the watcher.
 	pbMu    sync.Mutex
 	pbPrint [sha256.Size]byte
+	domains []string // the verified domains the playbooks use (under pbMu)
 }
 
 // New connects to the bus (starting the embedded server if configured), builds the
@@ -129,6 +130,19 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	graph, cred, err := m365.NewGraphClient(creds)
 	if err != nil {
 		return nil, fmt.Errorf("engine: graph client: %w", err)
+	}
+	// Playbooks judge forwarding recipients against the verified domains:
+	// the configured ones, else the tenant's, read once at start.
+	domains := cfg.VerifiedDomains
+	if domains == nil {
+		if domains, err = readVerifiedDomains(ctx, graph); err != nil {
+			log.Warn("could not read the tenant's verified domains (Domain.Read.All); playbooks count a forwarding recipient as internal only in the user's own domain until --verified-domains is set or a reload reads them; actions check again against Graph", "err", err)
+		} else {
+			log.Info("verified domains read from the tenant", "domains", domains)
+			if set, err = playbook.LoadDir(cfg.PlaybookDir, playbook.LoadOptions{VerifiedDomains: domains, BaseDir: cfg.PlaybookDir, Logger: log}); err != nil {
+				return nil, fmt.Errorf("engine: playbooks in %s: %w", cfg.PlaybookDir, err)
+			}
+		}
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = cfg.Bus.StoreDir
@@ -166,7 +180,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, log: log, bus: b, graph: graph, cred: cred, httpClient: creds.HTTPClient, registry: reg, metrics: metrics, engineKP: engineKP, directory: dir, pbPrint: files}
+	e := &Engine{cfg: cfg, log: log, bus: b, graph: graph, cred: cred, httpClient: creds.HTTPClient, registry: reg, metrics: metrics, engineKP: engineKP, directory: dir, pbPrint: files, domains: domains}
 	e.audit = audit.NewWriter(b.JS, audit.WriterOptions{Logger: log})
 	e.recorder = &recorder{inner: e.audit, metrics: metrics, seen: newEventTimes(4096)}
 	e.playbooks.Store(set)
@@ -315,7 +329,16 @@ func (e *Engine) ReloadPlaybooks() error {
 	if fp, err := dirFingerprint(e.cfg.PlaybookDir); err == nil {
 		e.pbPrint = fp
 	}
-	set, err := playbook.LoadDir(e.cfg.PlaybookDir, playbook.LoadOptions{VerifiedDomains: e.cfg.VerifiedDomains, BaseDir: e.cfg.PlaybookDir, Logger: e.log})
+	if e.cfg.VerifiedDomains == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		if d, err := readVerifiedDomains(ctx, e.graph); err == nil {
+			e.domains = d
+		} else {
+			e.log.Warn("could not read the tenant's verified domains; keeping the ones known", "err", err, "domains", e.domains)
+		}
+		cancel()
+	}
+	set, err := playbook.LoadDir(e.cfg.PlaybookDir, playbook.LoadOptions{VerifiedDomains: e.domains, BaseDir: e.cfg.PlaybookDir, Logger: e.log})
 	e.metrics.PlaybookReload(err == nil)
 	if err != nil {
 		return fmt.Errorf("engine: playbooks in %s not reloaded (keeping the last good set): %w", e.cfg.PlaybookDir, err)

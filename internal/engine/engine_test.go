@@ -19,6 +19,7 @@ import (
 	"github.com/responder-sec/responder/internal/approval"
 	"github.com/responder-sec/responder/internal/audit"
 	"github.com/responder-sec/responder/internal/bus"
+	"github.com/responder-sec/responder/internal/event"
 	"github.com/responder-sec/responder/internal/feeds"
 	"github.com/responder-sec/responder/internal/m365"
 	"github.com/responder-sec/responder/internal/m365sim"
@@ -538,4 +539,39 @@ func TestPlaybookFilesChangedAreReloaded(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("the fixed directory is picked up", func() bool { return slices.Equal(names(), []string{"one", "three"}) })
+}
+
+// TestPlaybooksUseTheTenantsVerifiedDomains: without --verified-domains the
+// engine reads the tenant's verified domains, so that forwarding to another
+// of the tenant's own domains is not "external".
+func TestPlaybooksUseTheTenantsVerifiedDomains(t *testing.T) {
+	h := newHarness(t)
+	h.startWith(func(c *Config) { c.VerifiedDomains = nil })
+	rec := func(to string) *event.Envelope {
+		raw := `{"CreationTime":"2026-11-18T07:41:09","Id":"` + uuid.NewString() + `","Operation":"New-InboxRule","RecordType":1,"ResultStatus":"True","Workload":"Exchange","UserId":"alice@contoso.com","ClientIP":"198.51.100.23:51512","Parameters":[{"Name":"ForwardTo","Value":"` + to + `"},{"Name":"Name","Value":"x"}]}`
+		env, err := event.Normalize("", json.RawMessage(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &env
+	}
+	set := h.eng.Playbooks().WithAllEnabled()
+	fires := func(to string) bool {
+		ms, err := set.Match(rec(to))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			if m.Playbook == "external-forwarding-rule" {
+				return true
+			}
+		}
+		return false
+	}
+	if fires("finance@contoso.onmicrosoft.com") {
+		t.Error("forwarding to the tenant's own contoso.onmicrosoft.com counted as external")
+	}
+	if !fires("drop@evil.example") {
+		t.Error("forwarding to evil.example did not fire the playbook")
+	}
 }
