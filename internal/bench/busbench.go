@@ -117,7 +117,7 @@ func runBus(ctx context.Context, o Options) (Result, error) {
 
 func concurrencyOr(c int) int {
 	if c <= 0 {
-		return 16
+		return 128 // the worker's default (actions.WorkerConfig)
 	}
 	return c
 }
