@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Errors returned by DetectSource and Normalize. They are wrapped with the name of
@@ -58,8 +59,8 @@ const (
 // (Microsoft's casing). Presence is enough for detection, even with a null value;
 // Normalize then reports missing values.
 func DetectSource(raw json.RawMessage) (Source, error) {
-	r, err := parseRecord(raw)
-	if err != nil {
+	var r record
+	if err := r.parse(raw); err != nil {
 		return "", err
 	}
 	return r.detect()
@@ -67,8 +68,8 @@ func DetectSource(raw json.RawMessage) (Source, error) {
 
 // Normalize detects the source of raw and builds its envelope (see NormalizeAs).
 func Normalize(tenantID string, raw json.RawMessage) (Envelope, error) {
-	r, err := parseRecord(raw)
-	if err != nil {
+	var r record
+	if err := r.parse(raw); err != nil {
 		return Envelope{}, err
 	}
 	src, err := r.detect()
@@ -132,8 +133,8 @@ func NormalizeAs(src Source, tenantID string, raw json.RawMessage) (Envelope, er
 	if !src.Valid() {
 		return Envelope{}, fmt.Errorf("event: source %q: %w", src, ErrUnknownSource)
 	}
-	r, err := parseRecord(raw)
-	if err != nil {
+	var r record
+	if err := r.parse(raw); err != nil {
 		return Envelope{}, err
 	}
 	return r.normalize(src, tenantID, raw)
@@ -146,60 +147,123 @@ const (
 	wrapAuditQuery
 )
 
-// record is a decoded record and the wrapper it arrived in, if any.
+// record is a scanned record and the wrapper it arrived in, if any.
 type record struct {
-	fields  object // the Microsoft record itself
-	wrapper object // the diagnostic envelope or Graph audit query record; nil if bare
-	wrap    int
+	sc   scanner
+	wrap int
 }
 
-func parseRecord(raw json.RawMessage) (record, error) {
-	top, err := decodeObject(raw)
-	if err != nil {
-		return record{}, fmt.Errorf("event: decode record: %w", err)
+// parse scans raw once (see scan.go) and recognises a wrapper.
+func (r *record) parse(raw []byte) error {
+	if !r.sc.scan(raw) {
+		return decodeError(raw)
 	}
-	if props, ok := top.object("properties"); ok && top.str("category") != "" {
-		return record{fields: props, wrapper: top, wrap: wrapDiagnostic}, nil
+	switch {
+	case r.sc.hasProps && len(text(raw, r.sc.top.v[fcategory])) > 0:
+		r.wrap = wrapDiagnostic
+	case r.sc.hasAudit && isAuditShape(&r.sc.audit):
+		r.wrap = wrapAuditQuery
 	}
-	if ad, ok := top.object("auditData"); ok && isAuditShape(ad) {
-		return record{fields: ad, wrapper: top, wrap: wrapAuditQuery}, nil
-	}
-	return record{fields: top}, nil
+	return nil
 }
 
-func (r record) detect() (Source, error) {
+// decodeError explains why raw is not one JSON object, in encoding/json's words
+// (a *json.SyntaxError for invalid JSON). It runs only for rejected records.
+func decodeError(raw []byte) error {
+	var o map[string]json.RawMessage
+	err := json.Unmarshal(raw, &o)
+	switch {
+	case err != nil:
+	case o == nil: // the JSON was null
+		err = errors.New("not a JSON object: null")
+	default: // unreachable unless the scanner and encoding/json disagree
+		err = errors.New("not a single JSON object")
+	}
+	return fmt.Errorf("event: decode record: %w", err)
+}
+
+// fields returns the Microsoft record itself.
+func (r *record) fields() *fieldSet {
+	switch r.wrap {
+	case wrapDiagnostic:
+		return &r.sc.props
+	case wrapAuditQuery:
+		return &r.sc.audit
+	}
+	return &r.sc.top
+}
+
+// text returns a member of the record as the reference's str did (see text).
+func (r *record) text(slot int) []byte {
+	return text(r.sc.data, r.fields().v[slot])
+}
+
+// wrapperText returns a member of the wrapper; nil for a bare record.
+func (r *record) wrapperText(slot int) []byte {
+	if r.wrap == wrapNone {
+		return nil
+	}
+	return text(r.sc.data, r.sc.top.v[slot])
+}
+
+func (r *record) detect() (Source, error) {
 	if r.wrap == wrapDiagnostic {
-		cat := r.wrapper.str("category")
+		cat := text(r.sc.data, r.sc.top.v[fcategory])
 		if src, ok := diagnosticSource(cat); ok {
 			return src, nil
 		}
 		return "", fmt.Errorf("event: diagnostic category %q: %w", cat, ErrUnknownSource)
 	}
-	o := r.fields
+	o := r.fields()
 	switch {
 	case isAuditShape(o):
 		return SourceAudit, nil
-	case o.has("riskEventType") && (o.has("lastUpdatedDateTime") || o.has("detectedDateTime") || o.has("activityDateTime")):
+	case o.has(friskEventType) && (o.has(flastUpdatedDateTime) || o.has(fdetectedDateTime) || o.has(factivityDateTime)):
 		return SourceRiskDetection, nil
-	case o.has("riskLastUpdatedDateTime"),
-		o.has("riskLevel") && o.has("userPrincipalName") && !o.has("riskEventType") && !o.has("createdDateTime"):
+	case o.has(friskLastUpdatedDateTime),
+		o.has(friskLevel) && o.has(fuserPrincipalName) && !o.has(friskEventType) && !o.has(fcreatedDateTime):
 		return SourceRiskyUser, nil
-	case o.has("createdDateTime") && (o.has("status") || o.has("appId") || o.has("appDisplayName") ||
-		o.has("ipAddress") || o.has("clientAppUsed") || o.has("conditionalAccessStatus")):
+	case o.has(fcreatedDateTime) && (o.has(fstatus) || o.has(fappId) || o.has(fappDisplayName) ||
+		o.has(fipAddress) || o.has(fclientAppUsed) || o.has(fconditionalAccessStatus)):
 		return SourceSignIn, nil
 	}
-	if v, ok := o["value"]; ok && bytes.HasPrefix(bytes.TrimSpace(v), []byte("[")) {
+	if v := o.v[fvalue]; v.end != 0 && r.sc.data[v.start] == '[' {
 		return "", fmt.Errorf("event: a collection response (\"value\" array), not one record: %w", ErrUnknownSource)
 	}
 	return "", fmt.Errorf("event: %w", ErrUnknownSource)
 }
 
-func isAuditShape(o object) bool {
-	return o.has("CreationTime") && (o.has("Operation") || o.has("RecordType") || o.has("Workload"))
+// has reports whether the member is present, whatever its value (null included).
+func (o *fieldSet) has(slot int) bool { return o.v[slot].end != 0 }
+
+func isAuditShape(o *fieldSet) bool {
+	return o.has(fCreationTime) && (o.has(fOperation) || o.has(fRecordType) || o.has(fWorkload))
 }
 
-func diagnosticSource(category string) (Source, bool) {
-	switch strings.ToLower(category) {
+// diagnosticSource maps a diagnostic category, compared as strings.ToLower would.
+func diagnosticSource(category []byte) (Source, bool) {
+	for _, c := range category {
+		if c >= utf8.RuneSelf {
+			return diagnosticSourceLower(strings.ToLower(string(category)))
+		}
+	}
+	for _, c := range [...]struct {
+		lower string
+		src   Source
+	}{
+		{"signinlogs", SourceSignIn}, {"noninteractiveusersigninlogs", SourceSignIn},
+		{"serviceprincipalsigninlogs", SourceSignIn}, {"managedidentitysigninlogs", SourceSignIn},
+		{"userriskevents", SourceRiskDetection}, {"riskyusers", SourceRiskyUser},
+	} {
+		if asciiLowerEqual(category, c.lower) {
+			return c.src, true
+		}
+	}
+	return "", false
+}
+
+func diagnosticSourceLower(category string) (Source, bool) {
+	switch category {
 	case "signinlogs", "noninteractiveusersigninlogs", "serviceprincipalsigninlogs", "managedidentitysigninlogs":
 		return SourceSignIn, true
 	case "userriskevents":
@@ -210,132 +274,210 @@ func diagnosticSource(category string) (Source, bool) {
 	return "", false
 }
 
-func (r record) normalize(src Source, tenantID string, raw json.RawMessage) (Envelope, error) {
-	env := Envelope{Source: src, TenantID: tenantID, Raw: bytes.Clone(raw)}
+// asciiLowerEqual reports whether the ASCII b, lower-cased, is lower.
+func asciiLowerEqual(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// extracted holds what the normalisers read, as views into the record (or into
+// an unescaped copy), until envelope copies them into one string.
+type extracted struct {
+	id        []byte
+	idTime    bool   // the ID is id + ":" + Time in RFC 3339
+	kind      []byte // nil: kindConst
+	kindConst string
+	time      time.Time
+	tenant    []byte // nil: the tenantID argument
+	user      []byte
+	userID    []byte
+	ip        netip.Addr
+}
+
+func (r *record) normalize(src Source, tenantID string, raw json.RawMessage) (Envelope, error) {
+	var f extracted
 	var err error
 	switch src {
 	case SourceAudit:
-		err = r.audit(&env)
+		err = r.audit(&f)
 	case SourceSignIn:
-		err = r.signIn(&env)
+		err = r.signIn(&f)
 	case SourceRiskDetection:
-		err = r.riskDetection(&env)
+		err = r.riskDetection(&f)
 	case SourceRiskyUser:
-		err = r.riskyUser(&env)
+		err = r.riskyUser(&f)
 	}
 	if err != nil {
 		return Envelope{}, fmt.Errorf("event: %s record: %w", src, err)
 	}
-	return env, nil
+	return f.envelope(src, tenantID, raw), nil
 }
 
-func (r record) audit(env *Envelope) error {
-	o := r.fields
-	id, err := o.required("Id")
+// envelope builds the envelope with two allocations: Raw, and one string that
+// the ID, Kind, TenantID, User, UserID and IP taken from the record share.
+func (f *extracted) envelope(src Source, tenantID string, raw []byte) Envelope {
+	var stack [256]byte
+	b := append(stack[:0], f.id...)
+	if f.idTime {
+		b = append(b, ':')
+		b = f.time.AppendFormat(b, time.RFC3339Nano)
+	}
+	idEnd := len(b)
+	b = append(b, f.kind...)
+	kindEnd := len(b)
+	b = append(b, f.tenant...)
+	tenantEnd := len(b)
+	b = append(b, f.user...)
+	userEnd := len(b)
+	b = append(b, f.userID...)
+	userIDEnd := len(b)
+	if f.ip.IsValid() {
+		b = f.ip.AppendTo(b)
+	}
+	s := string(b)
+	env := Envelope{
+		ID:       s[:idEnd],
+		Source:   src,
+		Kind:     f.kindConst,
+		Time:     f.time,
+		TenantID: tenantID,
+		User:     s[tenantEnd:userEnd],
+		UserID:   s[userEnd:userIDEnd],
+		IP:       s[userIDEnd:],
+		Raw:      bytes.Clone(raw),
+	}
+	if f.kind != nil {
+		env.Kind = s[idEnd:kindEnd]
+	}
+	if f.tenant != nil {
+		env.TenantID = s[kindEnd:tenantEnd]
+	}
+	return env
+}
+
+func (r *record) audit(f *extracted) error {
+	id, err := r.required(fId)
 	if err != nil {
 		return err
 	}
-	t, err := r.timeOf("CreationTime")
+	t, err := r.timeOf(fCreationTime)
 	if err != nil {
 		return err
 	}
-	env.ID, env.Time = id, t
-	env.Kind = orUnknown(o.str("Operation"))
-	env.TenantID = firstGUID(env.TenantID, o.str("OrganizationId"), r.wrapper.str("organizationId"))
-	env.User = firstUPN(o.str("UserId"), o.str("MailboxOwnerUPN"), r.wrapper.str("userPrincipalName"))
-	env.UserID = firstGUID("", o.str("UserKey"), r.wrapper.str("userId"))
-	env.IP = firstIP(o.str("ClientIP"), o.str("ClientIPAddress"), o.str("ActorIpAddress"))
+	f.id, f.time = id, t
+	f.kind, f.kindConst = orUnknown(r.text(fOperation))
+	f.tenant = firstGUID(r.text(fOrganizationId), r.wrapperText(forganizationId))
+	f.user = firstUPN(r.text(fUserId), r.text(fMailboxOwnerUPN), r.wrapperText(fuserPrincipalName))
+	f.userID = firstGUID(r.text(fUserKey), r.wrapperText(fuserId))
+	f.ip = firstIP(r.text(fClientIP), r.text(fClientIPAddress), r.text(fActorIpAddress))
 	return nil
 }
 
-func (r record) signIn(env *Envelope) error {
-	o := r.fields
-	id, err := o.required("id")
+func (r *record) signIn(f *extracted) error {
+	id, err := r.required(fid)
 	if err != nil {
 		return err
 	}
-	t, err := r.timeOf("createdDateTime")
+	t, err := r.timeOf(fcreatedDateTime)
 	if err != nil {
 		return err
 	}
-	env.ID, env.Time = id, t
-	env.Kind = KindUnknown
-	if status, ok := o.object("status"); ok {
-		if code, ok := status.number("errorCode"); ok {
-			env.Kind = KindSignInFailure
-			if code == 0 {
-				env.Kind = KindSignInSuccess
+	f.id, f.time = id, t
+	f.kindConst = KindUnknown
+	if o := r.fields(); o.has(fstatus) && r.sc.data[o.v[fstatus].start] == '{' {
+		if zero, ok := isZeroNumber(text(r.sc.data, o.errorCode)); ok {
+			f.kindConst = KindSignInFailure
+			if zero {
+				f.kindConst = KindSignInSuccess
 			}
 		}
 	}
-	r.graphIdentity(env)
+	r.graphIdentity(f)
 	return nil
 }
 
-func (r record) riskDetection(env *Envelope) error {
-	o := r.fields
-	id, err := o.required("id")
+func (r *record) riskDetection(f *extracted) error {
+	id, err := r.required(fid)
 	if err != nil {
 		return err
 	}
-	t, err := r.timeOf("lastUpdatedDateTime", "detectedDateTime", "activityDateTime")
+	t, err := r.timeOf(flastUpdatedDateTime, fdetectedDateTime, factivityDateTime)
 	if err != nil {
 		return err
 	}
-	env.ID, env.Time = id+":"+t.Format(time.RFC3339Nano), t
-	env.Kind = orUnknown(o.str("riskEventType"))
-	r.graphIdentity(env)
+	f.id, f.idTime, f.time = id, true, t
+	f.kind, f.kindConst = orUnknown(r.text(friskEventType))
+	r.graphIdentity(f)
 	return nil
 }
 
-func (r record) riskyUser(env *Envelope) error {
-	o := r.fields
-	id, err := o.required("id")
+func (r *record) riskyUser(f *extracted) error {
+	id, err := r.required(fid)
 	if err != nil {
 		return err
 	}
-	t, err := r.timeOf("riskLastUpdatedDateTime")
+	t, err := r.timeOf(friskLastUpdatedDateTime)
 	if err != nil {
 		return err
 	}
-	env.ID, env.Time = id+":"+t.Format(time.RFC3339Nano), t
-	env.Kind = orUnknown(o.str("riskLevel"))
-	r.graphIdentity(env)
-	if env.UserID == "" {
-		env.UserID = firstGUID("", id) // a riskyUser's id is the user's object id
+	f.id, f.idTime, f.time = id, true, t
+	f.kind, f.kindConst = orUnknown(r.text(friskLevel))
+	r.graphIdentity(f)
+	if f.userID == nil {
+		f.userID = firstGUID(id) // a riskyUser's id is the user's object id
 	}
 	return nil
 }
 
 // graphIdentity fills the fields every Graph-shaped record spells the same way.
-func (r record) graphIdentity(env *Envelope) {
-	o := r.fields
-	env.TenantID = firstGUID(env.TenantID, r.wrapper.str("tenantId"), o.str("tenantId"))
-	env.User = firstUPN(o.str("userPrincipalName"))
-	env.UserID = firstGUID("", o.str("userId"))
-	env.IP = firstIP(o.str("ipAddress"))
+func (r *record) graphIdentity(f *extracted) {
+	f.tenant = firstGUID(r.wrapperText(ftenantId), r.text(ftenantId))
+	f.user = firstUPN(r.text(fuserPrincipalName))
+	f.userID = firstGUID(r.text(fuserId))
+	f.ip = firstIP(r.text(fipAddress))
+}
+
+// required returns a non-empty string member, trimmed, or an error naming it.
+func (r *record) required(slot int) ([]byte, error) {
+	if s := bytes.TrimSpace(r.text(slot)); len(s) > 0 {
+		return s, nil
+	}
+	if v := r.fields().v[slot]; v.end != 0 && (r.sc.data[v.start] == '{' || r.sc.data[v.start] == '[') {
+		return nil, fmt.Errorf("%w %s: not a string", ErrBadField, slotNames[slot])
+	}
+	return nil, fmt.Errorf("%w %s", ErrMissingField, slotNames[slot])
 }
 
 // timeOf returns the first of the named fields that holds a non-zero time, falling
 // back to a diagnostic envelope's time. A field that is present but unreadable is
 // an error: the record is malformed, and guessing would misplace checkpoints.
-func (r record) timeOf(names ...string) (time.Time, error) {
-	for _, name := range names {
-		v := r.fields.str(name)
-		if v == "" {
+func (r *record) timeOf(slots ...int) (time.Time, error) {
+	for _, slot := range slots {
+		v := r.text(slot)
+		if len(v) == 0 {
 			continue
 		}
-		t, err := parseTime(v)
+		t, err := parseTimeBytes(v)
 		if err != nil {
-			return time.Time{}, fmt.Errorf("%w %s %q: %w", ErrBadField, name, v, err)
+			return time.Time{}, fmt.Errorf("%w %s %q: %w", ErrBadField, slotNames[slot], v, err)
 		}
 		if !t.IsZero() {
 			return t, nil
 		}
 	}
 	if r.wrap == wrapDiagnostic {
-		if v := r.wrapper.str("time"); v != "" {
-			t, err := parseTime(v)
+		if v := r.wrapperText(ftime); len(v) > 0 {
+			t, err := parseTimeBytes(v)
 			if err != nil {
 				return time.Time{}, fmt.Errorf("%w envelope time %q: %w", ErrBadField, v, err)
 			}
@@ -344,7 +486,96 @@ func (r record) timeOf(names ...string) (time.Time, error) {
 			}
 		}
 	}
+	names := make([]string, len(slots))
+	for i, slot := range slots {
+		names[i] = slotNames[slot]
+	}
 	return time.Time{}, fmt.Errorf("%w %s", ErrMissingField, strings.Join(names, "/"))
+}
+
+// parseTimeBytes is parseTime with a fast path for the usual RFC 3339 spellings.
+func parseTimeBytes(b []byte) (time.Time, error) {
+	if t, ok := parseRFC3339(b); ok {
+		return t, nil
+	}
+	return parseTime(string(b))
+}
+
+// parseRFC3339 reads YYYY-MM-DDTHH:MM:SS[.fraction][Z|±hh:mm] with every field in
+// range, as parseTime would; anything else (and any doubt) is left to parseTime.
+func parseRFC3339(b []byte) (time.Time, bool) {
+	if len(b) < 19 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' {
+		return time.Time{}, false
+	}
+	year, month, day := digits(b[0:4]), digits(b[5:7]), digits(b[8:10])
+	hour, minute, sec := digits(b[11:13]), digits(b[14:16]), digits(b[17:19])
+	if year < 1 || month < 1 || month > 12 || day < 1 || day > daysIn(month, year) ||
+		hour < 0 || hour > 23 || minute < 0 || minute > 59 || sec < 0 || sec > 59 {
+		return time.Time{}, false
+	}
+	i, nsec := 19, 0
+	if i < len(b) && b[i] == '.' {
+		j := i + 1
+		for j < len(b) && isDigit(b[j]) {
+			j++
+		}
+		n := j - (i + 1)
+		if n < 1 || n > 9 {
+			return time.Time{}, false
+		}
+		nsec = digits(b[i+1 : j])
+		for ; n < 9; n++ {
+			nsec *= 10
+		}
+		i = j
+	}
+	offset := 0
+	switch rest := b[i:]; {
+	case len(rest) == 0, len(rest) == 1 && rest[0] == 'Z':
+	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
+		hh, mm := digits(rest[1:3]), digits(rest[4:6])
+		if hh < 0 || hh > 23 || mm < 0 || mm > 59 {
+			return time.Time{}, false
+		}
+		if offset = hh*3600 + mm*60; rest[0] == '-' {
+			offset = -offset
+		}
+	default:
+		return time.Time{}, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	if offset != 0 {
+		t = t.Add(-time.Duration(offset) * time.Second)
+	}
+	if y := t.Year(); y < 1 || y > 9999 {
+		return time.Time{}, false // parseTime reports it
+	}
+	return t, true
+}
+
+// digits returns the value of a run of ASCII digits, or -1.
+func digits(b []byte) int {
+	n := 0
+	for _, c := range b {
+		if !isDigit(c) {
+			return -1
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
 }
 
 // parseTime reads the timestamp spellings Microsoft emits; the result is UTC.
@@ -376,24 +607,51 @@ func parseTime(s string) (time.Time, error) {
 	return time.Time{}, first
 }
 
-func orUnknown(s string) string {
-	if s = strings.TrimSpace(s); s == "" {
-		return KindUnknown
+// orUnknown returns the trimmed kind, or KindUnknown as def when it is empty.
+func orUnknown(b []byte) (kind []byte, def string) {
+	if b = bytes.TrimSpace(b); len(b) == 0 {
+		return nil, KindUnknown
 	}
-	return s
+	return b, ""
 }
 
-// firstGUID returns the first candidate that is a GUID, else def.
-func firstGUID(def string, candidates ...string) string {
+// isZeroNumber reads a JSON number or a numeric string (as strconv.ParseFloat)
+// and reports whether it is 0; ok is false when it is not a number.
+func isZeroNumber(b []byte) (zero, ok bool) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return false, false
+	}
+	if d := b; len(d) <= 15 { // fast path: -?digits, exact in a float64
+		if d[0] == '-' {
+			d = d[1:]
+		}
+		if len(d) > 0 && digits(d) >= 0 {
+			return digits(d) == 0, true
+		}
+	}
+	s := string(b)
+	if s == "true" || s == "false" {
+		return false, false
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return false, false
+	}
+	return f == 0, true
+}
+
+// firstGUID returns the first candidate that is a GUID, else nil.
+func firstGUID(candidates ...[]byte) []byte {
 	for _, c := range candidates {
 		if isGUID(c) {
 			return c
 		}
 	}
-	return def
+	return nil
 }
 
-func isGUID(s string) bool {
+func isGUID[T string | []byte](s T) bool {
 	if len(s) != 36 {
 		return false
 	}
@@ -417,95 +675,170 @@ func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
-func firstUPN(candidates ...string) string {
+// firstUPN returns the first candidate, trimmed, that looks like a UPN, else nil.
+func firstUPN(candidates ...[]byte) []byte {
 	for _, c := range candidates {
-		if c = strings.TrimSpace(c); isUPNLike(c) {
+		if c = bytes.TrimSpace(c); isUPNLike(c) {
 			return c
 		}
 	}
-	return ""
+	return nil
 }
 
 // isUPNLike accepts local@domain.tld where the local part has no whitespace, control
 // characters or any of :\/()<>[],;"@ and the domain is dot-separated labels of
 // letters, digits and hyphens. External users' UPNs (a_b.com#EXT#@t.onmicrosoft.com)
 // pass; "NT AUTHORITY\SYSTEM (…)", "urn:spo:guest#a@b.com" and bare names do not.
-func isUPNLike(s string) bool {
-	at := strings.IndexByte(s, '@')
-	if at <= 0 || at != strings.LastIndexByte(s, '@') || len(s) > 320 {
+// Every character it rejects is ASCII, so it works on bytes: the bytes of a
+// multi-byte (or invalid) UTF-8 sequence are all >= 0x80 and pass, as the rune does.
+func isUPNLike[T string | []byte](s T) bool {
+	at := -1
+	for i := 0; i < len(s); i++ {
+		if s[i] == '@' {
+			if at >= 0 {
+				return false
+			}
+			at = i
+		}
+	}
+	if at <= 0 || len(s) > 320 {
 		return false
 	}
-	for _, r := range s[:at] {
-		if r <= ' ' || r == 0x7f || strings.ContainsRune(`:\/()<>[],;"`, r) {
+	for i := 0; i < at; i++ {
+		switch c := s[i]; {
+		case c <= ' ', c == 0x7f:
+			return false
+		case c < utf8.RuneSelf && strings.IndexByte(`:\/()<>[],;"`, c) >= 0:
 			return false
 		}
 	}
-	labels := strings.Split(s[at+1:], ".")
-	if len(labels) < 2 {
-		return false
-	}
-	for _, l := range labels {
-		if l == "" || l[0] == '-' || l[len(l)-1] == '-' {
+	labels, start := 0, at+1
+	for i := start; i <= len(s); i++ {
+		if i < len(s) && s[i] != '.' {
+			continue
+		}
+		if i == start || s[start] == '-' || s[i-1] == '-' {
 			return false
 		}
-		for i := 0; i < len(l); i++ {
-			c := l[i]
+		for j := start; j < i; j++ {
+			c := s[j]
 			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
 				return false
 			}
 		}
+		labels++
+		start = i + 1
 	}
-	return true
+	return labels >= 2
 }
 
-func firstIP(candidates ...string) string {
+// firstIP returns the address of the first candidate that holds one.
+func firstIP(candidates ...[]byte) netip.Addr {
 	for _, c := range candidates {
-		if ip := bareIP(c); ip != "" {
-			return ip
+		if a := bareAddrBytes(c); a.IsValid() {
+			return a
 		}
 	}
-	return ""
+	return netip.Addr{}
+}
+
+// bareAddrBytes is bareAddr with a fast path for "a.b.c.d" and "a.b.c.d:port".
+func bareAddrBytes(b []byte) netip.Addr {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return netip.Addr{}
+	}
+	if a, ok := parseIPv4Port(b); ok {
+		return cleanAddr(a)
+	}
+	hex := false
+	for _, c := range b {
+		if isHex(c) {
+			hex = true
+			break
+		}
+	}
+	if !hex { // "<null>", "-": every address that is not unspecified has a hex digit
+		return netip.Addr{}
+	}
+	return bareAddr(string(b))
+}
+
+// parseIPv4Port reads a dotted-quad IPv4 address as netip.ParseAddr does (no
+// leading zeros), optionally followed by a port as bareAddr accepts it.
+func parseIPv4Port(b []byte) (netip.Addr, bool) {
+	var ip [4]byte
+	i := 0
+	for k := range ip {
+		if k > 0 {
+			if i >= len(b) || b[i] != '.' {
+				return netip.Addr{}, false
+			}
+			i++
+		}
+		start, v := i, 0
+		for i < len(b) && isDigit(b[i]) && i-start < 3 {
+			v = v*10 + int(b[i]-'0')
+			i++
+		}
+		if n := i - start; n == 0 || v > 255 || n > 1 && b[start] == '0' {
+			return netip.Addr{}, false
+		}
+		ip[k] = byte(v)
+	}
+	if i < len(b) && !isPort(b[i:]) {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4(ip), true
 }
 
 // bareIP extracts the address from the spellings seen in Management Activity and
 // Graph records (see NormalizeAs); anything else gives "".
 func bareIP(s string) string {
+	if a := bareAddr(s); a.IsValid() {
+		return a.String()
+	}
+	return ""
+}
+
+// bareAddr is bareIP's address; the zero Addr for none.
+func bareAddr(s string) netip.Addr {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return ""
+		return netip.Addr{}
 	}
 	if a, err := netip.ParseAddr(s); err == nil {
-		return cleanIP(a)
+		return cleanAddr(a)
 	}
 	host := ""
 	switch {
 	case s[0] == '[': // [addr] or [addr]:port, addr v4 or v6
 		end := strings.IndexByte(s, ']')
 		if end < 0 {
-			return ""
+			return netip.Addr{}
 		}
 		if rest := s[end+1:]; rest != "" && !isPort(rest) {
-			return ""
+			return netip.Addr{}
 		}
 		host = s[1:end]
 	case strings.Count(s, ":") == 1: // v4:port (v6 with a port always has brackets)
 		i := strings.IndexByte(s, ':')
 		if !isPort(s[i:]) {
-			return ""
+			return netip.Addr{}
 		}
 		host = s[:i]
 	default:
-		return ""
+		return netip.Addr{}
 	}
 	a, err := netip.ParseAddr(host)
 	if err != nil {
-		return ""
+		return netip.Addr{}
 	}
-	return cleanIP(a)
+	return cleanAddr(a)
 }
 
 // isPort reports whether s is ":" followed by 1–5 digits.
-func isPort(s string) bool {
+func isPort[T string | []byte](s T) bool {
 	if len(s) < 2 || len(s) > 6 || s[0] != ':' {
 		return false
 	}
@@ -517,91 +850,11 @@ func isPort(s string) bool {
 	return true
 }
 
-func cleanIP(a netip.Addr) string {
+// cleanAddr drops the zone and unmaps; the unspecified address gives the zero Addr.
+func cleanAddr(a netip.Addr) netip.Addr {
 	a = a.WithZone("").Unmap()
 	if !a.IsValid() || a.IsUnspecified() {
-		return ""
+		return netip.Addr{}
 	}
-	return a.String()
-}
-
-// object is one decoded JSON object, its values left raw so that any field may have
-// any type without failing the whole record.
-type object map[string]json.RawMessage
-
-func decodeObject(raw []byte) (object, error) {
-	var o object
-	if err := json.Unmarshal(raw, &o); err != nil {
-		return nil, err
-	}
-	if o == nil { // the JSON was null
-		return nil, errors.New("not a JSON object: null")
-	}
-	return o, nil
-}
-
-// has reports whether the key is present, whatever its value (null included).
-func (o object) has(key string) bool {
-	_, ok := o[key]
-	return ok
-}
-
-// str returns a string value, or the literal of a number or boolean (numbers are
-// sometimes strings and strings sometimes numbers); "" for null, absent, objects and
-// arrays.
-func (o object) str(key string) string {
-	v := bytes.TrimSpace(o[key])
-	if len(v) == 0 {
-		return ""
-	}
-	switch v[0] {
-	case '"':
-		var s string
-		if json.Unmarshal(v, &s) != nil {
-			return ""
-		}
-		return s
-	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 't', 'f':
-		return string(v)
-	}
-	return ""
-}
-
-// object returns a nested object; ok is false if absent, null or not an object.
-func (o object) object(key string) (object, bool) {
-	v := bytes.TrimSpace(o[key])
-	if len(v) == 0 || v[0] != '{' {
-		return nil, false
-	}
-	var n object
-	if json.Unmarshal(v, &n) != nil {
-		return nil, false
-	}
-	return n, true
-}
-
-// number reads a JSON number or a numeric string.
-func (o object) number(key string) (float64, bool) {
-	s := strings.TrimSpace(o.str(key))
-	if s == "" || s == "true" || s == "false" {
-		return 0, false
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, false
-	}
-	return f, true
-}
-
-// required returns a non-empty string field or an error naming it.
-func (o object) required(key string) (string, error) {
-	v := o[key]
-	s := strings.TrimSpace(o.str(key))
-	if s != "" {
-		return s, nil
-	}
-	if t := bytes.TrimSpace(v); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
-		return "", fmt.Errorf("%w %s: not a string", ErrBadField, key)
-	}
-	return "", fmt.Errorf("%w %s", ErrMissingField, key)
+	return a
 }
