@@ -20,18 +20,19 @@ import (
 )
 
 type actCmd struct {
-	DisableUser         actUserCmd        `cmd:"" name:"disable-user" help:"Block the user's sign-in (accountEnabled=false)."`
-	EnableUser          actUserCmd        `cmd:"" name:"enable-user" help:"Allow the user's sign-in again (accountEnabled=true)."`
-	RevokeSessions      actUserCmd        `cmd:"" name:"revoke-sessions" help:"Revoke the user's sign-in sessions and refresh tokens."`
-	ResetPassword       actUserCmd        `cmd:"" name:"reset-password" help:"Set a generated password (printed here only) and force a change at next sign-in."`
-	ConfirmCompromised  actUserCmd        `cmd:"" name:"confirm-compromised" help:"Mark the user compromised in Identity Protection."`
-	DismissRisk         actUserCmd        `cmd:"" name:"dismiss-risk" help:"Dismiss the user's risk in Identity Protection."`
-	DisableForwardRules actUserCmd        `cmd:"" name:"disable-forward-rules" help:"Disable every inbox rule that forwards or redirects mail (reversible)."`
-	DeleteForwardRules  actDeleteRulesCmd `cmd:"" name:"delete-forward-rules" help:"Delete the inbox rules that forward outside the tenant (each rule is kept in the audit record)."`
-	PurgeMail           actPurgeCmd       `cmd:"" name:"purge-mail" help:"Find messages and delete them (soft: Deleted Items; --hard: permanentDelete, cannot be undone)."`
-	BlockIP             actIPCmd          `cmd:"" name:"block-ip" help:"Block sign-ins from an address or range with Responder's Conditional Access policy."`
-	UnblockIP           actIPCmd          `cmd:"" name:"unblock-ip" help:"Remove an address or range from Responder's blocked locations."`
-	Undo                actUndoCmd        `cmd:"" name:"undo" help:"Issue the inverse of a finished request (irreversible actions say so)."`
+	DisableUser             actUserCmd        `cmd:"" name:"disable-user" help:"Block the user's sign-in (accountEnabled=false)."`
+	EnableUser              actUserCmd        `cmd:"" name:"enable-user" help:"Allow the user's sign-in again (accountEnabled=true)."`
+	RevokeSessions          actUserCmd        `cmd:"" name:"revoke-sessions" help:"Revoke the user's sign-in sessions and refresh tokens."`
+	ResetPassword           actUserCmd        `cmd:"" name:"reset-password" help:"Set a generated password (printed here only) and force a change at next sign-in."`
+	ConfirmCompromised      actUserCmd        `cmd:"" name:"confirm-compromised" help:"Mark the user compromised in Identity Protection."`
+	DismissRisk             actUserCmd        `cmd:"" name:"dismiss-risk" help:"Dismiss the user's risk in Identity Protection."`
+	DisableForwardRules     actUserCmd        `cmd:"" name:"disable-forward-rules" help:"Disable every inbox rule that forwards or redirects mail (reversible)."`
+	DeleteForwardRules      actDeleteRulesCmd `cmd:"" name:"delete-forward-rules" help:"Delete the inbox rules that forward outside the tenant (each rule is kept in the audit record)."`
+	RemoveMailboxForwarding actUserCmd        `cmd:"" name:"remove-mailbox-forwarding" help:"Clear the mailbox's own forwarding (Set-Mailbox, through the Exchange admin API); undo restores it."`
+	PurgeMail               actPurgeCmd       `cmd:"" name:"purge-mail" help:"Find messages and delete them (soft: Deleted Items; --hard: permanentDelete, cannot be undone)."`
+	BlockIP                 actIPCmd          `cmd:"" name:"block-ip" help:"Block sign-ins from an address or range with Responder's Conditional Access policy."`
+	UnblockIP               actIPCmd          `cmd:"" name:"unblock-ip" help:"Remove an address or range from Responder's blocked locations."`
+	Undo                    actUndoCmd        `cmd:"" name:"undo" help:"Issue the inverse of a finished request (irreversible actions say so)."`
 }
 
 // actCommon are the flags every action request has.

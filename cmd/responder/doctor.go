@@ -32,7 +32,7 @@ func (c *doctorCmd) Run(e *env) error {
 	ctx, cancel := context.WithTimeout(e.ctx, c.Timeout)
 	defer cancel()
 	rep, err := doctor.Check(ctx, doctor.Config{
-		Credential: cred, GraphScope: creds.GraphScope(), ManageScope: creds.ManageScope(),
+		Credential: cred, GraphScope: creds.GraphScope(), ManageScope: creds.ManageScope(), ExchangeScope: creds.ExchangeScope(),
 		Feeds: c.Feeds, Actions: c.Actions,
 	})
 	if err != nil {

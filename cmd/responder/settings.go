@@ -21,6 +21,7 @@ type tenantFlags struct {
 	LoginURL     string `help:"Authority host (sovereign clouds, emulator)." env:"RESPONDER_LOGIN_URL"`
 	GraphURL     string `help:"Graph base URL, ending in /v1.0." env:"RESPONDER_GRAPH_URL"`
 	ManageURL    string `help:"Management Activity API base URL, ending in /api/v1.0." env:"RESPONDER_MANAGE_URL"`
+	ExchangeURL  string `help:"Exchange Online admin API base URL, ending in /adminapi/beta (mailbox forwarding)." env:"RESPONDER_EXCHANGE_URL"`
 }
 
 // credentials validates the flags and reads the certificate. Extra CAs come from
@@ -28,7 +29,7 @@ type tenantFlags struct {
 func (f tenantFlags) credentials() (m365.Credentials, error) {
 	c := m365.Credentials{
 		TenantID: f.TenantID, ClientID: f.ClientID, ClientSecret: f.ClientSecret,
-		LoginURL: f.LoginURL, GraphURL: f.GraphURL, ManageURL: f.ManageURL,
+		LoginURL: f.LoginURL, GraphURL: f.GraphURL, ManageURL: f.ManageURL, ExchangeURL: f.ExchangeURL,
 	}
 	if f.ClientCert != "" {
 		b, err := os.ReadFile(f.ClientCert)

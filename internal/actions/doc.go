@@ -12,8 +12,10 @@
 // Microsoft error code, its request ids and the number of attempts.
 //
 // Secrets: reset_password's generated password travels only in Result.Secret and
-// then in the Outcome published on the request's result subject (Outcome.Secret).
-// It is never put in an audit record, the KV state, a log line or an error; a
+// then, for an analyst's request, in the Outcome published on the request's
+// result subject (Outcome.Secret); a playbook's or the engine's request has no
+// one waiting, so the worker discards it unseen and says so in the detail. It
+// is never put in an audit record, the KV state, a log line or an error; a
 // redelivery's reply says it was delivered to the original requester.
 //
 // Undo: a succeeded request's inverse (Result.Undo) is kept in its KV state; an

@@ -28,9 +28,31 @@ type Params struct {
 	Prefix netip.Prefix
 	// Expires is how long a block_ip lasts (0 = until unblocked).
 	Expires time.Duration
+	// Recipients are the forwarding addresses the triggering event named
+	// (remove_mailbox_forwarding; informational, compared in the detail).
+	Recipients []string
+	// Forwarding is the mailbox forwarding restore_mailbox_forwarding sets.
+	Forwarding *MailboxForwarding
 	// UndoOf is the request an inverse request reverses (set by undo).
 	UndoOf string
 }
+
+// MailboxForwarding is a mailbox's own forwarding as Set-Mailbox sets it and
+// Get-Mailbox reports it.
+type MailboxForwarding struct {
+	// SMTPAddress is ForwardingSmtpAddress, "smtp:" prefixed as Exchange
+	// reports it ("" = none).
+	SMTPAddress string `json:"forwarding_smtp_address"`
+	// Address is ForwardingAddress: a recipient of the organisation (its
+	// identity as Exchange reports it; "" = none).
+	Address string `json:"forwarding_address"`
+	// DeliverAndForward is DeliverToMailboxAndForward: keep a copy in the
+	// mailbox as well.
+	DeliverAndForward bool `json:"deliver_to_mailbox_and_forward"`
+}
+
+// Forwards reports whether any forwarding is set.
+func (f MailboxForwarding) Forwards() bool { return f.SMTPAddress != "" || f.Address != "" }
 
 // PurgeQuery is what purge_mail looks for and where.
 type PurgeQuery struct {
@@ -153,6 +175,18 @@ func ParseParams(n Name, t Target, params map[string]any) (Params, error) {
 			}
 			p.Rules = append(p.Rules, b)
 		}
+	case RemoveMailboxForwarding:
+		rs, err := stringList(params, "recipients")
+		if err != nil {
+			return p, err
+		}
+		p.Recipients = rs
+	case RestoreMailboxForwarding:
+		f, err := parseForwarding(params)
+		if err != nil {
+			return p, err
+		}
+		p.Forwarding = f
 	case BlockIP, UnblockIP:
 		pfx, err := ParseIPTarget(t.IP)
 		if err != nil {
@@ -174,6 +208,39 @@ func ParseParams(n Name, t Target, params map[string]any) (Params, error) {
 		p.Purge = q
 	}
 	return p, nil
+}
+
+// parseForwarding validates restore_mailbox_forwarding's params: an SMTP
+// address (with or without "smtp:") and/or a recipient identity.
+func parseForwarding(params map[string]any) (*MailboxForwarding, error) {
+	f := &MailboxForwarding{}
+	smtp, err := stringParam(params, "forwarding_smtp_address")
+	if err != nil {
+		return nil, err
+	}
+	if smtp != "" {
+		addr := smtp
+		if len(addr) >= 5 && strings.EqualFold(addr[:5], "smtp:") {
+			addr = addr[5:]
+		}
+		if !senderRE.MatchString(addr) {
+			return nil, reject("params.forwarding_smtp_address %q is not an e-mail address", smtp)
+		}
+		f.SMTPAddress = "smtp:" + addr
+	}
+	if f.Address, err = stringParam(params, "forwarding_address"); err != nil {
+		return nil, err
+	}
+	if len(f.Address) > 256 || strings.ContainsFunc(f.Address, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return nil, reject("params.forwarding_address must be at most 256 printable characters")
+	}
+	if f.DeliverAndForward, err = boolParam(params, "deliver_to_mailbox_and_forward"); err != nil {
+		return nil, err
+	}
+	if !f.Forwards() {
+		return nil, reject("restore_mailbox_forwarding needs params.forwarding_smtp_address and/or params.forwarding_address")
+	}
+	return f, nil
 }
 
 // validGraphID accepts Exchange and Entra ids (base64-ish, GUIDs).

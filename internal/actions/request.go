@@ -30,10 +30,14 @@ const (
 	EnableForwardRules  Name = "enable_forward_rules"
 	DeleteForwardRules  Name = "delete_forward_rules"
 	RestoreForwardRules Name = "restore_forward_rules"
-	PurgeMail           Name = "purge_mail"
-	BlockIP             Name = "block_ip"
-	UnblockIP           Name = "unblock_ip"
-	Undo                Name = "undo"
+	// Mailbox-level forwarding (Set-Mailbox), through the Exchange Online
+	// admin API: Microsoft Graph does not expose it.
+	RemoveMailboxForwarding  Name = "remove_mailbox_forwarding"
+	RestoreMailboxForwarding Name = "restore_mailbox_forwarding"
+	PurgeMail                Name = "purge_mail"
+	BlockIP                  Name = "block_ip"
+	UnblockIP                Name = "unblock_ip"
+	Undo                     Name = "undo"
 )
 
 // Spec describes one catalogue entry.
@@ -55,6 +59,12 @@ type Spec struct {
 	// Params are the parameter names it accepts.
 	Params []string
 }
+
+// ExchangePermission is what the Exchange Online admin API actions need: the
+// Office 365 Exchange Online application permission Exchange.ManageAsApp and an
+// Exchange administrator role (Exchange Administrator, or the narrower Exchange
+// Recipient Administrator) assigned to the app's service principal.
+const ExchangePermission = "Exchange.ManageAsApp (Office 365 Exchange Online) + the Exchange Recipient Administrator (or Exchange Administrator) role"
 
 var catalogue = map[Name]Spec{
 	DisableUser: {
@@ -125,6 +135,21 @@ var catalogue = map[Name]Spec{
 		Permission:   "MailboxSettings.ReadWrite",
 		Calls:        "GET /users/{id}/mailFolders/inbox/messageRules; POST …/messageRules",
 		Params:       []string{"rules"},
+	},
+	RemoveMailboxForwarding: {
+		Name: RemoveMailboxForwarding, Target: "user", Inverse: RestoreMailboxForwarding,
+		Description: "clear the mailbox's own forwarding (Set-Mailbox ForwardingSmtpAddress, ForwardingAddress, DeliverToMailboxAndForward), keeping the previous values in the audit record",
+		Permission:  ExchangePermission,
+		Calls:       "Exchange Online admin API: POST /adminapi/beta/{tenant}/InvokeCommand Get-Mailbox; Set-Mailbox -ForwardingSmtpAddress $null -ForwardingAddress $null -DeliverToMailboxAndForward $false",
+		Params:      []string{"recipients"},
+	},
+	RestoreMailboxForwarding: {
+		Name: RestoreMailboxForwarding, Target: "user",
+		Irreversible: "run remove_mailbox_forwarding to remove restored forwarding again",
+		Description:  "set the mailbox forwarding a remove_mailbox_forwarding removed back to its recorded values",
+		Permission:   ExchangePermission,
+		Calls:        "Exchange Online admin API: POST /adminapi/beta/{tenant}/InvokeCommand Get-Mailbox; Set-Mailbox -ForwardingSmtpAddress -ForwardingAddress -DeliverToMailboxAndForward",
+		Params:       []string{"forwarding_smtp_address", "forwarding_address", "deliver_to_mailbox_and_forward"},
 	},
 	PurgeMail: {
 		Name: PurgeMail, Target: "message",

@@ -56,7 +56,8 @@ type Result struct {
 	// nothing changed). Kept in KV for `undo`, never sent to Microsoft as is.
 	Undo *Step
 	// Secret is returned to the requester only (the Outcome on the result
-	// subject): never audited, logged, stored in KV or put in an error.
+	// subject), and only to an analyst: a playbook's or the engine's is
+	// discarded. Never audited, logged, stored in KV or put in an error.
 	Secret string
 }
 
@@ -409,6 +410,17 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	if res.AlreadyDone {
 		detail = "already done: " + detail
+	}
+	if res.Secret != "" {
+		if req.RequestedBy.Kind == "analyst" {
+			detail += "; the password was returned to the requester only"
+		} else {
+			// Nobody waits for a playbook's or the engine's reply: never put
+			// the secret on the bus where no one is there to take it.
+			res.Secret = ""
+			detail += "; requested by " + req.RequestedBy.Kind + " " + req.RequestedBy.Name +
+				", so the password was discarded unseen: the user regains access through self-service password reset or an administrator"
+		}
 	}
 	rec := w.final(req, audit.Succeeded, overrideNote+detail, attempts)
 	rec.Before, rec.After, rec.GraphRequestIDs = res.Before, res.After, res.GraphRequestIDs

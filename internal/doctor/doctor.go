@@ -19,6 +19,10 @@ import (
 const (
 	Graph  = "graph"
 	Manage = "management"
+	// Exchange is the Exchange Online admin API (mailbox forwarding). The
+	// token shows Exchange.ManageAsApp; the Exchange role the service
+	// principal also needs is not in the token, so doctor cannot see it.
+	Exchange = "exchange"
 )
 
 // Kinds of checked parts.
@@ -72,6 +76,8 @@ func Requirements() []Requirement {
 		req(KindAction, "enable_forward_rules", Graph, mailboxRule),
 		req(KindAction, "delete_forward_rules", Graph, mailboxRule),
 		req(KindAction, "restore_forward_rules", Graph, mailboxRule),
+		req(KindAction, "remove_mailbox_forwarding", Exchange, Clause{"Exchange.ManageAsApp"}),
+		req(KindAction, "restore_mailbox_forwarding", Exchange, Clause{"Exchange.ManageAsApp"}),
 		req(KindAction, "purge_mail", Graph, Clause{"Mail.ReadWrite"}),
 		req(KindAction, "block_ip", Graph, caRead, caWrite),
 		req(KindAction, "unblock_ip", Graph, caRead, caWrite),
@@ -85,6 +91,9 @@ type Config struct {
 	Credential azcore.TokenCredential
 	// Scopes per audience: m365.Credentials.GraphScope() and ManageScope().
 	GraphScope, ManageScope string
+	// ExchangeScope is m365.Credentials.ExchangeScope(); "" leaves the
+	// Exchange admin API actions out unless Actions names them.
+	ExchangeScope string
 	// Feeds and Actions configured (nil: every one in the table). A name not in
 	// the table is reported as unknown.
 	Feeds, Actions []string
@@ -120,7 +129,7 @@ func Check(ctx context.Context, cfg Config) (Report, error) {
 	pick := func(kind string, names []string) {
 		if names == nil {
 			for _, r := range table {
-				if r.Kind == kind {
+				if r.Kind == kind && (r.Audience != Exchange || cfg.ExchangeScope != "") {
 					selected = append(selected, r)
 				}
 			}
@@ -142,9 +151,13 @@ func Check(ctx context.Context, cfg Config) (Report, error) {
 	}
 
 	rep := Report{Roles: map[string][]string{}, TokenErrors: map[string]string{}}
-	scopes := map[string]string{Graph: cfg.GraphScope, Manage: cfg.ManageScope}
-	for _, aud := range []string{Graph, Manage} {
+	scopes := map[string]string{Graph: cfg.GraphScope, Manage: cfg.ManageScope, Exchange: cfg.ExchangeScope}
+	for _, aud := range []string{Graph, Manage, Exchange} {
 		if !slices.ContainsFunc(selected, func(r Requirement) bool { return r.Audience == aud }) {
+			continue
+		}
+		if scopes[aud] == "" {
+			rep.TokenErrors[aud] = "no scope configured for " + aud
 			continue
 		}
 		roles, err := grantedRoles(ctx, cfg.Credential, scopes[aud])
@@ -245,7 +258,7 @@ func (r Report) Print(w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", row.Kind, row.Name, row.Audience, status, missing)
 	}
-	for _, aud := range []string{Graph, Manage} {
+	for _, aud := range []string{Graph, Manage, Exchange} {
 		if roles, ok := r.Roles[aud]; ok {
 			fmt.Fprintf(tw, "\ngranted (%s):\t%s\n", aud, strings.Join(roles, ", "))
 		}

@@ -141,3 +141,35 @@ func TestNoGraphSDKDependency(t *testing.T) {
 		}
 	}
 }
+
+// TestDoctorExchange: with the Exchange scope, the mailbox forwarding actions
+// are checked against the Exchange token's roles.
+func TestDoctorExchange(t *testing.T) {
+	sim, err := m365sim.New(m365sim.Options{Seed: m365sim.SeedNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cfg := simConfig(t, sim)
+	cfg.ExchangeScope = "https://outlook.office365.com/.default"
+	cfg.Feeds, cfg.Actions, cfg.SkipGuard = []string{}, []string{"remove_mailbox_forwarding", "restore_mailbox_forwarding"}, true
+	rep, err := Check(ctx, cfg)
+	if err != nil || !rep.OK() || len(rep.Rows) != 2 || rep.Rows[0].Audience != Exchange {
+		t.Fatalf("default app: %v %+v", err, rep.Rows)
+	}
+	info := sim.Info()
+	sim.SetRoles(info.ClientID, slices.DeleteFunc(m365sim.ResponderRoles(), func(r string) bool { return r == "Exchange.ManageAsApp" }))
+	fresh := simConfig(t, sim)
+	fresh.ExchangeScope, fresh.Feeds, fresh.Actions, fresh.SkipGuard = cfg.ExchangeScope, cfg.Feeds, cfg.Actions, true
+	rep, err = Check(ctx, fresh)
+	if err != nil || rep.OK() || rep.Err() == nil || !strings.Contains(rep.Err().Error(), "action remove_mailbox_forwarding: missing Exchange.ManageAsApp") {
+		t.Fatalf("without Exchange.ManageAsApp: %v %v", err, rep.Err())
+	}
+	// Without the scope, the default table leaves the Exchange actions out.
+	rep, err = Check(ctx, simConfig(t, sim))
+	if err != nil || slices.ContainsFunc(rep.Rows, func(r Row) bool { return r.Audience == Exchange }) {
+		t.Fatalf("no scope: %v %+v", err, rep.Rows)
+	}
+}

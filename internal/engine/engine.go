@@ -169,7 +169,11 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		if err != nil {
 			return nil, fmt.Errorf("engine: analysts file: %w", err)
 		}
-		if dir, err = d.With(analyst.Analyst{Name: analyst.LocalEngineName, PublicKey: enginePub, Role: analyst.RoleEngine}); err != nil {
+		if a, ok := d.Lookup(enginePub); ok && a.Role == analyst.RoleEngine {
+			// One file for every replica lists every engine key, this one's too
+			// (docs/operations.md): trust it under the file's name.
+			dir = d
+		} else if dir, err = d.With(analyst.Analyst{Name: analyst.LocalEngineName, PublicKey: enginePub, Role: analyst.RoleEngine}); err != nil {
 			return nil, fmt.Errorf("engine: analysts file: %w", err)
 		}
 	} else if dir, err = analyst.LocalDirectory(adminPub, enginePub); err != nil {
@@ -241,11 +245,16 @@ func (e *Engine) run(ctx context.Context) error {
 	if idp == nil {
 		idp = feeds.NewIdentityProtectionBudget()
 	}
+	exoCreds := e.cfg.Credentials
+	exoCreds.HTTPClient = e.httpClient
 	exec := graphexec.NewWithConfig(e.graph, graphexec.Config{
 		Logger: e.log, Budgets: graphexec.NewBudgets(graphexec.BudgetConfig{
 			SharedIdentityProtectionCA: func(ctx context.Context) error { return idp.Wait(ctx, feeds.PriorityAction) },
 		}),
 		Protected: e.cfg.Protected, VerifiedDomains: e.cfg.VerifiedDomains, CAPolicyState: e.cfg.CAPolicyState,
+		// Mailbox forwarding is only reachable through the Exchange admin API.
+		Exchange:    m365.BearerClient(exoCreds, e.cred, exoCreds.ExchangeScope()),
+		ExchangeURL: exoCreds.ExchangeAdminURL(), TenantID: tenant,
 	})
 	parts := map[string]func(context.Context) error{
 		"feeds": func(ctx context.Context) error { return e.runFeeds(ctx, kv, e.cred, idp) },

@@ -25,8 +25,13 @@ const (
 	DefaultLoginURL  = "https://login.microsoftonline.com"
 	DefaultGraphURL  = "https://graph.microsoft.com/v1.0"
 	DefaultManageURL = "https://manage.office.com/api/v1.0"
-	graphAudience    = "https://graph.microsoft.com"
-	manageAudience   = "https://manage.office.com"
+	// DefaultExchangeURL is the Exchange Online admin API (the REST endpoint
+	// of the ExchangeOnlineManagement v3 module), for what Graph does not
+	// expose (mailbox forwarding).
+	DefaultExchangeURL = "https://outlook.office365.com/adminapi/beta"
+	graphAudience      = "https://graph.microsoft.com"
+	manageAudience     = "https://manage.office.com"
+	exchangeAudience   = "https://outlook.office365.com"
 )
 
 // Credentials say how to reach one tenant as one application.
@@ -38,6 +43,10 @@ type Credentials struct {
 	LoginURL     string // authority host (azidentity's ActiveDirectoryAuthorityHost)
 	GraphURL     string // ends in /v1.0
 	ManageURL    string // ends in /api/v1.0
+	// ExchangeURL is the Exchange Online admin API base, ending in
+	// /adminapi/beta (default DefaultExchangeURL; when GraphURL is a loopback
+	// emulator, the emulator's own /adminapi/beta).
+	ExchangeURL string
 	// HTTPClient carries TLS settings (extra CAs); nil uses a default client.
 	HTTPClient *http.Client
 	// GraphMaxRetries bounds the SDK's own retries of 429/503/504 (default 3;
@@ -60,7 +69,7 @@ func (c Credentials) Validate() error {
 	case c.ClientSecret != "" && len(c.CertPEM) > 0:
 		return errors.New("contradictory credentials: set either a client secret or a certificate, not both")
 	}
-	for name, u := range map[string]string{"login URL": c.LoginURL, "Graph URL": c.GraphURL, "Management API URL": c.ManageURL} {
+	for name, u := range map[string]string{"login URL": c.LoginURL, "Graph URL": c.GraphURL, "Management API URL": c.ManageURL, "Exchange admin API URL": c.ExchangeURL} {
 		if u == "" {
 			continue
 		}
@@ -84,6 +93,13 @@ func (c Credentials) withDefaults() Credentials {
 	}
 	c.GraphURL = strings.TrimRight(c.GraphURL, "/")
 	c.ManageURL = strings.TrimRight(c.ManageURL, "/")
+	if c.ExchangeURL == "" {
+		c.ExchangeURL = DefaultExchangeURL
+		if u, err := url.Parse(c.GraphURL); err == nil && isLoopback(u.Hostname()) {
+			c.ExchangeURL = u.Scheme + "://" + u.Host + "/adminapi/beta"
+		}
+	}
+	c.ExchangeURL = strings.TrimRight(c.ExchangeURL, "/")
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 100 * time.Second}
 	}
@@ -142,14 +158,18 @@ func Audience(base, public string) string {
 	if err != nil || u.Host == "" {
 		return public + "/.default"
 	}
-	h := u.Hostname()
-	if h == "localhost" {
-		return public + "/.default"
-	}
-	if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
+	if isLoopback(u.Hostname()) {
 		return public + "/.default"
 	}
 	return u.Scheme + "://" + u.Host + "/.default"
+}
+
+func isLoopback(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // GraphScope is the scope for Graph tokens.
@@ -161,6 +181,14 @@ func (c Credentials) GraphScope() string {
 func (c Credentials) ManageScope() string {
 	return Audience(c.withDefaults().ManageURL, manageAudience)
 }
+
+// ExchangeScope is the scope for Exchange Online admin API tokens.
+func (c Credentials) ExchangeScope() string {
+	return Audience(c.withDefaults().ExchangeURL, exchangeAudience)
+}
+
+// ExchangeAdminURL is the Exchange Online admin API base with its default.
+func (c Credentials) ExchangeAdminURL() string { return c.withDefaults().ExchangeURL }
 
 // NewGraphClient builds the msgraph-sdk-go client. The SDK only attaches tokens to
 // hosts on its allow list, so the configured Graph host is put on it explicitly, and

@@ -50,6 +50,7 @@ var responderRoles = []string{
 	"Policy.Read.All", "Policy.ReadWrite.ConditionalAccess", "AuditLog.Read.All",
 	"IdentityRiskEvent.Read.All", "IdentityRiskyUser.ReadWrite.All",
 	"ActivityFeed.Read", "ActivityFeed.ReadDlp",
+	"Exchange.ManageAsApp",
 }
 
 // ResponderRoles returns the permissions granted to the default app.
@@ -274,6 +275,8 @@ func (t *Tenant) token(r *req) *resp {
 			resource = graphResource
 		case manageResource, manageAppID:
 			resource = manageResource
+		case exoResource, exoAppID:
+			resource = exoResource
 		default:
 			return t.loginError(r, http.StatusBadRequest, "invalid_resource", 500011,
 				fmt.Sprintf("The resource principal named %s was not found in the tenant named %s. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.", res, t.opts.TenantID))
@@ -293,8 +296,7 @@ func (t *Tenant) token(r *req) *resp {
 		c.Acr = "2"
 	}
 	for _, role := range a.Roles {
-		isManage := strings.HasPrefix(role, "ActivityFeed.") || role == "ServiceHealth.Read"
-		if isManage == (resource == manageResource) {
+		if roleResource(role) == resource {
 			c.Roles = append(c.Roles, role)
 		}
 	}
@@ -308,6 +310,17 @@ func (t *Tenant) token(r *req) *resp {
 	return jsonPlain(http.StatusOK, map[string]any{
 		"token_type": "Bearer", "expires_in": secs, "ext_expires_in": secs, "access_token": t.signToken(c),
 	})
+}
+
+// roleResource is the resource an application permission belongs to.
+func roleResource(role string) string {
+	switch {
+	case strings.HasPrefix(role, "ActivityFeed.") || role == "ServiceHealth.Read":
+		return manageResource
+	case strings.HasPrefix(role, "Exchange."):
+		return exoResource
+	}
+	return graphResource
 }
 
 // spID derives a stable service principal object id from a client id.
@@ -437,6 +450,13 @@ func (t *Tenant) authenticate(r *req, resource string) *resp {
 		bearer = strings.TrimSpace(h[7:])
 	}
 	fail := func(msg string, challenge string) *resp {
+		if r.svc == svcExoAdmin {
+			// Exchange answers with an empty body and a challenge.
+			res := newResp(http.StatusUnauthorized)
+			res.hdr.Set("WWW-Authenticate", wwwAuthExo)
+			res.hdr.Set("x-ms-diagnostics", `2000003;reason="`+msg+`";error_category="invalid_token"`)
+			return res
+		}
 		if r.svc == svcManage {
 			res := newResp(http.StatusUnauthorized)
 			res.body = []byte(`{"Message":"Authorization has been denied for this request."}`)
@@ -473,7 +493,7 @@ func (t *Tenant) authenticate(r *req, resource string) *resp {
 	revoked := t.st.revoked[c.Uti]
 	t.mu.Unlock()
 	if revoked {
-		if len(c.XmsCC) > 0 && r.svc != svcManage {
+		if len(c.XmsCC) > 0 && r.svc != svcManage && r.svc != svcExoAdmin {
 			ch := fmt.Sprintf(`{"access_token":{"nbf":{"essential":true,"value":"%d"}}}`, t.now().Unix())
 			return fail("Continuous access evaluation resulted in challenge with result: InteractionRequired and code: TokenIssuedBeforeRevocationTimestamp",
 				wwwAuthGraph+`, error="insufficient_claims", claims="`+base64.StdEncoding.EncodeToString([]byte(ch))+`"`)
@@ -522,6 +542,8 @@ func (t *Tenant) forbidden(r *req, missing string) *resp {
 		return t.graphError(r, http.StatusForbidden, "AccessDenied", "You cannot perform the requested operation, required scopes are missing in the token.")
 	case svcIdP:
 		return t.graphError(r, http.StatusForbidden, "Forbidden", "Caller does not have the required permission "+missing+".")
+	case svcExoAdmin:
+		return t.exoError(r, http.StatusForbidden, "Forbidden", fmt.Sprintf("The token does not hold the application permission %s.", missing), "")
 	case svcManage:
 		return manageError(http.StatusForbidden, "AF10001", fmt.Sprintf("The permission set (%s) sent in the request does not include the expected permission %s.", strings.Join(r.tok.Roles, ","), missing))
 	}

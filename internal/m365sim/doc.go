@@ -14,8 +14,8 @@
 //     client credentials with a client secret or a private_key_jwt assertion
 //     (PS256 as MSAL sends it, or RS256), verified against the certificate
 //     registered with AddApp (x5t#S256 or x5t). Scopes must be
-//     "<resource>/.default" for https://graph.microsoft.com or
-//     https://manage.office.com. Errors are AADSTS bodies (7000215 bad secret,
+//     "<resource>/.default" for https://graph.microsoft.com,
+//     https://manage.office.com or https://outlook.office365.com. Errors are AADSTS bodies (7000215 bad secret,
 //     700027 unknown certificate, 700016 unknown app, 1002012 scope without
 //     /.default, 500011 unknown resource, 90002 unknown tenant).
 //   - Tokens are JWTs with aud, tid, appid, roles (the app's granted roles for
@@ -53,6 +53,20 @@
 //     older than 7 days → AF20030), NextPageUri paging (page size
 //     SetContentPageSize), AF20020/22/23/24/13/10/31/50/51/52, AF429 (403).
 //     Records use zone-less CreationTime and Exchange ClientIP with a port.
+//   - Exchange Online admin API: POST /adminapi/beta/{tenant id or domain}/
+//     InvokeCommand with {"CmdletInput":{"CmdletName","Parameters"}}, the
+//     ExchangeOnlineManagement v3 module's endpoint. Get-Mailbox (Identity:
+//     object id, UPN, SMTP address, alias or display name; $select) and
+//     Set-Mailbox ForwardingSmtpAddress / ForwardingAddress /
+//     DeliverToMailboxAndForward act on the forwarding InjectMailboxForwarding
+//     sets (User reports it). Tokens must have the outlook.office365.com
+//     audience (else a bare 401 with Exchange's challenge) and the role
+//     Exchange.ManageAsApp (else 403); the app also needs an Exchange
+//     directory role (App.DirectoryRoles: Exchange Recipient Administrator,
+//     which the default app holds, Exchange Administrator or Global
+//     Administrator; Get- cmdlets also Global Reader). Cmdlet failures are
+//     OData errors whose details carry "ErrorId|ExceptionType|text", e.g. 404
+//     Ex6F9304|…ManagementObjectNotFoundException for an unknown identity.
 //   - Errors carry request-id and client-request-id (headers and innerError)
 //     and a zone-less innerError.date, as Graph sends them.
 //
@@ -112,7 +126,10 @@
 // Webhooks are recorded but never validated or notified; notifications list is
 // empty. Content is listed whether it was created before or after the
 // subscription started, and start is not throttled to one per 15 minutes.
-// Exact wording of some messages is inferred ([U] in the notes): Identity
+// Exact wording of some messages is inferred ([U] in the notes): the Exchange
+// admin API's 403 for a missing permission or role, the error ids of its
+// ParameterBinding, access-denied and CommandNotFound failures (ExSim…),
+// Identity
 // Protection 403, CA validation errors, AF2003x/AF2005x texts, the Management
 // API 401 body. No delta queries, $expand, $count, $orderby (beyond the Outlook
 // rule), lambda filters (any/all → 400), groups, or beta endpoints. Global

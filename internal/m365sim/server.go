@@ -30,6 +30,7 @@ const (
 	svcGraph            // Graph itself ($batch, unknown segments)
 	svcManage           // Office 365 Management Activity API
 	svcAdmin            // emulator admin API
+	svcExoAdmin         // Exchange Online admin API (adminapi/beta InvokeCommand)
 )
 
 // req is one request to a resource, decoupled from net/http so that $batch
@@ -214,6 +215,8 @@ func classify(segs []string, tenant string) (service, []string) {
 		return graphService(segs[1:]), segs[1:]
 	case segs[0] == "api" && len(segs) >= 2 && (segs[1] == "v1.0" || segs[1] == "v1"):
 		return svcManage, segs[2:]
+	case strings.EqualFold(segs[0], "adminapi"):
+		return svcExoAdmin, segs[1:]
 	case len(segs) >= 2 && (strings.EqualFold(segs[1], "v2.0") || strings.EqualFold(segs[1], "oauth2") || strings.EqualFold(segs[1], "discovery")):
 		return svcLogin, segs
 	}
@@ -251,6 +254,8 @@ func (t *Tenant) handle(r *req, inflight int) *resp {
 		return t.login(r)
 	case svcManage:
 		return t.manage(r)
+	case svcExoAdmin:
+		return t.exoAdmin(r)
 	case svcNone:
 		res := newResp(http.StatusNotFound)
 		res.hdr.Set("Content-Type", "text/html")
@@ -280,6 +285,10 @@ func (t *Tenant) writeResp(w http.ResponseWriter, r *req, res *resp) {
 		h.Set("Pragma", "no-cache")
 	case svcManage:
 		h.Set("request-id", r.reqID)
+	case svcExoAdmin:
+		h.Set("request-id", r.reqID)
+		h.Set("client-request-id", r.clientReqID)
+		h.Set("X-CalculatedBETarget", "AM0PR10MB2387.EURPRD10.PROD.OUTLOOK.COM")
 	}
 	if len(res.body) > 0 && h.Get("Content-Type") == "" {
 		h.Set("Content-Type", "application/json")
@@ -367,6 +376,24 @@ var defaultMessages = map[string]string{
 }
 
 func defaultCode(svc service, status int) string {
+	if svc == svcExoAdmin {
+		switch status {
+		case 400:
+			return "BadRequest"
+		case 401:
+			return "Unauthorized"
+		case 403:
+			return "Forbidden"
+		case 404:
+			return "NotFound"
+		case 429:
+			return "TooManyRequests"
+		case 500:
+			return "InternalServerError"
+		case 503:
+			return "ServiceUnavailable"
+		}
+	}
 	switch status {
 	case 400:
 		if svc == svcManage {
@@ -484,6 +511,11 @@ func (t *Tenant) errorFor(r *req, status int, code, msg string) *resp {
 		return manageError(status, code, msg)
 	case svcLogin:
 		return t.loginError(r, status, "invalid_request", 900144, msg)
+	case svcExoAdmin:
+		if code == "" {
+			code = defaultCode(svcExoAdmin, status)
+		}
+		return t.exoError(r, status, code, msg, "")
 	case svcAdmin, svcNone:
 		res := newResp(status)
 		b, _ := json.Marshal(map[string]any{"error": map[string]any{"code": code, "message": msg}})

@@ -177,6 +177,7 @@ type Info struct {
 	LoginURL     string `json:"login_url"`
 	GraphURL     string `json:"graph_url"`
 	ManageURL    string `json:"manage_url"`
+	ExchangeURL  string `json:"exchange_url"`
 	AdminURL     string `json:"admin_url"`
 	CAPEM        []byte `json:"-"`
 	CAFile       string `json:"ca_file,omitempty"`
@@ -195,6 +196,7 @@ func (t *Tenant) Info() Info {
 		LoginURL:     t.base,
 		GraphURL:     t.base + "/v1.0",
 		ManageURL:    t.base + "/api/v1.0",
+		ExchangeURL:  t.base + "/adminapi/beta",
 		AdminURL:     t.base + "/_sim",
 		CAPEM:        append([]byte(nil), t.caPEM...),
 	}

@@ -26,8 +26,11 @@ type User struct {
 	PasswordChanges               int       `json:"passwordChanges"`
 	LastPasswordChangeDateTime    time.Time `json:"lastPasswordChangeDateTime"`
 	ForceChangePasswordNextSignIn bool      `json:"forceChangePasswordNextSignIn"`
-	// Mailbox forwarding (Set-Mailbox), not exposed by Graph.
+	// Mailbox forwarding (Set-Mailbox), not exposed by Graph: read and set
+	// through the Exchange admin API (Get-/Set-Mailbox). ForwardingSmtpAddress
+	// is "smtp:"-prefixed; ForwardingAddress is a recipient's alias.
 	ForwardingSmtpAddress      string `json:"forwardingSmtpAddress,omitempty"`
+	ForwardingAddress          string `json:"forwardingAddress,omitempty"`
 	DeliverToMailboxAndForward bool   `json:"deliverToMailboxAndForward,omitempty"`
 	// NoMailbox marks a user without an Exchange Online mailbox.
 	NoMailbox bool `json:"noMailbox,omitempty"`
@@ -108,7 +111,7 @@ func newState(t *Tenant) *state {
 		users: map[string]*userRec{}, riskyUsers: map[string]*item{}, subs: map[string]*subscription{},
 	}
 	s.apps[defaultClientID] = &App{ClientID: defaultClientID, ClientSecret: "sim~" + strings.ReplaceAll(newGUID(), "-", ""),
-		Roles: ResponderRoles(), DisplayName: "Responder"}
+		Roles: ResponderRoles(), DisplayName: "Responder", DirectoryRoles: []string{"Exchange Recipient Administrator"}}
 	return s
 }
 
@@ -210,12 +213,56 @@ func decodeObj(b []byte) map[string]any {
 	return m
 }
 
+// cloneObj deep-copies a stored object. Objects hold what decodeObj makes
+// (maps, slices, strings, json.Number, bools, nulls), which are copied
+// directly: a JSON round trip under the tenant lock made every message list
+// cost O(mailbox) encodes and stalled other mailboxes' calls. Any other value
+// falls back to the round trip, which normalises it as before.
 func cloneObj(m map[string]any) map[string]any {
+	if c, ok := cloneJSON(m); ok {
+		c, _ := c.(map[string]any)
+		return c
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return map[string]any{}
 	}
 	return decodeObj(b)
+}
+
+// cloneJSON copies a value of the decodeObj kinds; ok is false for any other.
+func cloneJSON(v any) (any, bool) {
+	switch x := v.(type) {
+	case nil, string, bool, json.Number:
+		return x, true
+	case map[string]any:
+		if x == nil {
+			return nil, true
+		}
+		c := make(map[string]any, len(x))
+		for k, e := range x {
+			ce, ok := cloneJSON(e)
+			if !ok {
+				return nil, false
+			}
+			c[k] = ce
+		}
+		return c, true
+	case []any:
+		if x == nil {
+			return nil, true
+		}
+		c := make([]any, len(x))
+		for i, e := range x {
+			ce, ok := cloneJSON(e)
+			if !ok {
+				return nil, false
+			}
+			c[i] = ce
+		}
+		return c, true
+	}
+	return nil, false
 }
 
 func str(m map[string]any, k string) string {

@@ -39,7 +39,7 @@
 //	    - expr: 'len(external_forward_recipients) > 0 && kind != "Set-Mailbox"'
 //	reason: "{{ user }} forwards mail to {{ external_forward_recipients }}"   # optional
 //	steps:
-//	  - action: delete_forward_rules     # a catalogue action (actions.Lookup) or a planned one
+//	  - action: delete_forward_rules     # a catalogue action (actions.Lookup)
 //	    target: {user: "{{ user || user_id }}"}   # default for user actions; {{ ip }} for ip actions
 //	    params: {recipients: "{{ external_forward_recipients }}"}
 //	    dry_run: true
@@ -92,13 +92,10 @@
 //
 // # Actions
 //
-// Step actions are checked with actions.Lookup. PlannedActions lists the
-// actions the shipped playbooks need before the catalogue has them
-// (delete_forward_rules, remove_mailbox_forwarding, block_ip, reset_password,
-// confirm_compromised): only a disabled playbook may name one. A step's
-// target is validated when the event resolves it (a UPN or object id, an
-// address or CIDR); a playbook whose target cannot be resolved does not fire
-// and Match reports why.
+// Step actions are checked with actions.Lookup: every playbook, enabled or
+// not, names catalogue actions only. A step's target is validated when the
+// event resolves it (a UPN or object id, an address or CIDR); a playbook
+// whose target cannot be resolved does not fire and Match reports why.
 //
 // # Sigma rules as triggers
 //

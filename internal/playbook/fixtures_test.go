@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -164,5 +165,79 @@ func TestAllFixturesNoPanic(t *testing.T) {
 	}
 	if n < 50 {
 		t.Errorf("only %d fixture files read", n)
+	}
+}
+
+// TestRealRecordsFireAsShipped runs every public fixture through the playbooks
+// as they ship (enabled ones only) and lists exactly what fires. Only the two
+// real Identity Protection detections rated high fire: the anonymised-IP one
+// fires high-risk-user; the password spray, still atRisk, fires high-risk-user
+// and password-spray. The real forwarding records name no user (anonymised),
+// so external-forwarding-rule reports that instead of firing. Everything else
+// (sign-ins, directory audits, Graph responses, the tutorial's medium
+// detection, the risky-user and Set-Mailbox system noise) fires nothing.
+func TestRealRecordsFireAsShipped(t *testing.T) {
+	root := fixtures(t)
+	set := loadShipped(t)
+	const noUser = `playbook "external-forwarding-rule": step 1 (delete_forward_rules): the event has no user to act on`
+	want := map[string]string{
+		"graph/elastic-integrations-azure-identity-protection/test-userriskevents-raw.log#0": "high-risk-user",
+		"graph/elastic-integrations-azure-identity-protection/test-userriskevents-raw.log#1": "high-risk-user,password-spray",
+		"o365-audit/sekoia-o365/inbox_rule.json#0":                                           "error: " + noUser,
+		"o365-audit/sekoia-o365/operation_properties_02.json#0":                              "error: " + noUser,
+	}
+	got := map[string]string{}
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !(strings.HasSuffix(path, ".json") || strings.HasSuffix(path, ".log")) {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(path, "sekoia") {
+			var f struct {
+				Input struct{ Message string } `json:"input"`
+			}
+			if json.Unmarshal(data, &f) == nil && f.Input.Message != "" {
+				data = []byte(f.Input.Message)
+			}
+		}
+		rel, _ := filepath.Rel(root, path)
+		var out bytes.Buffer
+		_ = TestRecords(context.Background(), set, bytes.NewReader(data), rel, &out, true)
+		dec := json.NewDecoder(&out)
+		for dec.More() {
+			var r RecordResult
+			if err := dec.Decode(&r); err != nil {
+				return fmt.Errorf("%s: %w", rel, err)
+			}
+			key := fmt.Sprintf("%s#%d", filepath.ToSlash(rel), r.Index)
+			switch {
+			case len(r.Matches) > 0:
+				var ps []string
+				for _, m := range r.Matches {
+					ps = append(ps, m.Playbook)
+				}
+				slices.Sort(ps)
+				got[key] = strings.Join(ps, ",")
+			case r.Error != "" && strings.HasPrefix(r.Error, "playbook "):
+				got[key] = "error: " + r.Error
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s: got %q, want %q", k, got[k], w)
+		}
+	}
+	for k, g := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s: unexpected %q", k, g)
+		}
 	}
 }

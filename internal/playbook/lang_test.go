@@ -140,7 +140,7 @@ steps:
   - action: revoke_sessions
     params: {a: "{{ nope }}"}
     dry_run: yes please
-  - action: remove_mailbox_forwarding
+  - {action: remove_mailbox_forwarding, target: {user: "not a upn"}}
 suppression: {window: forever}
 blast_radius: {max: 0, window: 1h}
 ---
@@ -176,7 +176,7 @@ steps: [{action: revoke_sessions}]
 		`bad.yaml:18: playbook "Bad_Name": step 2 (disable_user): approval must be "required"`,
 		`bad.yaml:20: playbook "Bad_Name": step 3 (revoke_sessions): params: template "{{ nope }}": unknown field "nope"`,
 		`bad.yaml:21: playbook "Bad_Name": step 3 (revoke_sessions): dry_run must be true or false`,
-		`bad.yaml:22: playbook "Bad_Name": step 4 (remove_mailbox_forwarding): action "remove_mailbox_forwarding" is planned`,
+		`bad.yaml:22: playbook "Bad_Name": step 4 (remove_mailbox_forwarding): target.user "not a upn" is not valid`,
 		`bad.yaml:23: playbook "Bad_Name": suppression.window: "forever" is not a duration`,
 		`bad.yaml:24: playbook "Bad_Name": blast_radius.max must be a whole number`,
 		`bad.yaml:31: playbook "ok-one": playbook name "ok-one" is already used at bad.yaml:26`,

@@ -471,7 +471,7 @@ func (l *loader) playbook(n *yaml.Node) {
 	if v, ok := f["steps"]; !ok {
 		l.errf(n, "steps is required")
 	} else {
-		p.Steps = l.steps(v, p.Enabled)
+		p.Steps = l.steps(v)
 	}
 	p.Suppression.Key = "{{ user || user_id }}"
 	if v, ok := f["suppression"]; ok {
@@ -901,29 +901,7 @@ func (l *loader) ipList(n *yaml.Node, path string) *ipList {
 	return il
 }
 
-// plannedActions are actions the playbooks that ship need and the catalogue
-// does not have yet. A step may name one only in a disabled playbook; once the
-// catalogue has the action, the catalogue's entry is used.
-var plannedActions = map[actions.Name]string{
-	"delete_forward_rules":      "user",
-	"remove_mailbox_forwarding": "user",
-	"block_ip":                  "ip",
-	"reset_password":            "user",
-	"confirm_compromised":       "user",
-}
-
-// PlannedActions lists the actions a disabled playbook may name although the
-// action catalogue does not have them yet.
-func PlannedActions() []actions.Name {
-	out := make([]actions.Name, 0, len(plannedActions))
-	for n := range plannedActions {
-		out = append(out, n)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
-}
-
-func (l *loader) steps(n *yaml.Node, enabled bool) []Step {
+func (l *loader) steps(n *yaml.Node) []Step {
 	if !l.plain(n) {
 		return nil
 	}
@@ -934,7 +912,7 @@ func (l *loader) steps(n *yaml.Node, enabled bool) []Step {
 	var out []Step
 	for i, sn := range n.Content {
 		l.step, l.action = i+1, ""
-		if st, ok := l.stepOne(sn, enabled); ok {
+		if st, ok := l.stepOne(sn); ok {
 			out = append(out, st)
 		}
 	}
@@ -942,7 +920,7 @@ func (l *loader) steps(n *yaml.Node, enabled bool) []Step {
 	return out
 }
 
-func (l *loader) stepOne(n *yaml.Node, enabled bool) (Step, bool) {
+func (l *loader) stepOne(n *yaml.Node) (Step, bool) {
 	st := Step{Line: n.Line}
 	if n.Kind == yaml.MappingNode {
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -962,11 +940,6 @@ func (l *loader) stepOne(n *yaml.Node, enabled bool) (Step, bool) {
 		st.Action = actions.Name(s)
 		if spec, ok := actions.Lookup(st.Action); ok {
 			st.targetKind = spec.Target
-		} else if kind, ok := plannedActions[st.Action]; ok {
-			st.Planned, st.targetKind = true, kind
-			if enabled {
-				l.errf(v, "action %q is planned but not in the action catalogue yet; only a disabled playbook may name it", s)
-			}
 		} else {
 			names := actions.Names()
 			list := make([]string, len(names))

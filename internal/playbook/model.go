@@ -81,7 +81,6 @@ type Condition interface {
 // Step is one action of a playbook.
 type Step struct {
 	Action   actions.Name
-	Planned  bool   // the action is on the planned list, not yet in the catalogue
 	DryRun   bool   // this step only records what it would do
 	Approval string // "" or ApprovalRequired
 	Line     int

@@ -95,6 +95,25 @@ func TestResetPasswordSecretGoesToRequesterOnly(t *testing.T) {
 	}
 }
 
+// TestResetPasswordByPlaybookDiscardsSecret: nobody waits for a playbook's
+// reply, so the generated password never goes on the bus.
+func TestResetPasswordByPlaybookDiscardsSecret(t *testing.T) {
+	h := newHarness(t, hopts{})
+	req := request(actions.ResetPassword, user("bob@contoso.com"), nil)
+	req.RequestedBy = audit.Actor{Kind: "playbook", Name: "leaked-credentials"}
+	o, rec := h.do(req)
+	want(t, o, audit.Succeeded, "the password was discarded unseen")
+	if o.Secret != "" {
+		t.Errorf("a playbook's reply carries the password")
+	}
+	if u, _ := h.sim.User("bob@contoso.com"); u.PasswordChanges != 1 || !u.ForceChangePasswordNextSignIn {
+		t.Errorf("tenant: changes=%d force=%t", u.PasswordChanges, u.ForceChangePasswordNextSignIn)
+	}
+	if !strings.Contains(rec.Detail, "self-service password reset") {
+		t.Errorf("audit detail %q", rec.Detail)
+	}
+}
+
 func TestRedeliveredRequestActsOnce(t *testing.T) {
 	h := newHarness(t, hopts{})
 	req := request(actions.DisableUser, user("bob@contoso.com"), nil)

@@ -1,10 +1,13 @@
 // Package graphexec carries out action requests through Microsoft Graph with the
 // msgraph-sdk-go request adapter (authentication, middleware and error mapping of
 // the real SDK; JSON bodies are built here so that inbox rules are kept and
-// recreated field for field). It is the one place where Graph failures are
-// classified (permanent, transient, throttled) into *actions.Error, keeping
-// Microsoft's error code, request ids, Retry-After and, on 403, the permission
-// the call needs.
+// recreated field for field), and, for what Graph does not expose (a mailbox's
+// own forwarding), through the Exchange Online admin API with plain HTTP
+// (Config.Exchange; see exchange.go). It is the one place where Graph and
+// Exchange failures are classified (permanent, transient, throttled) into
+// *actions.Error, keeping Microsoft's error code, request ids, Retry-After
+// and, on 403, the permission the call needs. The Exchange admin API has no
+// budget here: its throttling answers (429) go back to the worker.
 //
 // Throughput within Microsoft's budgets: Budgets holds one throttling budget per
 // service (Entra writes and resource units, Outlook's 4 concurrent requests per

@@ -63,6 +63,17 @@ type Config struct {
 	// NewPassword generates reset_password's password (default: 20 random
 	// characters of four classes from crypto/rand).
 	NewPassword func() (string, error)
+	// Exchange reaches the Exchange Online admin API for what Graph does not
+	// expose (remove_mailbox_forwarding, restore_mailbox_forwarding): an HTTP
+	// client that adds a token for the outlook.office365.com audience, such as
+	// m365.BearerClient(creds, cred, creds.ExchangeScope()). nil: those actions
+	// fail with ExchangeNotConfigured.
+	Exchange *http.Client
+	// ExchangeURL is the admin API base, ending in /adminapi/beta (default
+	// DefaultExchangeURL; override for sovereign clouds and the emulator).
+	ExchangeURL string
+	// TenantID is the tenant the admin API paths name (required with Exchange).
+	TenantID string
 }
 
 // Executor implements actions.Executor (and actions.Planner, actions.Warner and
@@ -76,6 +87,7 @@ type Executor struct {
 	batch   *batcher
 	ips     *coalescer
 	dir     directoryCache
+	exo     *exchange // nil when not configured
 }
 
 // New returns an executor over client with the default configuration.
@@ -127,6 +139,7 @@ func NewWithConfig(client *msgraphsdk.GraphServiceClient, cfg Config) *Executor 
 	e := &Executor{client: client, adapter: client.GetAdapter(), cfg: cfg, log: cfg.Logger.With("part", "graph"), budgets: cfg.Budgets}
 	e.batch = newBatcher(e, cfg.BatchLinger, cfg.BatchSize, cfg.ItemRetries)
 	e.ips = &coalescer{}
+	e.exo = newExchange(cfg)
 	return e
 }
 
@@ -183,6 +196,10 @@ func (e *Executor) run(ctx context.Context, req *actions.Request, plan bool) (ac
 		return e.deleteForwardRules(ctx, u, p.Scope, spec.Permission, plan)
 	case actions.RestoreForwardRules:
 		return e.restoreForwardRules(ctx, u, p.Rules, spec.Permission, plan)
+	case actions.RemoveMailboxForwarding:
+		return e.removeMailboxForwarding(ctx, u, p.Recipients, spec.Permission, plan)
+	case actions.RestoreMailboxForwarding:
+		return e.restoreMailboxForwarding(ctx, u, p.Forwarding, spec.Permission, plan)
 	case actions.PurgeMail:
 		return e.purgeMail(ctx, p.Purge, spec.Permission, plan)
 	case actions.BlockIP:

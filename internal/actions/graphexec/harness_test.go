@@ -32,16 +32,21 @@ func newSim(t testing.TB) *m365sim.Tenant {
 func newExecutor(t testing.TB, sim *m365sim.Tenant, cfg graphexec.Config) *graphexec.Executor {
 	t.Helper()
 	info := sim.Info()
-	client, _, err := m365.NewGraphClient(m365.Credentials{
+	creds := m365.Credentials{
 		TenantID: info.TenantID, ClientID: info.ClientID, ClientSecret: info.ClientSecret,
-		LoginURL: info.LoginURL, GraphURL: info.GraphURL, HTTPClient: sim.HTTPClient(),
+		LoginURL: info.LoginURL, GraphURL: info.GraphURL, ExchangeURL: info.ExchangeURL, HTTPClient: sim.HTTPClient(),
 		GraphMaxRetries: -1, // the engine retries: each fault class reaches the worker
-	})
+	}
+	client, cred, err := m365.NewGraphClient(creds)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Exchange == nil && cfg.TenantID == "" {
+		cfg.Exchange = m365.BearerClient(creds, cred, creds.ExchangeScope())
+		cfg.ExchangeURL, cfg.TenantID = creds.ExchangeAdminURL(), info.TenantID
 	}
 	return graphexec.NewWithConfig(client, cfg)
 }

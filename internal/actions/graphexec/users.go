@@ -85,7 +85,7 @@ func (e *Executor) revokeSessions(ctx context.Context, user, perm string, plan b
 // After, logs or errors.
 func (e *Executor) resetPassword(ctx context.Context, user, perm string, plan bool) (actions.Result, error) {
 	if plan {
-		return actions.Result{Detail: "set a generated password on " + user + " and force a change at next sign-in (the password would go to the requester only)"}, nil
+		return actions.Result{Detail: "set a generated password on " + user + " and force a change at next sign-in (the password would go to an analyst requester only)"}, nil
 	}
 	pw, err := e.cfg.NewPassword()
 	if err != nil {
@@ -101,8 +101,8 @@ func (e *Executor) resetPassword(ctx context.Context, user, perm string, plan bo
 	if err != nil {
 		return actions.Result{GraphRequestIDs: c.list()}, Classify(err, perm)
 	}
-	aj, _ := json.Marshal(map[string]any{"passwordProfile": map[string]any{"forceChangePasswordNextSignIn": true, "password": "[returned to the requester only]"}, "at": time.Now().UTC()})
-	return actions.Result{Detail: "password reset to a generated value; the user must change it at next sign-in; the password was returned to the requester only", After: aj,
+	aj, _ := json.Marshal(map[string]any{"passwordProfile": map[string]any{"forceChangePasswordNextSignIn": true, "password": "[never recorded]"}, "at": time.Now().UTC()})
+	return actions.Result{Detail: "password reset to a generated value; the user must change it at next sign-in", After: aj,
 		GraphRequestIDs: c.list(), Secret: pw}, nil
 }
 
