@@ -391,24 +391,34 @@ func TestMetricsCountEventsMatchesAndActions(t *testing.T) {
 	h.waitFinal(func(r audit.Record) bool {
 		return r.Target["user"] == "alice@contoso.com" && r.Action == "revoke_sessions"
 	})
-	mfs, err := h.eng.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			key := mf.GetName()
-			for _, l := range m.GetLabel() {
-				key += "," + l.GetName() + "=" + l.GetValue()
-			}
-			switch {
-			case m.GetCounter() != nil:
-				got[key] = m.GetCounter().GetValue()
-			case m.GetHistogram() != nil:
-				got[key] = float64(m.GetHistogram().GetSampleCount())
+	gather := func() map[string]float64 {
+		mfs, err := h.eng.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]float64{}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				key := mf.GetName()
+				for _, l := range m.GetLabel() {
+					key += "," + l.GetName() + "=" + l.GetValue()
+				}
+				switch {
+				case m.GetCounter() != nil:
+					got[key] = m.GetCounter().GetValue()
+				case m.GetHistogram() != nil:
+					got[key] = float64(m.GetHistogram().GetSampleCount())
+				}
 			}
 		}
+		return got
+	}
+	// The outcome is counted once its audit record is stored, which the
+	// test may see first: wait (bounded) for the last count.
+	got := gather()
+	for deadline := time.Now().Add(10 * time.Second); got["responder_actions_total,action=revoke_sessions,outcome=succeeded"] < 1 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		got = gather()
 	}
 	for _, k := range []string{
 		"responder_events_total,kind=unlikelyTravel,source=risk_detection",
