@@ -348,3 +348,131 @@ func (t *Tenant) adminMore(r *req, j func(int, any) *resp, bad func(string) *res
 	}
 	return nil
 }
+
+// MFAFatigue is MFA push bombing: the attacker holds the user's password and
+// signs in again and again, so that the user's authenticator keeps prompting
+// until the user gives in. InjectMFAFatigue records the declined prompts; the
+// prompt the user finally accepts is an ordinary successful sign-in
+// (InjectSignIn from the same address).
+type MFAFatigue struct {
+	User      string `json:"user"`                // id or UPN of the targeted user
+	IPAddress string `json:"ipAddress,omitempty"` // the attacker's address (default 203.0.113.80)
+	// Denied is how many prompts the user declines (default 10).
+	Denied int `json:"denied,omitempty"`
+	// ReportFraud makes the user report the last declined prompt as fraud.
+	ReportFraud bool `json:"reportFraud,omitempty"`
+	// Gap separates the prompts (default 15s); End is the last one (default now).
+	Gap             time.Duration `json:"gap,omitempty"`
+	End             time.Time     `json:"end"`
+	City            string        `json:"city,omitempty"`
+	CountryOrRegion string        `json:"countryOrRegion,omitempty"`
+}
+
+// MFA denial texts as the sign-in log words them (status.additionalDetails).
+const (
+	MFADeclined = "MFA denied; user declined the authentication"
+	MFAFraud    = "MFA denied; user reported fraud"
+)
+
+// InjectMFAFatigue records Denied sign-ins failing at MFA (500121), oldest
+// first and Gap apart up to End, each visible after AvailabilityDelay. It
+// returns them in that order.
+func (t *Tenant) InjectMFAFatigue(m MFAFatigue) ([]SignIn, error) {
+	if m.Denied <= 0 {
+		m.Denied = 10
+	}
+	if m.Denied > 1000 {
+		return nil, fmt.Errorf("m365sim: at most 1000 MFA prompts, not %d", m.Denied)
+	}
+	if m.Gap <= 0 {
+		m.Gap = 15 * time.Second
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	u := t.st.userLocked(m.User)
+	if u == nil {
+		return nil, fmt.Errorf("m365sim: no user %q", m.User)
+	}
+	end := m.End
+	if end.IsZero() {
+		end = t.now()
+	}
+	visible := t.now().Add(t.opts.AvailabilityDelay)
+	out := make([]SignIn, 0, m.Denied)
+	for i := range m.Denied {
+		details := MFADeclined
+		if m.ReportFraud && i == m.Denied-1 {
+			details = MFAFraud
+		}
+		s := t.injectSignInLocked(SignIn{
+			UserID: u.ID, IPAddress: firstNonEmpty(m.IPAddress, "203.0.113.80"), City: m.City, CountryOrRegion: m.CountryOrRegion,
+			ErrorCode: 500121, FailureReason: "Authentication failed during strong authentication request.",
+			CreatedDateTime: end.Add(-time.Duration(m.Denied-1-i) * m.Gap),
+		}, visible)
+		t.setSignInDetailsLocked(s.ID, details)
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// setSignInDetailsLocked sets status.additionalDetails of a stored sign-in.
+func (t *Tenant) setSignInDetailsLocked(id, details string) {
+	for i := len(t.st.signIns) - 1; i >= 0; i-- {
+		it := t.st.signIns[i]
+		if str(it.obj, "id") != id {
+			continue
+		}
+		if st, ok := it.obj["status"].(map[string]any); ok {
+			st["additionalDetails"] = details
+		}
+		return
+	}
+}
+
+// PasswordSpray is one password tried against many accounts from one address.
+type PasswordSpray struct {
+	IPAddress string   `json:"ipAddress,omitempty"` // default 203.0.113.199
+	Users     []string `json:"users"`               // ids or UPNs tried
+	// Gap separates the attempts (default 2s); End is the last one (default now).
+	Gap             time.Duration `json:"gap,omitempty"`
+	End             time.Time     `json:"end"`
+	City            string        `json:"city,omitempty"`
+	CountryOrRegion string        `json:"countryOrRegion,omitempty"`
+}
+
+// InjectPasswordSpray records one failed sign-in per user, oldest first and
+// Gap apart up to End: a wrong password (50126) for a user of the directory,
+// an unknown account (50034) for any other name. The successful guess, if
+// any, is an ordinary sign-in (InjectSignIn from the same address).
+func (t *Tenant) InjectPasswordSpray(p PasswordSpray) ([]SignIn, error) {
+	if len(p.Users) == 0 {
+		return nil, fmt.Errorf("m365sim: a password spray needs at least one user")
+	}
+	if len(p.Users) > 10000 {
+		return nil, fmt.Errorf("m365sim: at most 10000 sprayed users, not %d", len(p.Users))
+	}
+	if p.Gap <= 0 {
+		p.Gap = 2 * time.Second
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	end := p.End
+	if end.IsZero() {
+		end = t.now()
+	}
+	visible := t.now().Add(t.opts.AvailabilityDelay)
+	out := make([]SignIn, 0, len(p.Users))
+	for i, name := range p.Users {
+		s := SignIn{IPAddress: firstNonEmpty(p.IPAddress, "203.0.113.199"), City: p.City, CountryOrRegion: p.CountryOrRegion,
+			ErrorCode: 50126, CreatedDateTime: end.Add(-time.Duration(len(p.Users)-1-i) * p.Gap)}
+		if u := t.st.userLocked(name); u != nil {
+			s.UserID = u.ID
+		} else {
+			s.UserPrincipalName = name
+			s.ErrorCode = 50034
+			s.FailureReason = "The user account does not exist in the directory. To sign into this application, the account must be added to the directory."
+		}
+		out = append(out, t.injectSignInLocked(s, visible))
+	}
+	return out, nil
+}
