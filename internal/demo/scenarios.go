@@ -55,8 +55,12 @@ func scenarios() []scenario {
 			attack: "Identity Protection finds the user's password in a leak", play: leakedCredentials},
 		{name: "mfa-fatigue", playbook: "mfa-fatigue",
 			attack: "an attacker with the password pushes MFA prompts until the user gives in", play: mfaFatigue},
+		{name: "mfa-fraud-report", playbook: "mfa-fraud-report",
+			attack: "an attacker with the password triggers an MFA prompt; the user declines it and reports fraud", play: mfaFraudReport},
 		{name: "password-spray", playbook: "password-spray",
-			attack: "one address tries one password against every account; it works for the user", play: passwordSpray},
+			attack: "one address tries one password against every account", play: passwordSpray},
+		{name: "password-spray-success", playbook: "password-spray-success",
+			attack: "Identity Protection ties the user to a password spray that guessed the password", play: passwordSpraySuccess},
 		{name: "risky-signin-anonymous-ip", playbook: "risky-signin-anonymous-ip",
 			attack: "the user's account signs in from a Tor exit node", play: anonymousSignIn},
 	}
@@ -256,13 +260,13 @@ func mfaFatigue(ctx context.Context, a *attacker) error {
 	n := a.threshold(10)
 	const gap = 15 * time.Second
 	denied, err := a.tenant.InjectMFAFatigue(m365sim.MFAFatigue{
-		User: v.ID, IPAddress: bomberIP, Denied: n, ReportFraud: true, Gap: gap, End: logged(), City: "Amsterdam", CountryOrRegion: "NL",
+		User: v.ID, IPAddress: bomberIP, Denied: n, Gap: gap, End: logged(), City: "Amsterdam", CountryOrRegion: "NL",
 	})
 	if err != nil {
 		return err
 	}
 	a.facts.SourceIP = bomberIP
-	a.say("an attacker holding %s's password signs in from %s %d times in %s; %s declines each MFA prompt (500121) and reports the last one as fraud",
+	a.say("an attacker holding %s's password signs in from %s %d times in %s; %s declines each MFA prompt (500121)",
 		v.UserPrincipalName, bomberIP, len(denied), time.Duration(n-1)*gap, v.DisplayName)
 	if err := a.await(ctx, event.SourceSignIn, n, "declined sign-ins", func(e event.Envelope) bool {
 		return e.Kind == event.KindSignInFailure && strings.EqualFold(e.User, v.UserPrincipalName)
@@ -310,15 +314,34 @@ func passwordSpray(ctx context.Context, a *attacker) error {
 	}); err != nil {
 		return err
 	}
-	ok := a.tenant.InjectSignIn(m365sim.SignIn{UserID: v.ID, IPAddress: sprayIP, City: "Chisinau", CountryOrRegion: "MD", CreatedDateTime: logged()})
-	a.say("the same password works for %s: sign-in %s from %s succeeds", v.UserPrincipalName, ok.ID, sprayIP)
+	return nil
+}
+
+func mfaFraudReport(_ context.Context, a *attacker) error {
+	v := a.victim
+	denied, err := a.tenant.InjectMFAFatigue(m365sim.MFAFatigue{
+		User: v.ID, IPAddress: bomberIP, Denied: 1, ReportFraud: true, End: logged(), City: "Amsterdam", CountryOrRegion: "NL",
+	})
+	if err != nil {
+		return err
+	}
+	a.facts.SourceIP = bomberIP
+	a.say("an attacker holding %s's password signs in from %s; %s declines the MFA prompt and reports it as fraud (sign-in %s)",
+		v.UserPrincipalName, bomberIP, v.DisplayName, denied[len(denied)-1].ID)
+	return nil
+}
+
+func passwordSpraySuccess(_ context.Context, a *attacker) error {
+	v := a.victim
 	// Medium: a high detection would also fire high-risk-user.
 	det := a.tenant.InjectRiskDetection(m365sim.RiskDetection{
 		UserID: v.ID, UserPrincipalName: v.UserPrincipalName, UserDisplayName: v.DisplayName,
 		RiskEventType: "passwordSpray", RiskLevel: "medium", DetectionTimingType: "offline", IPAddress: sprayIP,
 		City: "Chisinau", CountryOrRegion: "MD",
 	})
-	a.say("Identity Protection ties %s to the spray: detection %s (%s)", v.UserPrincipalName, det.ID, det.RiskEventType)
+	a.facts.SourceIP = sprayIP
+	a.say("Identity Protection ties %s to a password spray from %s that guessed the password: detection %s (%s)",
+		v.UserPrincipalName, sprayIP, det.ID, det.RiskEventType)
 	return nil
 }
 

@@ -242,35 +242,11 @@ func TestRunAllPlaysEveryPlaybook(t *testing.T) {
 	}
 }
 
-// A stateful password-spray playbook (20 distinct users failing from one
-// address) blocks the source for a day: the scenario waits for the feed to
+// The shipped stateful password-spray playbook (20 distinct users failing
+// from one address) blocks the source for a day: the scenario waits for the feed to
 // deliver the failures and checks the Conditional Access block.
 func TestPasswordSprayBlocksTheSource(t *testing.T) {
-	dir := copyPlaybooks(t, map[string]string{"password-spray.yaml": `name: password-spray
-description: One address fails to sign in as 20 distinct users; block it for a day.
-enabled: true
-trigger:
-  source: signin
-  kind: failure
-  when:
-    - field: raw.status.errorCode
-      in: [50126, 50034]
-  threshold:
-    count: 20
-    by: ip
-    distinct: user
-    window: 10m
-reason: "password spray from {{ ip }}"
-steps:
-  - action: block_ip
-    target:
-      ip: "{{ ip }}"
-    params:
-      expires: 24h
-suppression:
-  window: 1h
-  key: "{{ ip }}"
-`})
+	dir := playbooks // the shipped playbook
 	var buf bytes.Buffer
 	res, err := Run(context.Background(), Options{Out: &buf, DataDir: t.TempDir(), PlaybookDir: dir, Scenario: "password-spray", Timeout: 45 * time.Second})
 	t.Log("\n" + buf.String())
@@ -288,30 +264,10 @@ suppression:
 	}
 }
 
-// A stateful MFA-fatigue playbook (10 declined prompts, then a success) only
-// fires on the success: the attack must deliver it after the declines.
+// The shipped stateful MFA-fatigue playbook (10 declined prompts, then a
+// success) only fires on the success: the attack must deliver it after the declines.
 func TestMFAFatigueThresholdThenSuccess(t *testing.T) {
-	dir := copyPlaybooks(t, map[string]string{"mfa-fatigue.yaml": `name: mfa-fatigue
-description: Ten declined MFA prompts, then a successful sign-in for the same user.
-enabled: true
-trigger:
-  source: signin
-  kind: failure
-  when:
-    - field: raw.status.errorCode
-      equals: 500121
-  threshold:
-    count: 10
-    by: user
-    window: 10m
-    then: {kind: success}
-steps:
-  - action: revoke_sessions
-  - action: disable_user
-    approval: required
-suppression:
-  window: 1h
-`})
+	dir := playbooks // the shipped playbook
 	var buf bytes.Buffer
 	res, err := Run(context.Background(), Options{Out: &buf, DataDir: t.TempDir(), PlaybookDir: dir, Scenario: "mfa-fatigue", Approve: true, Timeout: 45 * time.Second})
 	t.Log("\n" + buf.String())

@@ -172,7 +172,7 @@ func TestAllFixturesNoPanic(t *testing.T) {
 // as they ship (enabled ones only) and lists exactly what fires. Only the two
 // real Identity Protection detections rated high fire: the anonymised-IP one
 // fires high-risk-user; the password spray, still atRisk, fires high-risk-user
-// and password-spray. The real forwarding records name no user (anonymised),
+// and password-spray-success. The real forwarding records name no user (anonymised),
 // so external-forwarding-rule reports that instead of firing. Everything else
 // (sign-ins, directory audits, Graph responses, the tutorial's medium
 // detection, the risky-user and Set-Mailbox system noise) fires nothing.
@@ -182,7 +182,7 @@ func TestRealRecordsFireAsShipped(t *testing.T) {
 	const noUser = `playbook "external-forwarding-rule": step 1 (delete_forward_rules): the event has no user to act on`
 	want := map[string]string{
 		"graph/elastic-integrations-azure-identity-protection/test-userriskevents-raw.log#0": "high-risk-user",
-		"graph/elastic-integrations-azure-identity-protection/test-userriskevents-raw.log#1": "high-risk-user,password-spray",
+		"graph/elastic-integrations-azure-identity-protection/test-userriskevents-raw.log#1": "high-risk-user,password-spray-success",
 		"o365-audit/sekoia-o365/inbox_rule.json#0":                                           "error: " + noUser,
 		"o365-audit/sekoia-o365/operation_properties_02.json#0":                              "error: " + noUser,
 	}

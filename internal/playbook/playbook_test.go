@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -80,6 +81,21 @@ func TestShippedPlaybookSamples(t *testing.T) {
 			if len(fires) == 0 || len(benign) == 0 {
 				t.Fatalf("want testdata/%s.fires*.json and testdata/%s.benign*.json, got %v %v", p.Name, p.Name, fires, benign)
 			}
+			if p.Trigger.Threshold != nil {
+				// A stateful playbook fires on a sequence: each file's records
+				// are evaluated in time order with a fresh counter.
+				for _, file := range fires {
+					if got := statefulFires(t, all, file, p.Name); got == 0 {
+						t.Errorf("%s: %s did not fire over the file's records", file, p.Name)
+					}
+				}
+				for _, file := range benign {
+					if got := statefulFires(t, all, file, p.Name); got != 0 {
+						t.Errorf("%s: %s fired %d times on benign records", file, p.Name, got)
+					}
+				}
+				return
+			}
 			for _, file := range fires {
 				for i, env := range readRecords(t, file) {
 					ms, err := all.Match(&env)
@@ -109,6 +125,26 @@ func TestShippedPlaybookSamples(t *testing.T) {
 			}
 		})
 	}
+}
+
+// statefulFires evaluates the file's records in time order with a fresh
+// in-memory counter and counts how often the named playbook fires.
+func statefulFires(t *testing.T, set *Set, file, name string) int {
+	t.Helper()
+	envs := readRecords(t, file)
+	sort.SliceStable(envs, func(i, j int) bool { return envs[i].Time.Before(envs[j].Time) })
+	c := NewMemCounter()
+	n := 0
+	for i := range envs {
+		ms, err := set.MatchStateful(context.Background(), &envs[i], c)
+		if err != nil {
+			t.Errorf("%s[%d]: MatchStateful: %v", file, i, err)
+		}
+		if fired(ms, name) != nil {
+			n++
+		}
+	}
+	return n
 }
 
 func names(ms []Match) []string {

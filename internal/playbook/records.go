@@ -60,11 +60,12 @@ type ActionResult struct {
 // the output and reading goes on; invalid JSON stops the file with an error.
 //
 // Threshold triggers are evaluated over the records of the run in time order,
-// with an in-memory Counter: when the set has any, records pass through a
-// reorder buffer of the reorderWindow earliest records, so results are
-// written in time order (each with its index in the input), a record that
-// arrives later than reorderWindow records after its time being evaluated
-// when it arrives. Memory stays bounded by the buffer.
+// with an in-memory Counter: when the set has any, the records of the sources
+// they count pass through a reorder buffer of the reorderWindow earliest
+// records, so their results are written in time order (each with its index in
+// the input), a record that arrives later than reorderWindow records after its
+// time being evaluated when it arrives; records of other sources are written
+// as they are read. Memory stays bounded by the buffer.
 func TestRecords(ctx context.Context, set *Set, r io.Reader, file string, w io.Writer, jsonOut bool) error {
 	rs := &recordStream{dec: json.NewDecoder(bufio.NewReaderSize(r, 64<<10))}
 	rs.dec.UseNumber()
@@ -88,6 +89,7 @@ func TestRecords(ctx context.Context, set *Set, r io.Reader, file string, w io.W
 		}
 		return nil
 	}
+	stateful := statefulSourcesOf(set)
 	var pending recordHeap
 	index := 0
 	err := rs.each(func(raw json.RawMessage) error {
@@ -97,7 +99,7 @@ func TestRecords(ctx context.Context, set *Set, r io.Reader, file string, w io.W
 		i := index
 		index++
 		env, err := event.Normalize("", raw)
-		if counter == nil || err != nil {
+		if counter == nil || err != nil || !stateful.holds(env.Source) {
 			return write(testOne(ctx, set, counter, env, err, file, i))
 		}
 		heap.Push(&pending, pendingRecord{env: env, index: i})
@@ -112,6 +114,39 @@ func TestRecords(ctx context.Context, set *Set, r io.Reader, file string, w io.W
 		err = write(testOne(ctx, set, counter, p.env, nil, file, p.index))
 	}
 	return err
+}
+
+// sourceSet is the sources whose events a threshold trigger may count or
+// take as its follow-up (any: every source).
+type sourceSet struct {
+	any bool
+	m   map[event.Source]bool
+}
+
+func (s sourceSet) holds(src event.Source) bool { return s.any || s.m[src] }
+
+// statefulSourcesOf: only records of these sources go through the reorder
+// buffer; the others are matched and written as they are read.
+func statefulSourcesOf(set *Set) sourceSet {
+	out := sourceSet{m: map[event.Source]bool{}}
+	for _, p := range set.Playbooks() {
+		th := p.Trigger.Threshold
+		if th == nil {
+			continue
+		}
+		if p.Trigger.Source == "" {
+			out.any = true
+		}
+		out.m[p.Trigger.Source] = true
+		if th.Then != nil {
+			if th.Then.Source == "" {
+				out.m[p.Trigger.Source] = true
+			} else {
+				out.m[th.Then.Source] = true
+			}
+		}
+	}
+	return out
 }
 
 // reorderWindow is how many records `playbook test` holds to evaluate
