@@ -179,10 +179,18 @@ func TestHighRiskUser(t *testing.T) {
 	want := []actions.Step{
 		{Action: actions.DisableUser, Target: actions.Target{User: "meganb@contoso.com"}},
 		{Action: actions.RevokeSessions, Target: actions.Target{User: "meganb@contoso.com"}},
+		{Action: actions.ConfirmCompromised, Target: actions.Target{User: "meganb@contoso.com"}},
 	}
-	if len(m.Steps) != 2 || m.Steps[0].Action != want[0].Action || m.Steps[0].Target != want[0].Target ||
-		m.Steps[1].Action != want[1].Action || m.Steps[1].Target != want[1].Target {
-		t.Errorf("steps = %+v, want %+v", m.Steps, want)
+	if len(m.Steps) != len(want) {
+		t.Fatalf("steps = %+v, want %+v", m.Steps, want)
+	}
+	for i := range want {
+		if m.Steps[i].Action != want[i].Action || m.Steps[i].Target != want[i].Target {
+			t.Errorf("step %d = %+v, want %+v", i+1, m.Steps[i], want[i])
+		}
+	}
+	if len(m.Approval) != 3 || m.Approval[0] != "" || m.Approval[1] != "" || m.Approval[2] != "required" {
+		t.Errorf("approvals %q: only confirm_compromised waits for an analyst", m.Approval)
 	}
 	if m.SuppressionKey != "high-risk-user/meganb@contoso.com" {
 		t.Errorf("suppression key %q", m.SuppressionKey)
@@ -241,7 +249,7 @@ func TestTestRecordsJSON(t *testing.T) {
 	if r0.Source != event.SourceRiskDetection || r0.User != "meganb@contoso.com" || r0.IP != "198.51.100.23" || r0.Index != 0 || r0.File != "in.json" {
 		t.Errorf("record 0: %+v", r0)
 	}
-	if len(r0.Matches) != 1 || r0.Matches[0].Playbook != "high-risk-user" || len(r0.Matches[0].Actions) != 2 ||
+	if len(r0.Matches) != 1 || r0.Matches[0].Playbook != "high-risk-user" || len(r0.Matches[0].Actions) != 3 ||
 		r0.Matches[0].Actions[0].Target.User != "meganb@contoso.com" {
 		t.Errorf("record 0 matches: %+v", r0.Matches)
 	}
