@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	abs "github.com/microsoft/kiota-abstractions-go"
+	khttp "github.com/microsoft/kiota-http-go"
 
 	"github.com/responder-sec/responder/internal/actions"
 )
@@ -114,13 +116,56 @@ func (e *Executor) changeIP(ctx context.Context, target string, pfx netip.Prefix
 	}
 }
 
+// noSDKRetry turns the SDK's retry handler off for one request.
+var noSDKRetry = &khttp.RetryHandlerOptions{ShouldRetry: func(time.Duration, int, *http.Request, *http.Response) bool { return false }}
+
+// idpRetries bounds the resends of one throttled Identity Protection /
+// Conditional Access request.
+const idpRetries = 3
+
+// idpCall sends one Identity Protection / Conditional Access request within
+// the tenant's 1 request/s budget. A 429 is resent here, after waiting for the
+// budget again, and never by the SDK's retry handler: that one resends after
+// its own backoff outside the budget, so the next paced call arrives less than
+// a second after the resend and is refused in turn, and every later call meets
+// a 429 first (a cascade `responder bench block-ip` showed under CPU load).
+func (e *Executor) idpCall(ctx context.Context, c *calls, method abs.HttpMethod, path string, body any) ([]byte, error) {
+	for attempt := 0; ; attempt++ {
+		if err := e.budgets.IdentityProtectionCA(ctx); err != nil {
+			return nil, err
+		}
+		b, err := e.raw(ctx, c, method, path, "", body, noSDKRetry)
+		if err == nil || attempt >= idpRetries || Classify(err, "").Status != http.StatusTooManyRequests {
+			return b, err
+		}
+		e.log.Debug("identity protection / conditional access request throttled; resending within the budget", "path", path, "attempt", attempt+1)
+	}
+}
+
+// idpList reads every page of an Identity Protection / Conditional Access
+// collection, each page an idpCall.
+func (e *Executor) idpList(ctx context.Context, c *calls, path, perm string) ([]json.RawMessage, error) {
+	var out []json.RawMessage
+	for next, i := path, 0; next != "" && i < 1000; i++ {
+		b, err := e.idpCall(ctx, c, abs.GET, next, nil)
+		if err != nil {
+			return nil, Classify(err, perm)
+		}
+		var p page
+		if err := json.Unmarshal(b, &p); err != nil {
+			return nil, Classify(fmt.Errorf("decode %s: %w", path, err), perm)
+		}
+		out = append(out, p.Value...)
+		next = p.NextLink
+	}
+	return out, nil
+}
+
 var locNumRE = regexp.MustCompile(` (\d+)$`)
 
 // readLocations returns Responder's IP named locations, in name order.
 func (e *Executor) readLocations(ctx context.Context, c *calls) ([]*location, error) {
-	raws, err := e.list(ctx, c, namedLocations, "", permCARead, func(ctx context.Context) (func(), error) {
-		return func() {}, e.budgets.IdentityProtectionCA(ctx)
-	})
+	raws, err := e.idpList(ctx, c, namedLocations, permCARead)
 	if err != nil {
 		return nil, err
 	}
@@ -262,17 +307,13 @@ func (e *Executor) ipRound(ctx context.Context, ops []*ipOp) {
 		if !l.changed {
 			continue
 		}
-		if err := e.budgets.IdentityProtectionCA(ctx); err != nil {
-			fail(l.ops, Classify(err, permCA))
-			continue
-		}
 		body := map[string]any{"@odata.type": ipLocationType, "ipRanges": rangesBody(l.Ranges)}
 		var werr error
 		if l.isNew {
 			body["displayName"] = l.DisplayName
 			body["isTrusted"] = false
 			var out []byte
-			out, werr = e.raw(ctx, c, abs.POST, namedLocations, "", body)
+			out, werr = e.idpCall(ctx, c, abs.POST, namedLocations, body)
 			if werr == nil {
 				var got struct {
 					ID string `json:"id"`
@@ -282,7 +323,7 @@ func (e *Executor) ipRound(ctx context.Context, ops []*ipOp) {
 				created = true
 			}
 		} else {
-			_, werr = e.raw(ctx, c, abs.PATCH, seg("identity", "conditionalAccess", "namedLocations", l.ID), "", body)
+			_, werr = e.idpCall(ctx, c, abs.PATCH, seg("identity", "conditionalAccess", "namedLocations", l.ID), body)
 		}
 		if werr != nil {
 			fail(l.ops, Classify(werr, permCA))
@@ -343,9 +384,7 @@ func (e *Executor) ensurePolicy(ctx context.Context, c *calls, locIDs []string) 
 		}
 	}
 	slices.Sort(exclude)
-	raws, err := e.list(ctx, c, caPolicies, "", permCARead, func(ctx context.Context) (func(), error) {
-		return func() {}, e.budgets.IdentityProtectionCA(ctx)
-	})
+	raws, err := e.idpList(ctx, c, caPolicies, permCARead)
 	if err != nil {
 		return "", err
 	}
@@ -406,10 +445,7 @@ func (e *Executor) ensurePolicy(ctx context.Context, c *calls, locIDs []string) 
 			}
 			locs["includeLocations"] = incl
 			cond["locations"] = locs
-			if err := e.budgets.IdentityProtectionCA(ctx); err != nil {
-				return "", Classify(err, permCA)
-			}
-			if _, err := e.raw(ctx, c, abs.PATCH, seg("identity", "conditionalAccess", "policies", pol.ID), "", map[string]any{"conditions": cond}); err != nil {
+			if _, err := e.idpCall(ctx, c, abs.PATCH, seg("identity", "conditionalAccess", "policies", pol.ID), map[string]any{"conditions": cond}); err != nil {
 				return "", Classify(err, permCA)
 			}
 		}
@@ -429,10 +465,7 @@ func (e *Executor) ensurePolicy(ctx context.Context, c *calls, locIDs []string) 
 		},
 		"grantControls": map[string]any{"operator": "OR", "builtInControls": []string{"block"}},
 	}
-	if err := e.budgets.IdentityProtectionCA(ctx); err != nil {
-		return "", Classify(err, permCA)
-	}
-	out, err := e.raw(ctx, c, abs.POST, caPolicies, "", body)
+	out, err := e.idpCall(ctx, c, abs.POST, caPolicies, body)
 	if err != nil {
 		return "", Classify(err, permCA)
 	}

@@ -84,7 +84,8 @@ var errorMapping = abs.ErrorMappings{"XXX": odataerrors.CreateODataErrorFromDisc
 // raw sends one Graph request through the SDK's request adapter (auth,
 // middleware, error mapping) with a JSON body and returns the response body (nil
 // for 204). path is relative to the Graph base URL, or absolute (a nextLink).
-func (e *Executor) raw(ctx context.Context, c *calls, method abs.HttpMethod, path, q string, body any) ([]byte, error) {
+// opts are added to the request (e.g. noSDKRetry).
+func (e *Executor) raw(ctx context.Context, c *calls, method abs.HttpMethod, path, q string, body any, opts ...abs.RequestOption) ([]byte, error) {
 	u := path
 	if !strings.HasPrefix(path, "https://") && !strings.HasPrefix(path, "http://") {
 		u = strings.TrimRight(e.adapter.GetBaseUrl(), "/") + "/" + strings.TrimLeft(path, "/")
@@ -111,7 +112,7 @@ func (e *Executor) raw(ctx context.Context, c *calls, method abs.HttpMethod, pat
 		c = newCalls()
 	}
 	opt, done := c.option()
-	ri.AddRequestOptions([]abs.RequestOption{opt})
+	ri.AddRequestOptions(append([]abs.RequestOption{opt}, opts...))
 	res, err := e.adapter.SendPrimitive(ctx, ri, "[]byte", errorMapping)
 	done()
 	if err != nil {

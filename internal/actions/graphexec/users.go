@@ -165,11 +165,8 @@ func (e *Executor) risk(ctx context.Context, user string, confirm bool, perm str
 	if err != nil {
 		return actions.Result{GraphRequestIDs: c.list()}, err
 	}
-	if err := e.budgets.IdentityProtectionCA(ctx); err != nil {
-		return actions.Result{}, Classify(err, perm)
-	}
 	var before riskyUser
-	b, err := e.raw(ctx, c, abs.GET, seg("identityProtection", "riskyUsers", u.ID), "", nil)
+	b, err := e.idpCall(ctx, c, abs.GET, seg("identityProtection", "riskyUsers", u.ID), nil)
 	if err != nil {
 		ce := Classify(err, "IdentityRiskyUser.Read.All")
 		if ce.Status != http.StatusNotFound {
@@ -190,10 +187,7 @@ func (e *Executor) risk(ctx context.Context, user string, confirm bool, perm str
 	if plan {
 		return actions.Result{Detail: fmt.Sprintf("%s for %s (risk state %s, level %s)", path, user, before.RiskState, before.RiskLevel), Before: bj, GraphRequestIDs: c.list()}, nil
 	}
-	if err := e.budgets.IdentityProtectionCA(ctx); err != nil {
-		return actions.Result{}, Classify(err, perm)
-	}
-	if _, err := e.raw(ctx, c, abs.POST, seg("identityProtection", "riskyUsers", path), "", map[string]any{"userIds": []string{u.ID}}); err != nil {
+	if _, err := e.idpCall(ctx, c, abs.POST, seg("identityProtection", "riskyUsers", path), map[string]any{"userIds": []string{u.ID}}); err != nil {
 		return actions.Result{GraphRequestIDs: c.list()}, Classify(err, perm)
 	}
 	after := before
