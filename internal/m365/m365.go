@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -248,6 +249,11 @@ func NewGraphClient(c Credentials) (*msgraphsdk.GraphServiceClient, azcore.Token
 		},
 		Timeout: c.HTTPClient.Timeout,
 	}
+	// The SDK registers its default serialisers in package-level registries
+	// of kiota while it builds an adapter and a client, without a lock: two
+	// clients built at once race (seen with -race). Build them one at a time.
+	sdkInit.Lock()
+	defer sdkInit.Unlock()
 	adapter, err := msgraphsdk.NewGraphRequestAdapterWithParseNodeFactoryAndSerializationWriterFactoryAndHttpClient(auth, nil, nil, hc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("graph adapter: %w", err)
@@ -255,6 +261,10 @@ func NewGraphClient(c Credentials) (*msgraphsdk.GraphServiceClient, azcore.Token
 	adapter.SetBaseUrl(c.GraphURL)
 	return msgraphsdk.NewGraphServiceClient(adapter), cred, nil
 }
+
+// sdkInit serialises the construction of Graph clients (see NewGraphClient).
+// It guards the SDK's own global state, not ours.
+var sdkInit sync.Mutex
 
 // BearerClient returns an HTTP client that adds a token for scope to every request
 // (for the Management Activity API, which has no Go SDK).
