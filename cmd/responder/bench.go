@@ -6,7 +6,13 @@ import (
 	"strings"
 
 	"github.com/responder-sec/responder/internal/bench"
+	"github.com/responder-sec/responder/internal/feeds"
 )
+
+// serveBenchChild runs this process as the NATS server of `bench ingest` when
+// that benchmark started it (see feeds.ServeBenchChild), so that the server's
+// memory is measured apart from the poller's.
+func serveBenchChild() (served bool, code int) { return feeds.ServeBenchChild() }
 
 // benchCmd runs one benchmark scenario on loopback against the emulated tenant.
 type benchCmd struct {

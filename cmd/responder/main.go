@@ -19,7 +19,7 @@ type cli struct {
 	LogLevel  string `help:"Log level." enum:"debug,info,warn,error" default:"info" env:"RESPONDER_LOG_LEVEL"`
 	LogFormat string `help:"Log format." enum:"text,json" default:"text" env:"RESPONDER_LOG_FORMAT"`
 
-	Demo     demoCmd     `cmd:"" help:"Run the whole engine against a built-in emulated tenant and contain a risky user."`
+	Demo     demoCmd     `cmd:"" help:"Run the whole engine against a built-in emulated tenant and contain a risky user (--scenario NAME|all plays the other playbooks' attacks)."`
 	Serve    serveCmd    `cmd:"" help:"Run the engine as a long-lived service."`
 	Act      actCmd      `cmd:"" help:"Ask a running engine to carry out an action, and wait for the outcome."`
 	Audit    auditCmd    `cmd:"" help:"Read and verify the audit trail."`
@@ -43,6 +43,9 @@ type env struct {
 }
 
 func main() {
+	if served, code := serveBenchChild(); served {
+		os.Exit(code) // this process was the NATS server of `bench ingest`
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

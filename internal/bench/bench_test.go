@@ -70,8 +70,27 @@ func TestRegistry(t *testing.T) {
 	if _, err := Run(context.Background(), m, "nope", Options{}); !errors.Is(err, ErrUnknown) {
 		t.Errorf("unknown scenario: %v", err)
 	}
-	if _, err := Run(context.Background(), m, "ingest", Options{}); !errors.Is(err, ErrNotBuilt) {
-		t.Errorf("hook without implementation: %v", err)
+}
+
+// TestIngestScenarioSmall runs the ingest scenario on 20,000 records: both blob
+// sizes store every record (BenchIngest checks it) and report their figures.
+func TestIngestScenarioSmall(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	res, err := Run(ctx, Scenarios(), "ingest", Options{N: 20000, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Measured <= 0 || res.Bound <= 0 || res.Unit != "events/s" || res.Goal != (Goal{AtLeast, 0.5}) {
+		t.Errorf("ingest result: %+v", res)
+	}
+	for _, k := range []string{"blob_2000_events_per_s", "blob_20000_events_per_s", "blob_2000_baseline_per_s", "blob_20000_ratio"} {
+		if v, ok := res.Extra[k].(float64); !ok || v <= 0 {
+			t.Errorf("%s = %v", k, res.Extra[k])
+		}
+	}
+	if res.Extra["records"] != 20000 || res.Extra["peak_mb"].(float64) <= 0 {
+		t.Errorf("ingest extras: %v", res.Extra)
 	}
 }
 

@@ -38,7 +38,9 @@
 // <content type>) holds Start (all content created before it is stored), Done
 // (content finished within the overlap) and Partial (content id → records
 // stored); it is written only after the records it covers are acknowledged, at
-// the end of each blob and every CheckpointEvery records within one. A process
+// the end of each blob and every CheckpointEvery records within one, by one
+// writer per window that writes the latest state without holding up the
+// publishing (a write may lag; it never claims more than is stored). A process
 // killed at any instant resumes from the checkpoint: finished blobs are skipped,
 // a partial blob is re-read and its first records skipped, and the few records
 // published after the last checkpoint are re-sent and dropped by the stream's
@@ -60,6 +62,14 @@
 // never read (below its coverage), resumably, printing progress. Observer (with
 // the in-memory Counters) receives events published, pages and blobs fetched,
 // throttles, errors and lag, for the engine to expose as metrics.
+//
+// # Benchmark
+//
+// BenchIngest (`responder bench ingest`, BenchmarkManagementIngest) runs the
+// poller against a synthetic Management API on loopback and compares it with
+// plain JetStream async publishes in the same run; the NATS server runs in a
+// child process (the executable started again, served by ServeBenchChild) so
+// that the poller's memory is measured apart.
 //
 // # Concurrency
 //

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -250,6 +251,9 @@ type ctState struct {
 	saveMu sync.Mutex // orders checkpoint writes
 	// pending counts listed content not yet finished, for the status.
 	pending int
+	// saveReq asks the checkpoint writer of the running window for a write;
+	// nil outside window (set and cleared by window alone).
+	saveReq chan struct{}
 }
 
 func (st *ctState) loop(ctx context.Context) {
@@ -399,6 +403,21 @@ func (st *ctState) save(ctx context.Context) error {
 	return nil
 }
 
+// saveSoon has the checkpoint written without waiting: the window's writer
+// writes the state current when it gets to it (requests made meanwhile are
+// one write), so publishing does not stall on a KV round trip. Outside a
+// window it writes now.
+func (st *ctState) saveSoon(ctx context.Context) error {
+	if st.saveReq == nil {
+		return st.save(ctx)
+	}
+	select {
+	case st.saveReq <- struct{}{}:
+	default: // a write is already pending; it will include this state
+	}
+	return nil
+}
+
 // listWindow lists [from, to), starting the subscription again after "no
 // subscription" or "disabled", and retrying a listing cut off mid-body.
 func (st *ctState) listWindow(ctx context.Context, from, to time.Time) ([]content, error) {
@@ -501,10 +520,23 @@ func (st *ctState) window(ctx context.Context, from, to time.Time) error {
 		if first < len(items) {
 			if s := items[first].ContentCreated.Truncate(time.Second); s.After(st.cur.Start) {
 				st.cur.Start = s
+				st.pruneDoneLocked(cfg.Overlap)
 			}
 		}
 		st.mu.Unlock()
 	}
+	// The checkpoint writer: it uses ctx, not wctx, so that what a failed
+	// window stored is still recorded.
+	st.saveReq = make(chan struct{}, 1)
+	saverDone := make(chan struct{})
+	go func() {
+		defer close(saverDone)
+		for range st.saveReq {
+			if err := st.save(ctx); err != nil {
+				fail(err)
+			}
+		}
+	}()
 	for i, c := range items {
 		if done[i] {
 			continue
@@ -528,10 +560,7 @@ func (st *ctState) window(ctx context.Context, from, to time.Time) error {
 				return
 			}
 			finish(i)
-			if err := st.save(wctx); err != nil {
-				fail(err)
-				return
-			}
+			_ = st.saveSoon(wctx)
 			if st.live {
 				st.status.update(func(s *StatusLine) { s.Pending = st.pendingNow() })
 				if err := st.status.flush(wctx, false); err != nil {
@@ -541,6 +570,9 @@ func (st *ctState) window(ctx context.Context, from, to time.Time) error {
 		}()
 	}
 	wg.Wait()
+	close(st.saveReq) // no blob is left to ask; the writer writes what is pending
+	<-saverDone
+	st.saveReq = nil
 	if firstErr != nil {
 		return firstErr
 	}
@@ -553,14 +585,21 @@ func (st *ctState) window(ctx context.Context, from, to time.Time) error {
 	if to.After(st.cur.Start) {
 		st.cur.Start = to
 	}
-	horizon := st.cur.Start.Add(-cfg.Overlap - time.Second)
+	st.pruneDoneLocked(cfg.Overlap)
+	st.mu.Unlock()
+	return st.save(ctx)
+}
+
+// pruneDoneLocked forgets finished content that a listing from Start − overlap
+// cannot return, so that the checkpoint stays small however many blobs a
+// window holds.
+func (st *ctState) pruneDoneLocked(overlap time.Duration) {
+	horizon := st.cur.Start.Add(-overlap - time.Second)
 	for id, created := range st.cur.Done {
 		if created.Before(horizon) {
 			delete(st.cur.Done, id)
 		}
 	}
-	st.mu.Unlock()
-	return st.save(ctx)
 }
 
 func (st *ctState) pendingNow() int {
@@ -657,7 +696,7 @@ func (st *ctState) streamBlob(ctx context.Context, c content, skip int) (stored 
 			return nil
 		}
 		st.setPartial(c.ContentID, stored)
-		if err := st.save(ctx); err != nil {
+		if err := st.saveSoon(ctx); err != nil {
 			return err
 		}
 		saved = stored
@@ -673,17 +712,14 @@ func (st *ctState) streamBlob(ctx context.Context, c content, skip int) (stored 
 		return stored, err
 	}
 
-	dec := json.NewDecoder(resp.Body)
-	if tok, err := dec.Token(); err != nil {
-		return fail(fmt.Errorf("read blob: %w", err))
-	} else if d, ok := tok.(json.Delim); !ok || d != '[' {
-		return fail(fmt.Errorf("read blob: want a JSON array, got %v", tok))
-	}
-	var raw json.RawMessage
+	ar := newArrayReader(resp.Body)
 	n := 0
-	for dec.More() {
-		raw = raw[:0]
-		if err := dec.Decode(&raw); err != nil {
+	for {
+		raw, err := ar.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
 			return fail(fmt.Errorf("read blob record %d: %w", n, err))
 		}
 		if n < skip {
@@ -707,9 +743,6 @@ func (st *ctState) streamBlob(ctx context.Context, c content, skip int) (stored 
 				return fail(err)
 			}
 		}
-	}
-	if _, err := dec.Token(); err != nil {
-		return fail(fmt.Errorf("read blob end: %w", err))
 	}
 	if err := pl.drain(ctx); err != nil {
 		return stored, err

@@ -24,17 +24,53 @@ type blob struct {
 	id          string
 	contentType string
 	created     time.Time // contentCreated = when it became available
-	records     []json.RawMessage
-	raw         []byte // served verbatim when set
+	// listed is when listings start to return it (zero: at created); Microsoft
+	// lists some content well after its contentCreated.
+	listed  time.Time
+	records []json.RawMessage
+	raw     []byte // served verbatim when set
+	// gen, when set, makes the n records on each GET instead of keeping them.
+	gen func(dst []byte, i int) []byte
+	n   int
+}
+
+// listedAt is when the blob appears in listings.
+func (b *blob) listedAt() time.Time {
+	if b.listed.After(b.created) {
+		return b.listed
+	}
+	return b.created
 }
 
 func (b *blob) body() []byte {
+	if b.gen != nil {
+		out := append(make([]byte, 0, 64+b.n*512), '[')
+		for i := range b.n {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = b.gen(out, i)
+		}
+		return append(out, ']')
+	}
 	if b.raw != nil {
 		return b.raw
 	}
 	out, err := json.Marshal(b.records)
 	if err != nil {
 		return []byte("[]")
+	}
+	return out
+}
+
+// recordList returns the blob's records (generated ones made now).
+func (b *blob) recordList() []json.RawMessage {
+	if b.gen == nil {
+		return b.records
+	}
+	out := make([]json.RawMessage, 0, b.n)
+	for i := range b.n {
+		out = append(out, json.RawMessage(b.gen(nil, i)))
 	}
 	return out
 }
@@ -113,6 +149,60 @@ func (t *Tenant) AddAuditBlob(contentType string, raw []byte) (string, error) {
 	return t.addBlobLocked(&blob{contentType: ct, created: t.now().Add(t.opts.AvailabilityDelay), raw: append([]byte(nil), raw...), records: arr}), nil
 }
 
+// AddLateAuditRecords adds raw audit records to a new content blob of
+// contentType whose contentCreated is created (it may be in the past) but
+// which listings return only from listed on, as Microsoft sometimes lists
+// content late: a poller must re-list behind its cursor to find it.
+func (t *Tenant) AddLateAuditRecords(contentType string, records []json.RawMessage, created, listed time.Time) (string, error) {
+	ct, ok := canonContentType(contentType)
+	if !ok {
+		return "", fmt.Errorf("m365sim: invalid content type %q", contentType)
+	}
+	b := &blob{contentType: ct, created: created.UTC(), listed: listed.UTC()}
+	for _, r := range records {
+		b.records = append(b.records, append(json.RawMessage(nil), r...))
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.addBlobLocked(b), nil
+}
+
+// AddGeneratedAuditBlob adds a content blob of contentType with n records,
+// available after AvailabilityDelay, that are made by gen (which appends
+// record i to dst) each time the blob is read instead of being kept: large
+// seeds cost no memory until a blob is fetched. gen must return the same
+// record for the same i and be safe for concurrent use.
+func (t *Tenant) AddGeneratedAuditBlob(contentType string, n int, gen func(dst []byte, i int) []byte) (string, error) {
+	ct, ok := canonContentType(contentType)
+	if !ok {
+		return "", fmt.Errorf("m365sim: invalid content type %q", contentType)
+	}
+	if n < 0 || gen == nil {
+		return "", fmt.Errorf("m365sim: a generated blob needs n >= 0 and a generator")
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.addBlobLocked(&blob{contentType: ct, created: t.now().Add(t.opts.AvailabilityDelay), gen: gen, n: n}), nil
+}
+
+// StopSubscription disables the subscription of contentType, as a call of
+// subscriptions/stop would: listings answer AF20023 until it is started
+// again. It fails for a content type that was never subscribed.
+func (t *Tenant) StopSubscription(contentType string) error {
+	ct, ok := canonContentType(contentType)
+	if !ok {
+		return fmt.Errorf("m365sim: invalid content type %q", contentType)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sub := t.st.subs[ct]
+	if sub == nil {
+		return fmt.Errorf("m365sim: no subscription to %s", ct)
+	}
+	sub.Status = "disabled"
+	return nil
+}
+
 // AuditRecords returns every record of a content type (visible or not), for tests.
 func (t *Tenant) AuditRecords(contentType string) []json.RawMessage {
 	t.mu.Lock()
@@ -120,7 +210,7 @@ func (t *Tenant) AuditRecords(contentType string) []json.RawMessage {
 	var out []json.RawMessage
 	for _, b := range t.st.blobs {
 		if strings.EqualFold(b.contentType, contentType) {
-			out = append(out, b.records...)
+			out = append(out, b.recordList()...)
 		}
 	}
 	return out
@@ -341,7 +431,7 @@ func (t *Tenant) contentList(r *req) *resp {
 	}
 	var bs []*blob
 	for _, b := range t.st.blobs {
-		if b.contentType == ct && !b.created.After(snap) && !b.created.Before(start) && b.created.Before(end) {
+		if b.contentType == ct && !b.listedAt().After(snap) && !b.created.Before(start) && b.created.Before(end) {
 			bs = append(bs, b)
 		}
 	}
@@ -376,20 +466,21 @@ func (t *Tenant) contentList(r *req) *resp {
 func (t *Tenant) getBlob(r *req, id string) *resp {
 	now := t.now()
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	i := slices.IndexFunc(t.st.blobs, func(b *blob) bool { return b.id == id })
 	if i < 0 || t.st.blobs[i].created.After(now) {
+		t.mu.Unlock()
 		if !strings.Contains(id, "$") {
 			return manageError(http.StatusBadRequest, "AF20052", "Content ID "+id+" in the URL is invalid.")
 		}
 		return manageError(http.StatusNotFound, "AF20050", "The specified content ("+id+") does not exist.")
 	}
 	b := t.st.blobs[i]
+	t.mu.Unlock()
 	if now.Sub(b.created) > 7*24*time.Hour {
 		return manageError(http.StatusBadRequest, "AF20051", "Content requested with the key "+id+" has already expired. Content older than 7 days cannot be retrieved.")
 	}
 	res := newResp(http.StatusOK)
-	res.body = b.body()
+	res.body = b.body() // a generated blob is made here and dropped after the response
 	res.hdr.Set("Content-Type", "application/json; charset=utf-8")
 	return res
 }
