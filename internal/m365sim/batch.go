@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -56,12 +57,15 @@ func (t *Tenant) batch(r *req) *resp {
 			}
 		}
 	}
+	// Graph runs the steps of a batch that do not depend on each other in
+	// parallel, in no set order: the emulator runs them in waves, every step
+	// whose dependencies are done at once (each with its own latency), and
+	// answers in request order within a wave.
 	status := make([]int, len(in.Requests))
 	done := make([]bool, len(in.Requests))
 	var out []map[string]any
-	for n := 0; n < len(in.Requests); n++ {
-		// Next item whose dependencies are done (request order otherwise).
-		pick := -1
+	for remaining := len(in.Requests); remaining > 0; {
+		var wave []int
 		for i, it := range in.Requests {
 			if done[i] {
 				continue
@@ -73,11 +77,10 @@ func (t *Tenant) batch(r *req) *resp {
 				}
 			}
 			if ready {
-				pick = i
-				break
+				wave = append(wave, i)
 			}
 		}
-		if pick < 0 { // cycle: fail the rest
+		if len(wave) == 0 { // cycle: fail the rest
 			for i, it := range in.Requests {
 				if !done[i] {
 					done[i] = true
@@ -87,24 +90,40 @@ func (t *Tenant) batch(r *req) *resp {
 			}
 			break
 		}
-		it := in.Requests[pick]
-		done[pick] = true
-		failed := false
-		for _, d := range it.DependsOn {
-			if status[ids[strings.ToLower(d)]] >= 400 {
-				failed = true
+		results := make([]*resp, len(wave))
+		var wg sync.WaitGroup
+		for k, pick := range wave {
+			it := in.Requests[pick]
+			failed := false
+			for _, d := range it.DependsOn {
+				if status[ids[strings.ToLower(d)]] >= 400 {
+					failed = true
+				}
 			}
+			if failed {
+				t.logWire(&req{method: strings.ToUpper(it.Method), path: it.URL, reqID: newGUID(), clientReqID: r.clientReqID, batchID: r.reqID, tok: r.tok, svc: svcGraph},
+					t.now(), http.StatusFailedDependency, 0)
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[k] = t.batchOne(r, it)
+			}()
 		}
-		if failed {
-			status[pick] = http.StatusFailedDependency
-			out = append(out, failedDep(it.ID))
-			t.logWire(&req{method: strings.ToUpper(it.Method), path: it.URL, reqID: newGUID(), clientReqID: r.clientReqID, batchID: r.reqID, tok: r.tok, svc: svcGraph},
-				t.now(), http.StatusFailedDependency, 0)
-			continue
+		wg.Wait()
+		for k, pick := range wave {
+			done[pick] = true
+			remaining--
+			it := in.Requests[pick]
+			if results[k] == nil {
+				status[pick] = http.StatusFailedDependency
+				out = append(out, failedDep(it.ID))
+				continue
+			}
+			status[pick] = results[k].status
+			out = append(out, batchResp(it.ID, results[k]))
 		}
-		res := t.batchOne(r, it)
-		status[pick] = res.status
-		out = append(out, batchResp(it.ID, res))
 	}
 	return jsonResp(http.StatusOK, map[string]any{"responses": out})
 }
