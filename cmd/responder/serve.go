@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,7 +29,7 @@ type serveCmd struct {
 	PlaybookWatch    time.Duration `help:"How often to look for changed playbook files and reload them (0: only on SIGHUP)." default:"2s" env:"RESPONDER_PLAYBOOK_WATCH"`
 	Protected        string        `help:"Protected identities (UPNs or object ids, comma-separated): never actioned by a playbook." env:"RESPONDER_PROTECTED"`
 	DryRun           bool          `help:"Record what would be done and change nothing." env:"RESPONDER_DRY_RUN"`
-	Replicas         int           `help:"Stream replicas (3 in a cluster)." default:"1" env:"RESPONDER_REPLICAS"`
+	Replicas         int           `help:"Stream and bucket replicas (3 in a three-server cluster; 0 keeps what existing streams have, 1 for new ones)." default:"0" env:"RESPONDER_REPLICAS"`
 	Analysts         string        `help:"Analysts file (YAML: names, public keys, rights); default: only the local administrator key." env:"RESPONDER_ANALYSTS" type:"path"`
 	OpsAddr          string        `help:"Operations HTTP address (/healthz, /readyz, /metrics, /api/audit); empty disables." default:"127.0.0.1:9464" env:"RESPONDER_OPS_ADDR"`
 	VerifiedDomains  []string      `help:"The tenant's verified domains (default: read from Graph)." env:"RESPONDER_VERIFIED_DOMAINS"`
@@ -135,11 +136,14 @@ func (c *serveCmd) Run(e *env) error {
 	defer signal.Stop(hup)
 	hupDone := make(chan struct{})
 	defer func() { <-hupDone }()
+	// The reloader stops when serving stops, also when Run fails by itself.
+	hupCtx, hupCancel := context.WithCancel(e.ctx)
+	defer hupCancel()
 	go func() {
 		defer close(hupDone)
 		for {
 			select {
-			case <-e.ctx.Done():
+			case <-hupCtx.Done():
 				return
 			case <-hup:
 				if err := eng.ReloadPlaybooks(); err != nil {

@@ -201,6 +201,12 @@ func (w *Worker) Run(ctx context.Context) error {
 				wg.Wait()
 				return nil
 			}
+			if errors.Is(err, jetstream.ErrNoHeartbeat) {
+				// Not fatal: the pull request was lost (a consumer leader
+				// elected or moved in a cluster); Next asks again.
+				w.log.Warn("no heartbeat from the actions consumer; pulling again", "err", err)
+				continue
+			}
 			return fmt.Errorf("actions: next message: %w", err)
 		}
 		select {

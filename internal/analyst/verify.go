@@ -71,7 +71,16 @@ func EnsureReplayBucket(ctx context.Context, js jetstream.JetStream, replicas in
 		ttl = DefaultReplayTTL
 	}
 	if replicas <= 0 {
+		// Unset: an existing bucket keeps its own count (a process started
+		// without --replicas must not scale a cluster's R3 bucket down).
 		replicas = 1
+		if st, err := js.Stream(ctx, "KV_"+ReplayBucket); err == nil {
+			if n := st.CachedInfo().Config.Replicas; n > 0 {
+				replicas = n
+			}
+		} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("analyst: kv %s: %w", ReplayBucket, err)
+		}
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      ReplayBucket,

@@ -26,6 +26,9 @@ type Config struct {
 	Replicas int
 	// AuditMaxAge is the audit retention (default 400 days).
 	AuditMaxAge time.Duration
+	// CallTimeout bounds each JetStream request made through Bus.JS, whatever
+	// the caller's deadline (default DefaultCallTimeout; negative: unbounded).
+	CallTimeout time.Duration
 	Logger      *slog.Logger
 }
 
@@ -103,11 +106,15 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		b.Close()
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
-	b.JS = js
 	if err := Ensure(ctx, js, cfg); err != nil {
 		b.Close()
 		return nil, err
 	}
+	callTimeout := cfg.CallTimeout
+	if callTimeout == 0 {
+		callTimeout = DefaultCallTimeout
+	}
+	b.JS = Bounded(js, callTimeout)
 	return b, nil
 }
 
@@ -202,17 +209,45 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 			Replicas:   replicas,
 		},
 	}
+	// Without an explicit replica count, a stream that exists keeps its own:
+	// a process started without --replicas must not scale a cluster's R3
+	// streams down to one copy.
+	keep := func(name string, r int) (int, error) {
+		if cfg.Replicas > 0 {
+			return r, nil
+		}
+		st, err := js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return r, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("bus: stream %s: %w", name, err)
+		}
+		if n := st.CachedInfo().Config.Replicas; n > 0 {
+			return n, nil
+		}
+		return r, nil
+	}
 	for _, sc := range streams {
+		r, err := keep(sc.Name, sc.Replicas)
+		if err != nil {
+			return err
+		}
+		sc.Replicas = r
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("bus: stream %s: %w", sc.Name, err)
 		}
+	}
+	kvReplicas, err := keep("KV_"+BucketState, replicas)
+	if err != nil {
+		return err
 	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      BucketState,
 		Description: "checkpoints, leases, idempotency results, suppression windows, approvals",
 		History:     1,
 		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
+		Replicas:    kvReplicas,
 	}); err != nil {
 		return fmt.Errorf("bus: kv %s: %w", BucketState, err)
 	}

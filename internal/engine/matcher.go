@@ -66,6 +66,12 @@ func (m *Matcher) Run(ctx context.Context) error {
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
 				return nil
 			}
+			if errors.Is(err, jetstream.ErrNoHeartbeat) {
+				// Not fatal: the pull request was lost (a consumer leader
+				// elected or moved in a cluster); Next asks again.
+				m.log.Warn("no heartbeat from the events consumer; pulling again", "err", err)
+				continue
+			}
 			return fmt.Errorf("matcher: next: %w", err)
 		}
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)

@@ -1,0 +1,199 @@
+package reliability
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// natsCluster is a JetStream cluster of nats-server instances in the test
+// process, on loopback, each with its own store. The test stops members at
+// will; the rest are shut down at cleanup.
+type natsCluster struct {
+	t    *testing.T
+	mu   sync.Mutex
+	srvs []*server.Server
+	down map[string]bool
+}
+
+// startNATSCluster starts n clustered JetStream servers named n1..nn and waits
+// until they form one meta group with a leader and every member is current.
+//
+// JetStream clustering needs every server's routes configured at start (a
+// server with none refuses to start JetStream), so the route ports are picked
+// first: n listeners on 127.0.0.1:0 held together (so the ports differ) and
+// closed just before the servers bind them. Another process could take one of
+// them in between; then a server fails to listen, and the cluster is started
+// again on other ports.
+func startNATSCluster(t *testing.T, ctx context.Context, n int) *natsCluster {
+	t.Helper()
+	c := &natsCluster{t: t, down: map[string]bool{}}
+	t.Cleanup(c.shutdown)
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		if err = c.tryStart(n); err == nil {
+			break
+		}
+		t.Logf("NATS cluster attempt %d: %v", attempt, err)
+		c.shutdown()
+		c.mu.Lock()
+		c.srvs = nil
+		c.mu.Unlock()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.waitFormed(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (c *natsCluster) tryStart(n int) error {
+	ports, err := freePorts(n)
+	if err != nil {
+		return err
+	}
+	routes := make([]*url.URL, n)
+	for i, p := range ports {
+		routes[i] = &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", p)}
+	}
+	for i := range n {
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: -1,
+			JetStream: true, StoreDir: c.t.TempDir(), NoSigs: true, NoLog: true, MaxPayload: 8 << 20,
+			Cluster: server.ClusterOpts{Name: "responder-reliability", Host: "127.0.0.1", Port: ports[i]},
+			// Every server gets every route, its own included (a server ignores
+			// a route to itself), so each expects n peers.
+			Routes: routes,
+		}
+		srv, err := server.NewServer(opts)
+		if err != nil {
+			return err
+		}
+		srv.Start()
+		c.mu.Lock()
+		c.srvs = append(c.srvs, srv)
+		c.mu.Unlock()
+		if !srv.ReadyForConnections(10 * time.Second) {
+			return fmt.Errorf("NATS server %s not ready (route port %d)", opts.ServerName, ports[i])
+		}
+	}
+	return nil
+}
+
+// freePorts returns n distinct loopback TCP ports that were free a moment ago.
+func freePorts(n int) ([]int, error) {
+	var (
+		lns   []net.Listener
+		ports []int
+	)
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// waitFormed waits until one running server is the meta leader and sees want
+// JetStream peers, and every running server's meta group is current.
+func (c *natsCluster) waitFormed(ctx context.Context, want int) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var (
+			leader  string
+			peers   int
+			current = true
+		)
+		for _, s := range c.running() {
+			if s.JetStreamIsLeader() {
+				leader, peers = s.Name(), len(s.JetStreamClusterPeers())
+			}
+			if !s.JetStreamIsCurrent() {
+				current = false
+			}
+		}
+		if leader != "" && peers >= want && current {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("NATS cluster not formed (meta leader %q, %d of %d peers, all current %v): %w", leader, peers, want, current, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// running lists the servers not stopped by the test.
+func (c *natsCluster) running() []*server.Server {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*server.Server
+	for _, s := range c.srvs {
+		if !c.down[s.Name()] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// clientURLs is every member's client URL, comma-separated (the form
+// nats.Connect and --nats-url take).
+func (c *natsCluster) clientURLs() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	urls := make([]string, 0, len(c.srvs))
+	for _, s := range c.srvs {
+		urls = append(urls, s.ClientURL())
+	}
+	return strings.Join(urls, ",")
+}
+
+// stop shuts the named server down and waits for it to be gone.
+func (c *natsCluster) stop(name string) {
+	c.t.Helper()
+	c.mu.Lock()
+	var srv *server.Server
+	for _, s := range c.srvs {
+		if s.Name() == name && !c.down[name] {
+			srv = s
+		}
+	}
+	if srv != nil {
+		c.down[name] = true
+	}
+	c.mu.Unlock()
+	if srv == nil {
+		c.t.Fatalf("no running NATS server %q", name)
+	}
+	srv.Shutdown()
+	srv.WaitForShutdown()
+}
+
+func (c *natsCluster) shutdown() {
+	for _, s := range c.running() {
+		s.Shutdown()
+	}
+	for _, s := range c.running() {
+		s.WaitForShutdown()
+	}
+}
