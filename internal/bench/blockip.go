@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 
 	"github.com/responder-sec/responder/internal/actions"
 	"github.com/responder-sec/responder/internal/actions/graphexec"
@@ -88,21 +87,12 @@ func runBlockIP(ctx context.Context, o Options) (Result, error) {
 
 	ca := limits.IdentityProtectionCA
 	budgets := graphexec.NewBudgets(graphexec.BudgetConfig{IdentityProtectionCA: graphexec.Rate{N: ca.Capacity, Per: ca.Per}})
-	st, err := startWorkerStack(ctx, o, dir, sim, budgets)
+	run, err := startScenario(ctx, o, dir, sim, budgets)
 	if err != nil {
 		return Result{}, err
 	}
-	defer st.stop()
-	nc, err := nats.Connect(st.bus.ClientURL(), nats.Name("bench-analyst"))
-	if err != nil {
-		return Result{}, err
-	}
-	defer nc.Close()
-	outs, err := watchOutcomes(nc, st.tenant)
-	if err != nil {
-		return Result{}, err
-	}
-	defer outs.close()
+	defer run.close()
+	st, outs := run.workerStack, run.outs
 
 	// Warm-up outside the timing (consumer, token, TLS connection) with a call
 	// that does not touch the Conditional Access budget.

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 
 	"github.com/responder-sec/responder/internal/actions"
 	"github.com/responder-sec/responder/internal/actions/graphexec"
@@ -85,28 +84,24 @@ func runContain(ctx context.Context, o Options) (Result, error) {
 	budgets := graphexec.NewBudgets(graphexec.BudgetConfig{
 		EntraWrites: graphexec.Rate{N: limits.EntraWrites.Capacity, Per: limits.EntraWrites.Per},
 	})
-	st, err := startWorkerStack(ctx, o, dir, sim, budgets)
+	run, err := startScenario(ctx, o, dir, sim, budgets)
 	if err != nil {
 		return Result{}, err
 	}
-	defer st.stop()
-	nc, err := nats.Connect(st.bus.ClientURL(), nats.Name("bench-analyst"))
-	if err != nil {
-		return Result{}, err
-	}
-	defer nc.Close()
+	defer run.close()
+	st, outs := run.workerStack, run.outs
 	// A running engine holds a Graph token and warm connections: one request
 	// through the worker before the clock starts, then full buckets again.
-	if err := warmUp(ctx, st, nc, sim); err != nil {
+	warm := sim.AddUser(m365sim.User{UserPrincipalName: "warmup@contoso.com"})
+	if err := run.warmUp(ctx, &actions.Request{
+		Version: actions.Version, ID: uuid.NewString(), Action: actions.RevokeSessions,
+		Target:      actions.Target{User: warm.UserPrincipalName},
+		RequestedBy: audit.Actor{Kind: "analyst", Name: "bench"}, Reason: "bench: warm-up", RequestedAt: time.Now().UTC(),
+	}); err != nil {
 		return Result{}, err
 	}
 	sim.SetLimits(limits)
 	sim.ResetWireLog()
-	outs, err := watchOutcomes(nc, st.tenant)
-	if err != nil {
-		return Result{}, err
-	}
-	defer outs.close()
 
 	o.progressf("contain: %d users through the worker (throttling on, %s latency)", n, containLatency)
 	start := time.Now()
@@ -235,27 +230,4 @@ func oneAtATime(ctx context.Context, sim *m365sim.Tenant, n int) (time.Duration,
 		}
 	}
 	return time.Since(start) / time.Duration(n), nil
-}
-
-// warmUp sends one revoke_sessions through the worker and waits for its
-// outcome.
-func warmUp(ctx context.Context, st *workerStack, nc *nats.Conn, sim *m365sim.Tenant) error {
-	outs, err := watchOutcomes(nc, st.tenant)
-	if err != nil {
-		return err
-	}
-	defer outs.close()
-	u := sim.AddUser(m365sim.User{UserPrincipalName: "warmup@contoso.com"})
-	r := &actions.Request{
-		Version: actions.Version, ID: uuid.NewString(), Action: actions.RevokeSessions,
-		Target:      actions.Target{User: u.UserPrincipalName},
-		RequestedBy: audit.Actor{Kind: "analyst", Name: "bench"}, Reason: "bench: warm-up", RequestedAt: time.Now().UTC(),
-	}
-	if err := actions.Publish(ctx, st.bus.JS, st.tenant, r); err != nil {
-		return err
-	}
-	return outs.waitFor(ctx, time.Minute, func(m map[string]actions.Outcome) bool {
-		out, ok := m[r.ID]
-		return ok && out.Outcome.Final()
-	})
 }

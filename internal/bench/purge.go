@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 
 	"github.com/responder-sec/responder/internal/actions"
 	"github.com/responder-sec/responder/internal/actions/graphexec"
@@ -101,21 +100,12 @@ func runPurge(ctx context.Context, o Options) (Result, error) {
 
 	// The engine paces itself to Microsoft's budgets, which the emulator enforces.
 	budgets := graphexec.NewBudgets(graphexec.BudgetConfig{OutlookConcurrency: limits.OutlookConcurrency})
-	st, err := startWorkerStack(ctx, o, dir, sim, budgets)
+	run, err := startScenario(ctx, o, dir, sim, budgets)
 	if err != nil {
 		return Result{}, err
 	}
-	defer st.stop()
-	nc, err := nats.Connect(st.bus.ClientURL(), nats.Name("bench-analyst"))
-	if err != nil {
-		return Result{}, err
-	}
-	defer nc.Close()
-	outs, err := watchOutcomes(nc, st.tenant)
-	if err != nil {
-		return Result{}, err
-	}
-	defer outs.close()
+	defer run.close()
+	st, outs := run.workerStack, run.outs
 
 	// Warm-up outside the timing: the worker's consumer, the Graph token and
 	// the TLS connection, with a purge that finds nothing.
@@ -245,37 +235,6 @@ func purgeRequest(messageID string, mailboxes ...string) *actions.Request {
 		RequestedBy: audit.Actor{Kind: "analyst", Name: "bench"}, Reason: "bench: phishing campaign purge",
 		RequestedAt: time.Now().UTC(),
 	}
-}
-
-// publishAndWait publishes reqs at once and waits until each has a final
-// outcome; it returns the time from the first publish to the last outcome.
-func publishAndWait(ctx context.Context, st *workerStack, outs *outcomes, reqs []*actions.Request, timeout time.Duration) (time.Duration, error) {
-	start := time.Now()
-	for _, r := range reqs {
-		if err := actions.Publish(ctx, st.bus.JS, st.tenant, r); err != nil {
-			return 0, err
-		}
-	}
-	done := func(m map[string]actions.Outcome) bool {
-		for _, r := range reqs {
-			if out, ok := m[r.ID]; !ok || !out.Outcome.Final() {
-				return false
-			}
-		}
-		return true
-	}
-	if err := outs.waitFor(ctx, timeout, done); err != nil {
-		return 0, err
-	}
-	last := start
-	outs.mu.Lock()
-	for _, r := range reqs {
-		if at := outs.at[r.ID]; at.After(last) {
-			last = at
-		}
-	}
-	outs.mu.Unlock()
-	return last.Sub(start), nil
 }
 
 // countSucceeded counts the succeeded audit records of action among the

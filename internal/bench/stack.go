@@ -155,3 +155,82 @@ func writeTarget(w m365sim.WireEntry) string {
 	}
 	return strings.ToLower(k)
 }
+
+// scenarioRun is a worker stack with an analyst's connection watching the
+// outcomes, as the purge, block-ip and contain scenarios use it.
+type scenarioRun struct {
+	*workerStack
+	nc   *nats.Conn
+	outs *outcomes
+}
+
+// startScenario starts a worker stack against sim and an outcome watcher.
+func startScenario(ctx context.Context, o Options, dir string, sim *m365sim.Tenant, budgets *graphexec.Budgets) (*scenarioRun, error) {
+	st, err := startWorkerStack(ctx, o, dir, sim, budgets)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(st.bus.ClientURL(), nats.Name("bench-analyst"))
+	if err != nil {
+		st.stop()
+		return nil, err
+	}
+	outs, err := watchOutcomes(nc, st.tenant)
+	if err != nil {
+		nc.Close()
+		st.stop()
+		return nil, err
+	}
+	return &scenarioRun{workerStack: st, nc: nc, outs: outs}, nil
+}
+
+func (r *scenarioRun) close() {
+	r.outs.close()
+	r.nc.Close()
+	r.stop()
+}
+
+// warmUp runs req through the worker before the clock starts (consumer,
+// Graph token, TLS connection: a running engine has them) and forgets its
+// outcome.
+func (r *scenarioRun) warmUp(ctx context.Context, req *actions.Request) error {
+	if _, err := publishAndWait(ctx, r.workerStack, r.outs, []*actions.Request{req}, time.Minute); err != nil {
+		return fmt.Errorf("bench: warm-up: %w", err)
+	}
+	r.outs.mu.Lock()
+	delete(r.outs.got, req.ID)
+	delete(r.outs.at, req.ID)
+	r.outs.mu.Unlock()
+	return nil
+}
+
+// publishAndWait publishes reqs and waits until each has a final outcome; it
+// returns the time from the first publish to the last outcome.
+func publishAndWait(ctx context.Context, st *workerStack, outs *outcomes, reqs []*actions.Request, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	for _, r := range reqs {
+		if err := actions.Publish(ctx, st.bus.JS, st.tenant, r); err != nil {
+			return 0, err
+		}
+	}
+	done := func(m map[string]actions.Outcome) bool {
+		for _, r := range reqs {
+			if out, ok := m[r.ID]; !ok || !out.Outcome.Final() {
+				return false
+			}
+		}
+		return true
+	}
+	if err := outs.waitFor(ctx, timeout, done); err != nil {
+		return 0, err
+	}
+	last := start
+	outs.mu.Lock()
+	for _, r := range reqs {
+		if at := outs.at[r.ID]; at.After(last) {
+			last = at
+		}
+	}
+	outs.mu.Unlock()
+	return last.Sub(start), nil
+}
