@@ -360,7 +360,7 @@ func PublicRecords(dir string) ([]json.RawMessage, error) {
 				data = []byte(f.Input.Message)
 			}
 		}
-		rs := &recordStream{dec: json.NewDecoder(bytes.NewReader(data))}
+		rs := newRecordStream(bytes.NewReader(data))
 		_ = rs.each(func(raw json.RawMessage) error {
 			if _, err := event.Normalize("", raw); err == nil {
 				out = append(out, bytes.Clone(raw))

@@ -38,7 +38,7 @@ func readRecords(t *testing.T, path string) []event.Envelope {
 	}
 	defer f.Close()
 	var out []event.Envelope
-	rs := &recordStream{dec: json.NewDecoder(f)}
+	rs := newRecordStream(f)
 	err = rs.each(func(raw json.RawMessage) error {
 		env, err := event.Normalize("", raw)
 		if err != nil {

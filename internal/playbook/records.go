@@ -1,7 +1,6 @@
 package playbook
 
 import (
-	"bufio"
 	"bytes"
 	"container/heap"
 	"context"
@@ -67,8 +66,7 @@ type ActionResult struct {
 // time being evaluated when it arrives; records of other sources are written
 // as they are read. Memory stays bounded by the buffer.
 func TestRecords(ctx context.Context, set *Set, r io.Reader, file string, w io.Writer, jsonOut bool) error {
-	rs := &recordStream{dec: json.NewDecoder(bufio.NewReaderSize(r, 64<<10))}
-	rs.dec.UseNumber()
+	rs := newRecordStream(r)
 	var counter Counter
 	if set.Stateful() {
 		counter = NewMemCounter()
@@ -99,6 +97,10 @@ func TestRecords(ctx context.Context, set *Set, r io.Reader, file string, w io.W
 		i := index
 		index++
 		env, err := event.Normalize("", raw)
+		if se := (*json.SyntaxError)(nil); errors.As(err, &se) {
+			// Not JSON: the file is not what it claims to be.
+			return fmt.Errorf("playbook test: %s: record %d: %w", file, i, err)
+		}
 		if counter == nil || err != nil || !stateful.holds(env.Source) {
 			return write(testOne(ctx, set, counter, env, err, file, i))
 		}
@@ -259,171 +261,4 @@ func formatText(res RecordResult) []byte {
 		}
 	}
 	return b.Bytes()
-}
-
-// recordStream walks top-level JSON values token by token so that arrays and
-// "value" lists are never held whole.
-type recordStream struct {
-	dec *json.Decoder
-}
-
-func (rs *recordStream) each(emit func(json.RawMessage) error, file string) error {
-	for {
-		tok, err := rs.dec.Token()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("playbook test: %s: offset %d: %w", file, rs.dec.InputOffset(), err)
-		}
-		switch tok {
-		case json.Delim('['):
-			if err := rs.elements(emit, file); err != nil {
-				return err
-			}
-		case json.Delim('{'):
-			if err := rs.object(emit, file); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("playbook test: %s: offset %d: want a JSON object or array, got %v", file, rs.dec.InputOffset(), tok)
-		}
-	}
-}
-
-// elements emits each element of an array whose '[' was read, then reads ']'.
-func (rs *recordStream) elements(emit func(json.RawMessage) error, file string) error {
-	for rs.dec.More() {
-		var m json.RawMessage
-		if err := rs.dec.Decode(&m); err != nil {
-			return fmt.Errorf("playbook test: %s: offset %d: %w", file, rs.dec.InputOffset(), err)
-		}
-		if len(m) > maxRecordBytes {
-			return fmt.Errorf("playbook test: %s: a record of %d bytes is larger than %d", file, len(m), maxRecordBytes)
-		}
-		if err := emit(m); err != nil {
-			return err
-		}
-	}
-	if _, err := rs.dec.Token(); err != nil {
-		return fmt.Errorf("playbook test: %s: offset %d: %w", file, rs.dec.InputOffset(), err)
-	}
-	return nil
-}
-
-// object reads an object whose '{' was read: a Graph list response when it
-// has a "value" array (its elements are emitted as they are read, its other
-// members ignored), else one record rebuilt from its members in order.
-func (rs *recordStream) object(emit func(json.RawMessage) error, file string) error {
-	var buf bytes.Buffer
-	buf.WriteByte('{')
-	members, isList := 0, false
-	for rs.dec.More() {
-		kt, err := rs.dec.Token()
-		if err != nil {
-			return fmt.Errorf("playbook test: %s: offset %d: %w", file, rs.dec.InputOffset(), err)
-		}
-		key, _ := kt.(string)
-		if key == "value" && !isList {
-			vt, err := rs.dec.Token()
-			if err != nil {
-				return fmt.Errorf("playbook test: %s: offset %d: %w", file, rs.dec.InputOffset(), err)
-			}
-			if vt == json.Delim('[') {
-				isList = true
-				if err := rs.elements(emit, file); err != nil {
-					return err
-				}
-				continue
-			}
-			// "value" that is not an array: keep it as a member.
-			v, err := rs.rest(vt)
-			if err != nil {
-				return fmt.Errorf("playbook test: %s: offset %d: %w", file, rs.dec.InputOffset(), err)
-			}
-			rs.member(&buf, &members, key, v)
-			continue
-		}
-		var v json.RawMessage
-		if err := rs.dec.Decode(&v); err != nil {
-			return fmt.Errorf("playbook test: %s: offset %d: %w", file, rs.dec.InputOffset(), err)
-		}
-		if !isList {
-			rs.member(&buf, &members, key, v)
-			if buf.Len() > maxRecordBytes {
-				return fmt.Errorf("playbook test: %s: a record larger than %d bytes", file, maxRecordBytes)
-			}
-		}
-	}
-	if _, err := rs.dec.Token(); err != nil { // '}'
-		return fmt.Errorf("playbook test: %s: offset %d: %w", file, rs.dec.InputOffset(), err)
-	}
-	if isList {
-		return nil
-	}
-	buf.WriteByte('}')
-	return emit(json.RawMessage(buf.Bytes()))
-}
-
-func (rs *recordStream) member(buf *bytes.Buffer, n *int, key string, v json.RawMessage) {
-	if *n > 0 {
-		buf.WriteByte(',')
-	}
-	*n++
-	k, _ := json.Marshal(key)
-	buf.Write(k)
-	buf.WriteByte(':')
-	buf.Write(v)
-}
-
-// rest rebuilds the JSON of a value whose first token was already read.
-func (rs *recordStream) rest(first json.Token) (json.RawMessage, error) {
-	switch t := first.(type) {
-	case json.Delim:
-		var buf bytes.Buffer
-		switch t {
-		case '{':
-			buf.WriteByte('{')
-			for i := 0; rs.dec.More(); i++ {
-				kt, err := rs.dec.Token()
-				if err != nil {
-					return nil, err
-				}
-				var v json.RawMessage
-				if err := rs.dec.Decode(&v); err != nil {
-					return nil, err
-				}
-				if i > 0 {
-					buf.WriteByte(',')
-				}
-				k, _ := json.Marshal(kt)
-				buf.Write(k)
-				buf.WriteByte(':')
-				buf.Write(v)
-			}
-			buf.WriteByte('}')
-		case '[':
-			buf.WriteByte('[')
-			for i := 0; rs.dec.More(); i++ {
-				var v json.RawMessage
-				if err := rs.dec.Decode(&v); err != nil {
-					return nil, err
-				}
-				if i > 0 {
-					buf.WriteByte(',')
-				}
-				buf.Write(v)
-			}
-			buf.WriteByte(']')
-		default:
-			return nil, fmt.Errorf("unexpected %v", t)
-		}
-		if _, err := rs.dec.Token(); err != nil {
-			return nil, err
-		}
-		return buf.Bytes(), nil
-	default:
-		b, err := json.Marshal(t)
-		return b, err
-	}
 }
