@@ -194,18 +194,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	// an action already sent to Microsoft gets its audit record.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+	pull := bus.NewPuller(it, w.log, "actions")
 	for {
-		msg, err := it.Next()
+		msg, err := pull.Next()
 		if err != nil {
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
 				wg.Wait()
 				return nil
-			}
-			if errors.Is(err, jetstream.ErrNoHeartbeat) {
-				// Not fatal: the pull request was lost (a consumer leader
-				// elected or moved in a cluster); Next asks again.
-				w.log.Warn("no heartbeat from the actions consumer; pulling again", "err", err)
-				continue
 			}
 			return fmt.Errorf("actions: next message: %w", err)
 		}

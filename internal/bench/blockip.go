@@ -76,14 +76,13 @@ func runBlockIP(ctx context.Context, o Options) (Result, error) {
 		return Result{}, err
 	}
 	defer cleanup()
-	sim, err := m365sim.New(m365sim.Options{Seed: m365sim.SeedSmall, Throttling: true, Logger: o.logger()})
+	sim, err := throttledTenant(o, blockIPLatency)
 	if err != nil {
 		return Result{}, err
 	}
 	defer sim.Close()
 	limits := m365sim.DefaultLimits()
 	sim.SetLimits(limits)
-	sim.AddFault(m365sim.Fault{Latency: blockIPLatency})
 
 	ca := limits.IdentityProtectionCA
 	budgets := graphexec.NewBudgets(graphexec.BudgetConfig{IdentityProtectionCA: graphexec.Rate{N: ca.Capacity, Per: ca.Per}})

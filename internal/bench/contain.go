@@ -52,13 +52,12 @@ func runContain(ctx context.Context, o Options) (Result, error) {
 		return Result{}, err
 	}
 	defer cleanup()
-	sim, err := m365sim.New(m365sim.Options{Seed: m365sim.SeedSmall, Throttling: true, Logger: o.logger()})
+	sim, err := throttledTenant(o, containLatency)
 	if err != nil {
 		return Result{}, err
 	}
 	defer sim.Close()
 	limits := containLimits()
-	sim.AddFault(m365sim.Fault{Latency: containLatency})
 	users := make([]m365sim.User, n)
 	for i := range users {
 		users[i] = sim.AddUser(m365sim.User{UserPrincipalName: fmt.Sprintf("contain%05d@contoso.com", i)})

@@ -89,14 +89,13 @@ func runPurge(ctx context.Context, o Options) (Result, error) {
 		return Result{}, err
 	}
 	defer cleanup()
-	sim, err := m365sim.New(m365sim.Options{Seed: m365sim.SeedSmall, Throttling: true, Logger: o.logger()})
+	sim, err := throttledTenant(o, purgeLatency)
 	if err != nil {
 		return Result{}, err
 	}
 	defer sim.Close()
 	limits := m365sim.DefaultLimits()
 	sim.SetLimits(limits)
-	sim.AddFault(m365sim.Fault{Latency: purgeLatency})
 
 	// The engine paces itself to Microsoft's budgets, which the emulator enforces.
 	budgets := graphexec.NewBudgets(graphexec.BudgetConfig{OutlookConcurrency: limits.OutlookConcurrency})

@@ -234,3 +234,14 @@ func publishAndWait(ctx context.Context, st *workerStack, outs *outcomes, reqs [
 	outs.mu.Unlock()
 	return last.Sub(start), nil
 }
+
+// throttledTenant is the small seeded tenant with Microsoft's throttling on
+// and latency added to every call, as the budget scenarios measure it.
+func throttledTenant(o Options, latency time.Duration) (*m365sim.Tenant, error) {
+	sim, err := m365sim.New(m365sim.Options{Seed: m365sim.SeedSmall, Throttling: true, Logger: o.logger()})
+	if err != nil {
+		return nil, err
+	}
+	sim.AddFault(m365sim.Fault{Latency: latency})
+	return sim, nil
+}

@@ -330,8 +330,9 @@ func (e *Engine) ready(ctx context.Context) map[string]error {
 	return out
 }
 
-// ReloadPlaybooks loads the playbook directory again. An invalid set is refused
-// with every problem named, and the engine keeps the last good set.
+// ReloadPlaybooks loads the playbook directory again (and, when none are
+// configured, the tenant's verified domains). An invalid set is refused with
+// every problem named, and the engine keeps the last good set.
 func (e *Engine) ReloadPlaybooks() error {
 	e.pbMu.Lock()
 	defer e.pbMu.Unlock()

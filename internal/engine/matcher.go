@@ -60,17 +60,12 @@ func (m *Matcher) Run(ctx context.Context) error {
 	}
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
+	pull := bus.NewPuller(it, m.log, "events")
 	for {
-		msg, err := it.Next()
+		msg, err := pull.Next()
 		if err != nil {
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
 				return nil
-			}
-			if errors.Is(err, jetstream.ErrNoHeartbeat) {
-				// Not fatal: the pull request was lost (a consumer leader
-				// elected or moved in a cluster); Next asks again.
-				m.log.Warn("no heartbeat from the events consumer; pulling again", "err", err)
-				continue
 			}
 			return fmt.Errorf("matcher: next: %w", err)
 		}

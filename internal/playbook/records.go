@@ -140,12 +140,8 @@ func statefulSourcesOf(set *Set) sourceSet {
 			out.any = true
 		}
 		out.m[p.Trigger.Source] = true
-		if th.Then != nil {
-			if th.Then.Source == "" {
-				out.m[p.Trigger.Source] = true
-			} else {
-				out.m[th.Then.Source] = true
-			}
+		if th.Then != nil && th.Then.Source != "" { // "" is the trigger's source
+			out.m[th.Then.Source] = true
 		}
 	}
 	return out
