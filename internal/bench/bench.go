@@ -175,7 +175,14 @@ type Result struct {
 	BoundNote string
 	Ratio     float64
 	Goal      Goal
-	Met       bool
+	// Met is true only when the goal is met AND every check passed.
+	Met bool
+	// N and Concurrency are the run's size and the worker's requests in
+	// flight (0 where a scenario has no worker).
+	N, Concurrency int
+	// Checks are the run's correctness checks; an empty list is a failure
+	// (a scenario that checks nothing cannot be met).
+	Checks []Check
 	// Extra holds the scenario's other figures; keys must not clash with the
 	// fields above.
 	Extra map[string]any
@@ -188,10 +195,36 @@ func (r *Result) Complete() {
 	} else {
 		r.Ratio = math.Inf(1)
 	}
-	r.Met = r.Goal.Met(r.Ratio)
+	r.Met = r.Goal.Met(r.Ratio) && r.ChecksPassed()
 }
 
-var reserved = []string{"scenario", "measured", "unit", "bound", "bound_note", "ratio", "goal", "met"}
+// Check is one correctness check of a run: the result is met only when every
+// check is ok.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// ChecksPassed reports whether the run has checks and every one passed.
+func (r *Result) ChecksPassed() bool {
+	if len(r.Checks) == 0 {
+		return false
+	}
+	for _, c := range r.Checks {
+		if !c.OK {
+			return false
+		}
+	}
+	return true
+}
+
+// AddCheck appends a check.
+func (r *Result) AddCheck(name string, ok bool, detail string) {
+	r.Checks = append(r.Checks, Check{Name: name, OK: ok, Detail: detail})
+}
+
+var reserved = []string{"scenario", "measured", "unit", "bound", "bound_note", "ratio", "goal", "met", "n", "concurrency", "checks"}
 
 // MarshalJSON writes the flat object described on Result.
 func (r Result) MarshalJSON() ([]byte, error) {
@@ -216,6 +249,13 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	}
 	m["goal"] = r.Goal.String()
 	m["met"] = r.Met
+	m["n"] = r.N
+	m["concurrency"] = r.Concurrency
+	checks := r.Checks
+	if checks == nil {
+		checks = []Check{}
+	}
+	m["checks"] = checks
 	return json.Marshal(m)
 }
 
