@@ -56,6 +56,18 @@ func AuditSubject(tenant, outcome, action string) string {
 // AuditFilter matches every audit record of a tenant.
 func AuditFilter(tenant string) string { return "responder." + Token(tenant) + ".audit.>" }
 
+// AuditSelect matches the audit records of a tenant with one outcome and
+// action; an empty part matches any ("" tenant too).
+func AuditSelect(tenant, outcome, action string) string {
+	tok := func(s string) string {
+		if s == "" {
+			return "*"
+		}
+		return Token(s)
+	}
+	return "responder." + tok(tenant) + ".audit." + tok(outcome) + "." + tok(action)
+}
+
 // ResultSubject is where the engine announces the final outcome of one request
 // (core NATS, not stored: the audit trail is the record; this is the reply channel
 // for a waiting analyst).
