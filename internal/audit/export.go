@@ -48,53 +48,119 @@ var csvHeader = []string{
 // separated by ';', graph request ids separated by spaces. A cell that a
 // spreadsheet would run as a formula (starting with = + - @, tab or CR) is
 // prefixed with a single quote.
+//
+// Export writes no head: ExportSigned is the export that VerifyExport accepts.
 func Export(ctx context.Context, js jetstream.JetStream, f Filter, format string, w io.Writer) error {
-	bw := bufio.NewWriterSize(w, 64<<10)
-	var (
-		each   func(storedMsg) error
-		finish = func() error { return nil }
-	)
+	return export(ctx, js, f, format, nil, w)
+}
+
+// ExportSigned is Export up to and including the record that head names (a
+// head signed by an engine: the kept head, ReadHeadKV), followed in JSONL by the
+// head itself as the last line. Records stored after the head are left to the
+// next export. VerifyExport then fails an export whose head line is missing or
+// that lost records before it.
+func ExportSigned(ctx context.Context, js jetstream.JetStream, f Filter, format string, head Head, w io.Writer) error {
+	if head.Type != HeadType || head.Seq == 0 || head.Sig == "" {
+		return errors.New("audit: export: no signed head to end the export with")
+	}
+	return export(ctx, js, f, format, &head, w)
+}
+
+func export(ctx context.Context, js jetstream.JetStream, f Filter, format string, head *Head, w io.Writer) error {
+	x, err := NewExporter(w, f, format, head)
+	if err != nil {
+		return err
+	}
+	err = scan(ctx, js, bus.StreamAudit, f.subject(), func(m storedMsg) error {
+		return x.Add(Stored{Seq: m.seq, Subject: m.subject, Data: m.data})
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return fmt.Errorf("audit: export: %w", err)
+	}
+	return x.Close()
+}
+
+// Exporter writes an export from messages fed to it in stream order, from any
+// transport (the stream, or the engine's query service): Add each, then Close.
+type Exporter struct {
+	bw     *bufio.Writer
+	f      Filter
+	all    bool
+	head   *Head
+	cw     *csv.Writer // FormatCSV
+	ended  bool        // passed the head
+	closed bool
+}
+
+// NewExporter starts an export to w of the messages f matches in format. With a
+// head, messages after the record the head names are left out and, in JSONL,
+// the head is written last.
+func NewExporter(w io.Writer, f Filter, format string, head *Head) (*Exporter, error) {
+	x := &Exporter{bw: bufio.NewWriterSize(w, 64<<10), f: f, all: f.IsZero(), head: head}
 	switch format {
 	case FormatJSONL, "":
-		all := f.IsZero()
-		each = func(m storedMsg) error {
-			if !all {
-				var r Record
-				if json.Unmarshal(m.data, &r) != nil || !f.Match(r) {
-					return nil
-				}
-			}
-			if _, err := bw.Write(m.data); err != nil {
-				return err
-			}
-			return bw.WriteByte('\n')
-		}
 	case FormatCSV:
-		cw := csv.NewWriter(bw)
-		if err := cw.Write(csvHeader); err != nil {
-			return fmt.Errorf("audit: export: %w", err)
-		}
-		each = func(m storedMsg) error {
-			var r Record
-			if json.Unmarshal(m.data, &r) != nil || !f.Match(r) {
-				return nil
-			}
-			return cw.Write(csvRow(r))
-		}
-		finish = func() error {
-			cw.Flush()
-			return cw.Error()
+		x.cw = csv.NewWriter(x.bw)
+		if err := x.cw.Write(csvHeader); err != nil {
+			return nil, fmt.Errorf("audit: export: %w", err)
 		}
 	default:
-		return fmt.Errorf("%w %q (want %s or %s)", ErrFormat, format, FormatJSONL, FormatCSV)
+		return nil, fmt.Errorf("%w %q (want %s or %s)", ErrFormat, format, FormatJSONL, FormatCSV)
 	}
-	if err := scan(ctx, js, bus.StreamAudit, f.subject(), each); err != nil {
+	return x, nil
+}
+
+// Add writes m if the filter matches it; it fails only when writing fails.
+func (x *Exporter) Add(m Stored) error {
+	if x.ended {
+		return nil
+	}
+	if x.head != nil && m.Seq > x.head.Seq {
+		x.ended = true
+		return nil
+	}
+	if x.cw != nil {
+		var r Record
+		if json.Unmarshal(m.Data, &r) != nil || !x.f.Match(r) {
+			return nil
+		}
+		if err := x.cw.Write(csvRow(r)); err != nil {
+			return fmt.Errorf("audit: export: %w", err)
+		}
+		return nil
+	}
+	if !x.all {
+		var r Record
+		if json.Unmarshal(m.Data, &r) != nil || !x.f.Match(r) {
+			return nil
+		}
+	}
+	if _, err := x.bw.Write(m.Data); err != nil {
 		return fmt.Errorf("audit: export: %w", err)
 	}
-	if err := finish(); err != nil {
+	if err := x.bw.WriteByte('\n'); err != nil {
 		return fmt.Errorf("audit: export: %w", err)
 	}
-	if err := bw.Flush(); err != nil {
+	return nil
+}
+
+// Close writes the head line (JSONL with a head) and flushes.
+func (x *Exporter) Close() error {
+	if x.closed {
+		return nil
+	}
+	x.closed = true
+	if x.cw != nil {
+		x.cw.Flush()
+		if err := x.cw.Error(); err != nil {
+			return fmt.Errorf("audit: export: %w", err)
+		}
+	} else if x.head != nil {
+		if _, err := x.bw.Write(append(x.head.Marshal(), '\n')); err != nil {
+			return fmt.Errorf("audit: export: %w", err)
+		}
+	}
+	if err := x.bw.Flush(); err != nil {
 		return fmt.Errorf("audit: export: %w", err)
 	}
 	return nil

@@ -44,8 +44,9 @@ type Actor struct {
 }
 
 // Record is one entry of the audit trail. Field order is the canonical order: the
-// hash covers the JSON encoding of the record with Hash empty, and that encoding
-// includes PrevHash, so each record commits to the whole chain before it.
+// hash covers the JSON encoding of the record with Hash and Sig empty, and that
+// encoding includes PrevHash and Signer, so each record commits to the whole chain
+// before it and to the engine that wrote it.
 type Record struct {
 	ID              string            `json:"id"`
 	Seq             uint64            `json:"seq"`
@@ -69,13 +70,20 @@ type Record struct {
 	GraphRequestIDs []string          `json:"graph_request_ids,omitempty"`
 	PrevHash        string            `json:"prev_hash"`
 	Hash            string            `json:"hash"`
+	// Signer is the public nkey of the engine that appended the record, and Sig
+	// its Ed25519 signature over Hash (see SignRecord). Signer is covered by the
+	// hash; Sig is not (it signs the hash). Both are empty on a record appended
+	// without a key (by a tool or a test writer, or before records were signed):
+	// a verify that trusts engine keys fails such a record.
+	Signer string `json:"signer,omitempty"`
+	Sig    string `json:"sig,omitempty"`
 }
 
 // Canonical is the byte string the hash covers: the JSON encoding of r with Hash
-// cleared. encoding/json writes struct fields in declaration order and map keys
+// and Sig cleared. encoding/json writes struct fields in declaration order and map keys
 // sorted, and compacts raw fields, so the encoding is stable across a round trip.
 func (r Record) Canonical() ([]byte, error) {
-	r.Hash = ""
+	r.Hash, r.Sig = "", ""
 	b, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("audit: canonical form of record %s: %w", r.ID, err)

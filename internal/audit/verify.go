@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -42,6 +45,143 @@ type VerifyResult struct {
 	// Missing counts records absent between FirstSeq and LastSeq that VerifyPartial
 	// skipped (always 0 for Verify and VerifyReader, which fail on a gap).
 	Missing uint64
+	// Signed counts the records whose signature was checked (strict checks only).
+	Signed int
+	// Head is the export's signed head line, when it has one.
+	Head *Head
+	// Anchors counts the expected heads found in the chain; Notes says what could
+	// not be checked (an anchor older than the first record read).
+	Anchors int
+	Notes   []string
+}
+
+// VerifyOptions are the strict checks of VerifyStream, VerifyExport and Checker.
+type VerifyOptions struct {
+	// Trusted are the engine keys: every record must be signed by one of them
+	// (required).
+	Trusted Trusted
+	// Anchors are heads the chain must still contain: the kept head file, the
+	// KV head, an operator's --expect-head.
+	Anchors []Anchor
+	// Now is the clock that judges whether an anchor missing from the stream
+	// can have aged out (default time.Now).
+	Now func() time.Time
+}
+
+// Anchor is an expected head: the record at Seq must have Hash. Seq 0 means
+// "some record has Hash" (an operator who kept only the hash).
+type Anchor struct {
+	Seq    uint64
+	Hash   string
+	Time   time.Time // the record's time, when known (a head's RecordTime)
+	Source string    // what said so, for the reason ("the head file")
+}
+
+// AnchorFromHead is the anchor a signed head gives.
+func AnchorFromHead(h Head, source string) Anchor {
+	return Anchor{Seq: h.Seq, Hash: h.Hash, Time: h.RecordTime, Source: source}
+}
+
+// ParseAnchor reads an operator's anchor: HASH, or SEQ:HASH.
+func ParseAnchor(s, source string) (Anchor, error) {
+	a := Anchor{Source: source, Hash: strings.TrimSpace(s)}
+	if seq, hash, ok := strings.Cut(a.Hash, ":"); ok {
+		n, err := strconv.ParseUint(seq, 10, 64)
+		if err != nil || n == 0 {
+			return Anchor{}, fmt.Errorf("audit: anchor %q: %q is not a seq", s, seq)
+		}
+		a.Seq, a.Hash = n, hash
+	}
+	if len(a.Hash) != 64 || strings.Trim(a.Hash, "0123456789abcdef") != "" {
+		return Anchor{}, fmt.Errorf("audit: anchor %q: want a record hash (64 lowercase hex digits), optionally after SEQ:", s)
+	}
+	return a, nil
+}
+
+// Stored is one message of the trail as a transport delivers it: Data exactly as
+// stored; Seq its stream sequence (0 when the transport does not say: the seq
+// the record claims is used); Subject its stream subject ("" when unknown: not
+// checked).
+type Stored struct {
+	Seq     uint64
+	Subject string
+	Data    []byte
+}
+
+// Checker is the strict verify of a live trail, fed message by message in stream
+// order from any transport (the stream itself, or the engine's query service).
+// Feed it with Add until it returns false or the messages end, then call Result.
+type Checker struct{ c chainCheck }
+
+// NewChecker returns a strict checker of a live trail. limits are the stream's
+// (LimitsOf its configuration): records missing from its start are believed
+// aged out only when the stream drops records by itself, and an anchor missing
+// from it only when it is old enough.
+func NewChecker(opts VerifyOptions, limits Limits) (*Checker, error) {
+	c, err := newStrict(modeStream, opts)
+	if err != nil {
+		return nil, err
+	}
+	c.limits = limits
+	return &Checker{c: *c}, nil
+}
+
+// Add checks the next message; false once the trail is broken.
+func (k *Checker) Add(m Stored) bool { return k.c.add(m.Data, m.Seq, m.Subject, 0) }
+
+// Result finishes the check (anchors, head) and returns the outcome.
+func (k *Checker) Result() VerifyResult { return k.c.finish() }
+
+func newStrict(mode checkMode, opts VerifyOptions) (*chainCheck, error) {
+	if opts.Trusted.Empty() {
+		return nil, errors.New("audit: verify needs the trusted engine keys (the data directory's engine key, the analysts file's engines, or --trust)")
+	}
+	c := &chainCheck{mode: mode, strict: true, trusted: opts.Trusted, now: opts.Now}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	for _, a := range opts.Anchors {
+		c.anchors = append(c.anchors, anchorState{Anchor: a})
+	}
+	return c, nil
+}
+
+// VerifyStream is the strict check of the live AUDIT stream: everything Verify
+// checks, and every record signed by a trusted engine key, the first record
+// linked to a record before it unless it is seq 1, and every anchor still in
+// the chain (a wiped and recreated stream, or records cut off its end, fail).
+func VerifyStream(ctx context.Context, js jetstream.JetStream, opts VerifyOptions) (VerifyResult, error) {
+	s, err := js.Stream(ctx, bus.StreamAudit)
+	if err != nil {
+		return VerifyResult{}, fmt.Errorf("audit: stream %s: %w", bus.StreamAudit, err)
+	}
+	k, err := NewChecker(opts, LimitsOf(s.CachedInfo().Config))
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	err = scan(ctx, js, bus.StreamAudit, "", func(m storedMsg) error {
+		if !k.Add(Stored{Seq: m.seq, Subject: m.subject, Data: m.data}) {
+			return errStop
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return k.c.result(), err
+	}
+	return k.Result(), nil
+}
+
+// VerifyExport is the strict check of an unfiltered JSONL export: everything
+// VerifyReader checks, every record signed by a trusted engine key, and the
+// export must end with a head signed by a trusted engine that names its last
+// record, so records dropped before it (at the tail, or anywhere) and a missing
+// head fail. Anchors are checked as VerifyStream does.
+func VerifyExport(r io.Reader, opts VerifyOptions) (VerifyResult, error) {
+	c, err := newStrict(modeExport, opts)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	return c.lines(r)
 }
 
 // Verify checks the whole AUDIT stream as it stands when Verify begins: that every
@@ -99,6 +239,10 @@ const maxLine = 16 << 20
 
 func verifyLines(r io.Reader, mode checkMode) (VerifyResult, error) {
 	c := chainCheck{mode: mode}
+	return c.lines(r)
+}
+
+func (c *chainCheck) lines(r io.Reader) (VerifyResult, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
 	line := 0
@@ -115,7 +259,7 @@ func verifyLines(r io.Reader, mode checkMode) (VerifyResult, error) {
 	if err := sc.Err(); err != nil {
 		return c.result(), fmt.Errorf("audit: verify export, after line %d: %w", line, err)
 	}
-	return c.result(), nil
+	return c.finish(), nil
 }
 
 type checkMode int
@@ -140,6 +284,23 @@ type chainCheck struct {
 	badLine int
 	reason  string
 	broken  bool
+
+	// Strict checks (VerifyStream, VerifyExport, Checker).
+	strict   bool
+	trusted  Trusted
+	limits   Limits // how the stream drops records by itself (exports: anything may be missing before)
+	now      func() time.Time
+	signed   int
+	anchors  []anchorState
+	head     *Head
+	headLine int
+	notes    []string
+	finished bool
+}
+
+type anchorState struct {
+	Anchor
+	found bool
 }
 
 // add checks one stored record. streamSeq and subject are known for the stream
@@ -148,7 +309,13 @@ func (c *chainCheck) add(data []byte, streamSeq uint64, subject string, line int
 	if c.broken {
 		return false
 	}
+	if c.mode != modeStream && isHeadLine(data) {
+		return c.addHead(data, line)
+	}
 	c.records++
+	if c.head != nil {
+		return c.fail(nil, streamSeq, line, fmt.Sprintf("a record follows the export's head (line %d): the head must be the last line", c.headLine))
+	}
 	rec, err := decodeStrict(data)
 	if err != nil {
 		var loose Record
@@ -182,11 +349,22 @@ func (c *chainCheck) add(data []byte, streamSeq uint64, subject string, line int
 		}
 	}
 
+	if c.strict {
+		if err := c.trusted.VerifyRecord(rec); err != nil {
+			return c.fail(&rec, streamSeq, line, fmt.Sprintf("record %s was not appended by a trusted engine (%v)", rec.ID, err))
+		}
+		c.signed++
+	}
+
 	switch {
 	case !c.started && rec.Seq == 1:
 		if rec.PrevHash != "" {
 			return c.fail(&rec, streamSeq, line, fmt.Sprintf("the first record of the chain has prev_hash %s, want none", rec.PrevHash))
 		}
+	case !c.started && c.strict && rec.PrevHash == "":
+		return c.fail(&rec, streamSeq, line, fmt.Sprintf("the first record is seq %d and its link to the record before it is missing (empty prev_hash): the trail was recreated from there, or records 1..%d were removed", rec.Seq, rec.Seq-1))
+	case !c.started && c.strict && c.mode == modeStream && !c.limits.retains():
+		return c.fail(&rec, streamSeq, line, fmt.Sprintf("the stream starts at seq %d but keeps records forever: records 1..%d were removed", rec.Seq, rec.Seq-1))
 	case !c.started:
 		if c.mode == modeExport {
 			return c.fail(&rec, streamSeq, line, fmt.Sprintf("the export starts at seq %d: records 1..%d are missing (dropped, or aged out of the stream: check such an export with VerifyPartial)", rec.Seq, rec.Seq-1))
@@ -205,11 +383,108 @@ func (c *chainCheck) add(data []byte, streamSeq uint64, subject string, line int
 		}
 		c.missing += rec.Seq - c.prev.Seq - 1
 	}
+	if c.strict {
+		if reason := c.matchAnchors(rec); reason != "" {
+			return c.fail(&rec, streamSeq, line, reason)
+		}
+	}
 	if !c.started {
 		c.started, c.first = true, rec.Seq
 	}
 	c.prev = rec
 	return true
+}
+
+// matchAnchors checks rec (and, for the first record, its link) against the
+// expected heads.
+func (c *chainCheck) matchAnchors(rec Record) string {
+	for i := range c.anchors {
+		a := &c.anchors[i]
+		switch {
+		case a.Seq == rec.Seq && a.Hash != rec.Hash:
+			return fmt.Sprintf("record %d has hash %s but %s says %s: the trail was rewritten, or the stream deleted and recreated", rec.Seq, rec.Hash, a.Source, a.Hash)
+		case !c.started && a.Seq != 0 && a.Seq+1 == rec.Seq && rec.PrevHash != a.Hash:
+			return fmt.Sprintf("the first record (seq %d) links to %s but %s says record %d is %s: the trail was recreated", rec.Seq, rec.PrevHash, a.Source, a.Seq, a.Hash)
+		case !c.started && a.Seq != 0 && a.Seq+1 == rec.Seq && c.mode == modeStream && !c.limits.agedOut(a.Time, c.now()):
+			return fmt.Sprintf("the stream starts at seq %d, after record %d which %s names, but that record (%s) is too recent to have aged out: the stream was deleted and recreated", rec.Seq, a.Seq, a.Source, a.Time.Format(time.RFC3339))
+		case !c.started && a.Seq != 0 && a.Seq+1 == rec.Seq:
+			a.found = true // its successor's link vouches for it
+		case a.Hash == rec.Hash && (a.Seq == 0 || a.Seq == rec.Seq):
+			a.found = true
+		}
+	}
+	return ""
+}
+
+// addHead takes an export's head line.
+func (c *chainCheck) addHead(data []byte, line int) bool {
+	if c.head != nil {
+		return c.fail(nil, 0, line, fmt.Sprintf("a second head line (the first is line %d)", c.headLine))
+	}
+	h, err := ParseHead(data)
+	if err != nil {
+		return c.fail(nil, 0, line, err.Error())
+	}
+	if canon := h.Marshal(); !bytes.Equal(canon, bytes.TrimSpace(data)) {
+		return c.fail(nil, h.Seq, line, "the head line is not in its canonical encoding (edited)")
+	}
+	if c.strict {
+		if err := c.trusted.VerifyHead(h); err != nil {
+			return c.fail(nil, h.Seq, line, fmt.Sprintf("the export's head was not signed by a trusted engine (%v)", err))
+		}
+	}
+	c.head, c.headLine = &h, line
+	return true
+}
+
+// finish runs the checks that need the whole input: the export's head, and the
+// anchors not met on the way. Idempotent.
+func (c *chainCheck) finish() VerifyResult {
+	if c.finished || c.broken {
+		return c.result()
+	}
+	c.finished = true
+	last := c.prev.Seq
+	if c.head != nil {
+		h := c.head
+		switch {
+		case c.mode == modePartial && h.Seq < last:
+			c.fail(nil, h.Seq, c.headLine, fmt.Sprintf("the head names seq %d but the export holds seq %d", h.Seq, last))
+		case c.mode == modePartial && h.Seq == last && h.Hash != c.prev.Hash:
+			c.fail(nil, h.Seq, c.headLine, fmt.Sprintf("the head says record %d is %s, the export's is %s", h.Seq, h.Hash, c.prev.Hash))
+		case c.mode == modePartial:
+		case last < h.Seq:
+			c.fail(nil, h.Seq, c.headLine, fmt.Sprintf("the export's signed head names seq %d but its records end at seq %d: %s dropped", h.Seq, last, span(last+1, h.Seq)))
+		case last > h.Seq || h.Hash != c.prev.Hash:
+			c.fail(nil, h.Seq, c.headLine, fmt.Sprintf("the export's signed head names record %d (%s), not its last record %d (%s)", h.Seq, h.Hash, last, c.prev.Hash))
+		}
+		if c.broken {
+			return c.result()
+		}
+	} else if c.strict && c.mode == modeExport {
+		c.fail(nil, 0, 0, fmt.Sprintf("the export ends at seq %d without a signed head line: it may have been cut off (records or the head dropped at the end)", last))
+		return c.result()
+	}
+	for _, a := range c.anchors {
+		switch {
+		case a.found:
+		case a.Seq == 0:
+			c.fail(nil, 0, 0, fmt.Sprintf("no record has hash %s, which %s names: the trail was rewritten, cut off, or recreated", a.Hash, a.Source))
+		case a.Seq > last:
+			c.fail(nil, a.Seq, 0, fmt.Sprintf("the trail ends at seq %d but %s names record %d (%s): records were cut off the end, or the stream was deleted and recreated", last, a.Source, a.Seq, a.Hash))
+		case c.started && a.Seq < c.first && c.mode == modeStream && !c.limits.agedOut(a.Time, c.now()):
+			c.fail(nil, a.Seq, 0, fmt.Sprintf("the stream starts at seq %d but %s names record %d of %s, too recent to have aged out: the stream was deleted and recreated", c.first, a.Source, a.Seq, a.Time.Format(time.RFC3339)))
+		case c.started && a.Seq < c.first:
+			c.notes = append(c.notes, fmt.Sprintf("%s names record %d, older than the first record read (%d): not checked", a.Source, a.Seq, c.first))
+			continue
+		default:
+			c.fail(nil, a.Seq, 0, fmt.Sprintf("%s names record %d (%s), which is not in the trail", a.Source, a.Seq, a.Hash))
+		}
+		if c.broken {
+			return c.result()
+		}
+	}
+	return c.result()
 }
 
 func span(from, to uint64) string {
@@ -236,6 +511,14 @@ func (c *chainCheck) result() VerifyResult {
 		LastHash: c.prev.Hash,
 		FirstSeq: c.first,
 		Missing:  c.missing,
+		Signed:   c.signed,
+		Head:     c.head,
+		Notes:    c.notes,
+	}
+	for _, a := range c.anchors {
+		if a.found {
+			res.Anchors++
+		}
 	}
 	return res
 }

@@ -58,6 +58,13 @@ type WriterOptions struct {
 	Logger *slog.Logger
 	// MaxAttempts bounds the publishes of one Append (default DefaultMaxAttempts).
 	MaxAttempts int
+	// Signer signs every record (the engine key; see sign.go). nil: records are
+	// appended unsigned, which a verify that trusts engine keys fails.
+	Signer Signer
+	// Head, if set, keeps the chain's head outside the stream: the writer tells it
+	// each record it stores, and before appending after reading the stream's tail
+	// checks that the stream still contains the kept head (ErrHeadMismatch if not).
+	Head *HeadKeeper
 }
 
 // Writer appends records to the AUDIT stream as one hash chain.
@@ -75,6 +82,10 @@ type Writer struct {
 	now         func() time.Time
 	log         *slog.Logger
 	maxAttempts int
+	signer      Signer
+	signerKey   string
+	signerErr   error
+	head        *HeadKeeper
 
 	// sem is a one-slot semaphore: holding it is the right to append and to use
 	// the fields below. A channel rather than a mutex so a waiting Append honours
@@ -93,7 +104,14 @@ func NewWriter(js jetstream.JetStream, opts WriterOptions) *Writer {
 		now:         opts.Now,
 		log:         opts.Logger,
 		maxAttempts: opts.MaxAttempts,
+		signer:      opts.Signer,
+		head:        opts.Head,
 		sem:         make(chan struct{}, 1),
+	}
+	if w.signer != nil {
+		if w.signerKey, w.signerErr = w.signer.PublicKey(); w.signerErr == nil && w.signerKey == "" {
+			w.signerErr = errors.New("empty public key")
+		}
 	}
 	if w.stream == "" {
 		w.stream = bus.StreamAudit
@@ -141,7 +159,10 @@ func (w *Writer) Append(ctx context.Context, r Record) (Record, error) {
 		r.Time = w.now()
 	}
 	r.Time = r.Time.UTC()
-	r.Seq, r.PrevHash, r.Hash = 0, "", ""
+	if w.signerErr != nil {
+		return Record{}, fmt.Errorf("audit: append %s: signing key: %w", r.ID, w.signerErr)
+	}
+	r.Seq, r.PrevHash, r.Hash, r.Signer, r.Sig = 0, "", "", w.signerKey, ""
 	r, err := normalize(r)
 	if err != nil {
 		return Record{}, err
@@ -195,6 +216,11 @@ func (w *Writer) appendLocked(ctx context.Context, r Record) (Record, error) {
 			return Record{}, fmt.Errorf("audit: append %s: %w", r.ID, err)
 		}
 		rec.Hash = h
+		if w.signer != nil {
+			if err := signRecord(w.signer, &rec); err != nil {
+				return Record{}, err
+			}
+		}
 		data, err := json.Marshal(rec)
 		if err != nil {
 			return Record{}, fmt.Errorf("audit: append %s: encode: %w", r.ID, err)
@@ -246,6 +272,9 @@ func (w *Writer) appendLocked(ctx context.Context, r Record) (Record, error) {
 			return Record{}, fmt.Errorf("audit: append %s: decode own record: %w", r.ID, err)
 		}
 		w.tail, w.tailAt, w.tailOK = stored, ack.Sequence, true
+		if w.head != nil {
+			w.head.observe(stored)
+		}
 		return stored, nil
 	}
 	return Record{}, fmt.Errorf("%w: record %s, %d attempts, last error: %w", ErrContention, r.ID, w.maxAttempts, lastErr)
@@ -276,16 +305,28 @@ func (w *Writer) loadTail(ctx context.Context) error {
 	}
 	st := s.CachedInfo().State
 	if st.LastSeq == 0 {
+		if err := w.checkHead(ctx, s, st, Record{}); err != nil {
+			return err
+		}
 		w.tail, w.tailAt, w.tailOK = Record{}, 0, true
 		return nil
 	}
 	m, err := s.GetMsg(ctx, st.LastSeq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) && st.Msgs == 0 {
-		// Every record has aged out (MaxAge): nothing is left to link to, so the
-		// chain restarts with an empty prev_hash. Verify accepts any link on the
-		// first record it can read when the stream no longer starts at 1.
-		w.log.Warn("audit stream is empty after retention; starting a new chain", "last_seq", st.LastSeq)
-		w.tail, w.tailAt, w.tailOK = Record{}, st.LastSeq, true
+		// Every record has aged out (MaxAge). The chain goes on from the kept
+		// head when it is the record aged out last; with no such head there is
+		// nothing to link to, and the chain restarts with an empty prev_hash
+		// (which a strict verify reports as a first record whose link is missing).
+		if err := w.checkHead(ctx, s, st, Record{}); err != nil {
+			return err
+		}
+		tail := Record{}
+		if f := w.floor(); f.Seq == st.LastSeq {
+			tail = Record{Seq: f.Seq, Hash: f.Hash}
+		} else {
+			w.log.Warn("audit stream is empty after retention and no kept head names its last record; starting a new chain", "last_seq", st.LastSeq)
+		}
+		w.tail, w.tailAt, w.tailOK = tail, st.LastSeq, true
 		return nil
 	}
 	if err != nil {
@@ -295,7 +336,63 @@ func (w *Writer) loadTail(ctx context.Context) error {
 	if err != nil || rec.Hash == "" {
 		return fmt.Errorf("%w: seq %d on %s: %v", ErrBrokenTail, m.Sequence, m.Subject, err)
 	}
+	if err := w.checkHead(ctx, s, st, rec); err != nil {
+		return err
+	}
 	w.tail, w.tailAt, w.tailOK = rec, m.Sequence, true
+	return nil
+}
+
+// floor is the kept head the stream must contain (zero without a keeper).
+func (w *Writer) floor() Head {
+	if w.head == nil {
+		return Head{}
+	}
+	return w.head.floor()
+}
+
+// checkHead checks that the stream, whose state is st and last record tail (zero
+// when it has none), still contains the kept head: not cut off before it, not
+// rewritten at it. A head that has aged out of the stream cannot be checked.
+func (w *Writer) checkHead(ctx context.Context, s jetstream.Stream, st jetstream.StreamState, tail Record) error {
+	f := w.floor()
+	if f.Seq == 0 {
+		return nil
+	}
+	mismatch := func(format string, a ...any) error {
+		err := fmt.Errorf("%w (kept head: seq %d, hash %s): %s", ErrHeadMismatch, f.Seq, f.Hash, fmt.Sprintf(format, a...))
+		w.log.Error("audit stream does not contain the kept head: refusing to append", "err", err)
+		return err
+	}
+	switch {
+	case st.LastSeq < f.Seq:
+		return mismatch("the stream ends at seq %d: records were cut off or the stream was deleted and recreated", st.LastSeq)
+	case tail.Seq == f.Seq:
+		if tail.Hash != f.Hash {
+			return mismatch("the record at seq %d has hash %s: the stream was rewritten or recreated", tail.Seq, tail.Hash)
+		}
+		return nil
+	case f.Seq < st.FirstSeq || st.Msgs == 0:
+		// Gone from the stream: believable only if old enough to have aged out.
+		if !LimitsOf(s.CachedInfo().Config).agedOut(f.RecordTime, w.now()) {
+			return mismatch("the stream starts after seq %d, but that record (%s) is too recent to have aged out: the stream was deleted and recreated", f.Seq, f.RecordTime.Format(time.RFC3339))
+		}
+		return nil
+	}
+	m, err := s.GetMsg(ctx, f.Seq)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return mismatch("the record at seq %d is gone from the middle of the stream", f.Seq)
+		}
+		return fmt.Errorf("read the kept head's record at seq %d: %w", f.Seq, err)
+	}
+	rec, err := decodeStrict(m.Data)
+	if err != nil {
+		return mismatch("the message at seq %d is not a record: %v", f.Seq, err)
+	}
+	if rec.Hash != f.Hash {
+		return mismatch("the record at seq %d has hash %s: the stream was rewritten or recreated", f.Seq, rec.Hash)
+	}
 	return nil
 }
 
