@@ -34,7 +34,7 @@ func openBus(t *testing.T) *bus.Bus {
 // connect opens a second, independent client connection to b's server.
 func connect(t *testing.T, b *bus.Bus) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(b.ClientURL(), nats.Name(t.Name()))
+	nc, err := b.Connect(nats.Name(t.Name()))
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
