@@ -26,6 +26,7 @@ import (
 	"github.com/responder-sec/responder/internal/event"
 	"github.com/responder-sec/responder/internal/feeds"
 	"github.com/responder-sec/responder/internal/m365"
+	"github.com/responder-sec/responder/internal/matcher"
 	"github.com/responder-sec/responder/internal/ops"
 	"github.com/responder-sec/responder/internal/playbook"
 )
@@ -258,9 +259,10 @@ func (e *Engine) run(ctx context.Context) error {
 	})
 	parts := map[string]func(context.Context) error{
 		"feeds": func(ctx context.Context) error { return e.runFeeds(ctx, kv, e.cred, idp) },
-		"matcher": (&Matcher{
-			tenant: tenant, js: e.bus.JS, playbooks: e.Playbooks, audit: e.recorder, kv: kv,
-			log: e.log.With("part", "matcher"), now: time.Now, publish: sign.publish, metrics: e.metrics, seen: e.recorder.seen,
+		"matcher": matcher.New(matcher.Config{
+			Tenant: tenant, JS: e.bus.JS, KV: kv, Playbooks: e.Playbooks, Audit: e.recorder, Publish: sign.publish,
+			OnEvent: func(id string) { e.recorder.seen.put(id, time.Now()) }, OnMatch: e.metrics.Match,
+			Logger: e.log.With("part", "matcher"),
 		}).Run,
 		"actions": actions.NewWorker(actions.WorkerConfig{
 			Tenant: tenant, JS: e.bus.JS, KV: kv,

@@ -10,7 +10,7 @@
 //	matches, err := set.Match(&env) // pure: no I/O, no clock, no state
 //	for _, m := range matches { /* m.Steps are actions.Step, in order; m.Approval[i]; m.SuppressionKey */ }
 //
-// MatchStateful adds threshold triggers, with a Counter (KVCounter in the
+// MatchStateful adds threshold triggers, with a Counter (matcher.KVCounter in the
 // engine). TestRecords is the library behind `responder playbook test`: it streams
 // records as Microsoft publishes them, recognises each with event.Normalize
 // and prints what would fire, touching nothing.
@@ -184,7 +184,7 @@
 // Match stays pure and never fires a threshold playbook. MatchStateful(ctx,
 // env, counter) does: it observes each event that meets a threshold
 // playbook's trigger or then through Counter (one method, Observe), whose
-// state transition is ThresholdState.Apply. KVCounter implements it over a
+// state transition is ThresholdState.Apply. matcher.KVCounter implements it over a
 // JetStream KV bucket with compare-and-set (Create when absent, Update at
 // the read revision, retry on conflict), so state survives restarts and
 // several engine processes count together; MemCounter serves `playbook test`

@@ -45,7 +45,7 @@ type Fired struct {
 }
 
 // Counter keeps threshold state. The engine implements it over the KV bucket
-// (KVCounter) so that state survives restarts and several engine processes
+// (matcher.KVCounter) so that state survives restarts and several engine processes
 // count together; MemCounter serves `playbook test` and tests. Observe must
 // apply o to the state of (o.Playbook, o.Key) atomically, as
 // ThresholdState.Apply defines.

@@ -5,15 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/responder-sec/responder/internal/bus"
 	"github.com/responder-sec/responder/internal/event"
 )
 
@@ -185,89 +179,6 @@ func TestThresholdLoadErrors(t *testing.T) {
 		if _, err := Load("x.yaml", []byte(src), LoadOptions{}); err == nil || !strings.Contains(err.Error(), "x.yaml:3") {
 			t.Errorf("%s: want an error at x.yaml:3, got %v", name, err)
 		}
-	}
-}
-
-// TestKVCounter: state survives a reopen of the bus, and two matchers on two
-// connections count together exactly.
-func TestKVCounter(t *testing.T) {
-	if testing.Short() {
-		t.Skip("embedded NATS")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	dir := t.TempDir()
-	open := func() (*bus.Bus, jetstream.KeyValue) {
-		b, err := bus.Open(ctx, bus.Config{StoreDir: dir, Port: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		kv, err := b.State(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b, kv
-	}
-	set, err := Load("t.yaml", []byte(mfaThenSuccess), LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, kv := open()
-	c := &KVCounter{KV: kv}
-	for i := 0; i < 10; i++ {
-		if ms, err := set.MatchStateful(ctx, signinEnv(fmt.Sprint("d", i), "alice@contoso.com", "198.51.100.1", 500121, t0.Add(time.Duration(i)*time.Second)), c); err != nil || len(ms) != 0 {
-			t.Fatalf("denial %d: %v %v", i, names(ms), err)
-		}
-	}
-	b.Close()
-	b, kv = open()
-	defer b.Close()
-	c = &KVCounter{KV: kv}
-	ms, err := set.MatchStateful(ctx, signinEnv("ok", "alice@contoso.com", "198.51.100.1", 0, t0.Add(time.Minute)), c)
-	if err != nil || len(ms) != 1 || ms[0].Playbook != "mfa-then-success" {
-		t.Fatalf("after reopen: %v %v", names(ms), err)
-	}
-	// Redelivery of the firing event fires again (same request ids downstream).
-	if ms, _ := set.MatchStateful(ctx, signinEnv("ok", "alice@contoso.com", "198.51.100.1", 0, t0.Add(time.Minute)), c); len(ms) != 1 {
-		t.Errorf("redelivery: %v", names(ms))
-	}
-
-	// Two matchers, two connections, 2 x 50 distinct-user failures from one IP
-	// with a count of 20: exactly 5 fires.
-	nc2, err := nats.Connect(b.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc2.Close()
-	js2, err := jetstream.New(nc2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv2, err := js2.KeyValue(ctx, bus.BucketState)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fires atomic.Int32
-	var wg sync.WaitGroup
-	for w, counter := range []Counter{&KVCounter{KV: kv}, &KVCounter{KV: kv2}} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 50; i++ {
-				n := w*50 + i
-				env := signinEnv(fmt.Sprint("c", n), fmt.Sprintf("u%d@contoso.com", n), "203.0.113.50", 50126, t0.Add(time.Duration(n)*time.Second))
-				ms, err := set.MatchStateful(ctx, env, counter)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				fires.Add(int32(len(ms)))
-			}
-		}()
-	}
-	wg.Wait()
-	if got := fires.Load(); got != 5 {
-		t.Errorf("concurrent matchers fired %d times, want 5", got)
 	}
 }
 

@@ -1,4 +1,4 @@
-package engine
+package matcher
 
 import (
 	"context"
@@ -9,43 +9,71 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/responder-sec/responder/internal/actions"
 	"github.com/responder-sec/responder/internal/audit"
 	"github.com/responder-sec/responder/internal/bus"
 	"github.com/responder-sec/responder/internal/event"
-	"github.com/responder-sec/responder/internal/ops"
 	"github.com/responder-sec/responder/internal/playbook"
 )
 
-// Matcher consumes EVENTS, matches playbooks and requests their actions. Request ids
-// are derived from the event and the playbook, so an event handled twice (after a
-// crash before its ack) asks for the same requests, which the stream and the
-// workers' idempotency claim deduplicate.
-type Matcher struct {
-	tenant    string
-	js        jetstream.JetStream
-	playbooks func() *playbook.Set
-	audit     actions.Recorder
-	kv        jetstream.KeyValue
-	log       *slog.Logger
-	now       func() time.Time
-	// publish sends a request signed with the engine key.
-	publish actions.PublishFunc
-	metrics *ops.Metrics
-	seen    *eventTimes
+// Config is what a Matcher needs.
+type Config struct {
+	Tenant string
+	// JS consumes EVENTS (and publishes requests when Publish is nil).
+	JS jetstream.JetStream
+	// KV is the shared state bucket: thresholds, suppression windows,
+	// blast-radius counts.
+	KV bus.KV
+	// Playbooks returns the current set (it may change between events).
+	Playbooks func() *playbook.Set
+	Audit     actions.Recorder
+	// Publish sends a request (the engine signs it with its key); nil
+	// publishes it unsigned with actions.Publish.
+	Publish actions.PublishFunc
+	// OnEvent is told the id of every well-formed event when it is first
+	// handled (the engine's event-to-action latency); OnMatch the name of
+	// every playbook that fired. Both optional.
+	OnEvent func(eventID string)
+	OnMatch func(playbook string)
+	Logger  *slog.Logger
+	// Now is the clock of the limits (default time.Now).
+	Now func() time.Time
 }
 
-func (m *Matcher) consumerName() string { return "playbooks-" + bus.Token(m.tenant) }
+// Matcher consumes EVENTS, matches playbooks and requests their actions.
+// Request ids are derived from the event and the playbook, so an event handled
+// twice (after a crash before its ack) asks for the same requests, which the
+// stream and the workers' idempotency claim deduplicate.
+type Matcher struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns a matcher; Run starts it.
+func New(cfg Config) *Matcher {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Publish == nil {
+		js, tenant := cfg.JS, cfg.Tenant
+		cfg.Publish = func(ctx context.Context, r *actions.Request) error { return actions.Publish(ctx, js, tenant, r) }
+	}
+	return &Matcher{cfg: cfg, log: cfg.Logger}
+}
+
+func (m *Matcher) consumerName() string { return "playbooks-" + bus.Token(m.cfg.Tenant) }
 
 // Run consumes until ctx ends.
 func (m *Matcher) Run(ctx context.Context) error {
-	cons, err := m.js.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
+	cons, err := m.cfg.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
 		Durable:       m.consumerName(),
 		Description:   "playbook matcher",
-		FilterSubject: bus.EventsFilter(m.tenant),
+		FilterSubject: bus.EventsFilter(m.cfg.Tenant),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       time.Minute,
@@ -76,6 +104,7 @@ func (m *Matcher) Run(ctx context.Context) error {
 }
 
 func (m *Matcher) handle(ctx context.Context, msg jetstream.Msg) {
+	tenant := m.cfg.Tenant
 	var env event.Envelope
 	if err := json.Unmarshal(msg.Data(), &env); err != nil || env.ID == "" {
 		reason := "event without id"
@@ -87,20 +116,22 @@ func (m *Matcher) handle(ctx context.Context, msg jetstream.Msg) {
 			data = data[:4096]
 		}
 		dl, _ := json.Marshal(map[string]string{"subject": msg.Subject(), "data": string(data)})
-		rec := audit.Record{TenantID: m.tenant, Actor: audit.Actor{Kind: "engine", Name: "matcher"}, Outcome: audit.Rejected, Detail: reason, Before: dl}
+		rec := audit.Record{TenantID: tenant, Actor: audit.Actor{Kind: "engine", Name: "matcher"}, Outcome: audit.Rejected, Detail: reason, Before: dl}
 		if md, err := msg.Metadata(); err == nil {
-			rec.ID = uuid.NewSHA1(uuid.NameSpaceOID, []byte(fmt.Sprintf("responder/event-msg/%d/rejected", md.Sequence.Stream))).String()
+			rec.ID = bus.RejectedEventID(md.Sequence.Stream)
 		}
-		if _, err := m.audit.Append(ctx, rec); err != nil {
+		if _, err := m.cfg.Audit.Append(ctx, rec); err != nil {
 			_ = msg.NakWithDelay(time.Second)
 			return
 		}
 		_ = msg.Term()
 		return
 	}
-	m.seen.put(env.ID, time.Now())
-	set := m.playbooks()
-	matches, err := set.MatchStateful(ctx, &env, &playbook.KVCounter{KV: m.kv})
+	if m.cfg.OnEvent != nil {
+		m.cfg.OnEvent(env.ID)
+	}
+	set := m.cfg.Playbooks()
+	matches, err := set.MatchStateful(ctx, &env, &KVCounter{KV: m.cfg.KV})
 	if err != nil {
 		m.log.Error("matching failed", "event", env.ID, "err", err)
 	}
@@ -108,7 +139,7 @@ func (m *Matcher) handle(ctx context.Context, msg jetstream.Msg) {
 		if len(mt.Steps) == 0 {
 			continue
 		}
-		reqID := uuid.NewSHA1(uuid.NameSpaceOID, []byte("responder/event/"+env.ID+"/playbook/"+mt.Playbook)).String()
+		reqID := bus.PlaybookRequestID(env.ID, mt.Playbook)
 		for i := range mt.Steps {
 			if i < len(mt.Approval) && mt.Approval[i] != "" {
 				mt.Steps[i].Approval = mt.Approval[i]
@@ -126,7 +157,7 @@ func (m *Matcher) handle(ctx context.Context, msg jetstream.Msg) {
 			EventID:     env.ID,
 			DryRun:      first.DryRun,
 			Approval:    first.Approval,
-			RequestedAt: m.now().UTC(),
+			RequestedAt: m.cfg.Now().UTC(),
 			Next:        mt.Steps[1:],
 		}
 		if held, reason, err := m.guard(ctx, &env, mt); err != nil {
@@ -142,13 +173,12 @@ func (m *Matcher) handle(ctx context.Context, msg jetstream.Msg) {
 				req.Next[i].Approval = "required"
 			}
 		} else if held {
-			outcome := audit.Skipped
 			rec := audit.Record{
-				ID:       uuid.NewSHA1(uuid.NameSpaceOID, []byte("responder/"+reqID+"/guard")).String(),
-				TenantID: m.tenant, RequestID: reqID, Action: string(first.Action), Target: first.Target.Map(),
-				Actor: req.RequestedBy, Outcome: outcome, Detail: reason, EventID: env.ID, Playbook: mt.Playbook,
+				ID:       bus.RecordID(reqID, "guard"),
+				TenantID: tenant, RequestID: reqID, Action: string(first.Action), Target: first.Target.Map(),
+				Actor: req.RequestedBy, Outcome: audit.Skipped, Detail: reason, EventID: env.ID, Playbook: mt.Playbook,
 			}
-			if _, err := m.audit.Append(ctx, rec); err != nil {
+			if _, err := m.cfg.Audit.Append(ctx, rec); err != nil {
 				_ = msg.NakWithDelay(time.Second)
 				return
 			}
@@ -161,8 +191,8 @@ func (m *Matcher) handle(ctx context.Context, msg jetstream.Msg) {
 		}
 		after, _ := json.Marshal(map[string]any{"steps": steps, "first_request_id": reqID})
 		rec := audit.Record{
-			ID:        uuid.NewSHA1(uuid.NameSpaceOID, []byte("responder/"+reqID+"/matched")).String(),
-			TenantID:  m.tenant,
+			ID:        bus.RecordID(reqID, "matched"),
+			TenantID:  tenant,
 			RequestID: reqID,
 			Action:    string(first.Action),
 			Target:    first.Target.Map(),
@@ -173,17 +203,15 @@ func (m *Matcher) handle(ctx context.Context, msg jetstream.Msg) {
 			Playbook:  mt.Playbook,
 			After:     after,
 		}
-		if _, err := m.audit.Append(ctx, rec); err != nil {
+		if _, err := m.cfg.Audit.Append(ctx, rec); err != nil {
 			m.log.Error("audit match; will retry", "event", env.ID, "err", err)
 			_ = msg.NakWithDelay(time.Second)
 			return
 		}
-		m.metrics.Match(mt.Playbook)
-		publish := m.publish
-		if publish == nil {
-			publish = func(ctx context.Context, r *actions.Request) error { return actions.Publish(ctx, m.js, m.tenant, r) }
+		if m.cfg.OnMatch != nil {
+			m.cfg.OnMatch(mt.Playbook)
 		}
-		if err := publish(ctx, req); err != nil {
+		if err := m.cfg.Publish(ctx, req); err != nil {
 			m.log.Error("request actions; will retry", "event", env.ID, "err", err)
 			_ = msg.NakWithDelay(time.Second)
 			return
@@ -196,9 +224,9 @@ func (m *Matcher) handle(ctx context.Context, msg jetstream.Msg) {
 // guard applies the playbook's suppression window and blast-radius limit. held
 // reports that the playbook must not act on this event, with the reason.
 func (m *Matcher) guard(ctx context.Context, env *event.Envelope, mt playbook.Match) (held bool, reason string, err error) {
-	now := m.now()
+	now := m.cfg.Now()
 	if mt.Suppression > 0 && mt.SuppressionKey != "" {
-		h, holder, err := suppress(ctx, m.kv, mt.SuppressionKey, env.ID, mt.Suppression, now)
+		h, holder, err := suppress(ctx, m.cfg.KV, mt.SuppressionKey, env.ID, mt.Suppression, now)
 		if err != nil {
 			return false, "", err
 		}
@@ -208,7 +236,7 @@ func (m *Matcher) guard(ctx context.Context, env *event.Envelope, mt playbook.Ma
 		}
 	}
 	if mt.BlastRadius.Max > 0 {
-		ok, n, err := blastRadius(ctx, m.kv, mt.Playbook, env.ID, mt.BlastRadius.Max, mt.BlastRadius.Window, now)
+		ok, n, err := blastRadius(ctx, m.cfg.KV, mt.Playbook, env.ID, mt.BlastRadius.Max, mt.BlastRadius.Window, now)
 		if err != nil {
 			return false, "", err
 		}
