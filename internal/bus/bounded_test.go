@@ -42,7 +42,7 @@ func TestCallTimeoutBoundsALostReply(t *testing.T) {
 	}
 
 	// The caller's own shorter deadline is kept.
-	b2, err := Open(ctx, Config{URL: b.ClientURL(), CallTimeout: time.Hour})
+	b2, err := Open(ctx, Config{URL: b.ClientURL(), Auth: b.Auth(), CallTimeout: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 )
 
 // Config says where the backbone is.
@@ -30,6 +33,21 @@ type Config struct {
 	// the caller's deadline (default DefaultCallTimeout; negative: unbounded).
 	CallTimeout time.Duration
 	Logger      *slog.Logger
+
+	// Auth is this process's NATS identity. With an embedded server, Auth.Key
+	// is the engine key (nil: a key made for this run, for tests and
+	// benchmarks) and the server trusts it with everything.
+	Auth ClientAuth
+	// Tenant scopes the embedded server's permissions (the subjects of other
+	// tenants are closed to analysts and reviewers).
+	Tenant string
+	// Identities are the other keys the embedded server lets in, with their
+	// rights (Bus.SetIdentities changes them while running). Nobody else may
+	// connect: there is no anonymous user.
+	Identities []Identity
+	// TLS is the embedded server's certificate; required when Host is not a
+	// loopback address.
+	TLS ServerTLS
 }
 
 // Bus is a live connection to the backbone, and the embedded server if it owns one.
@@ -39,7 +57,22 @@ type Bus struct {
 	srv    *server.Server
 	log    *slog.Logger
 	closed chan struct{}
+	// connect are the options every connection of this process uses (its
+	// identity, inbox prefix, TLS or in-process transport).
+	connect []nats.Option
+	url     string
+	auth    ClientAuth
+
+	// The embedded server's settings, kept to reload its users.
+	mu        sync.Mutex
+	srvOpts   func(users []*server.NkeyUser) *server.Options
+	tenant    string
+	engineKey string
 }
+
+// ErrPlainNonLoopback: the embedded server would listen beyond this machine
+// without TLS.
+var ErrPlainNonLoopback = errors.New("bus: the embedded NATS server listens beyond loopback only with TLS (--nats-listen-tls-cert and --nats-listen-tls-key)")
 
 // ErrNoStoreDir is returned when an embedded server has nowhere to keep its streams.
 var ErrNoStoreDir = errors.New("bus: an embedded NATS server needs a data directory (--data-dir)")
@@ -53,6 +86,7 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	}
 	b := &Bus{log: log}
 	url := cfg.URL
+	auth := cfg.Auth
 	if url == "" {
 		if cfg.StoreDir == "" {
 			return nil, ErrNoStoreDir
@@ -61,17 +95,43 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		if host == "" {
 			host = "127.0.0.1"
 		}
-		opts := &server.Options{
-			ServerName: "responder-embedded",
-			Host:       host,
-			Port:       cfg.Port,
-			JetStream:  true,
-			StoreDir:   cfg.StoreDir,
-			NoSigs:     true,
-			NoLog:      true,
-			MaxPayload: 8 << 20,
+		tlsCfg, err := cfg.TLS.config()
+		if err != nil {
+			return nil, err
 		}
-		srv, err := server.NewServer(opts)
+		if tlsCfg == nil && !IsLoopback(host) {
+			return nil, fmt.Errorf("%w: listen address %s", ErrPlainNonLoopback, host)
+		}
+		if auth.Key == nil {
+			if auth.NkeyFile != "" || auth.CredsFile != "" {
+				return nil, errors.New("bus: the embedded NATS server trusts the engine key, not --nats-nkey or --nats-creds")
+			}
+			if auth.Key, err = nkeys.CreateUser(); err != nil {
+				return nil, fmt.Errorf("bus: engine key: %w", err)
+			}
+		}
+		enginePub, err := auth.Key.PublicKey()
+		if err != nil {
+			return nil, fmt.Errorf("bus: engine key: %w", err)
+		}
+		b.tenant, b.engineKey = cfg.Tenant, enginePub
+		b.srvOpts = func(users []*server.NkeyUser) *server.Options {
+			return &server.Options{
+				ServerName: "responder-embedded",
+				Host:       host,
+				Port:       cfg.Port,
+				JetStream:  true,
+				StoreDir:   cfg.StoreDir,
+				NoSigs:     true,
+				NoLog:      true,
+				MaxPayload: 8 << 20,
+				TLSConfig:  tlsCfg,
+				TLSTimeout: 2,
+				TLSVerify:  cfg.TLS.CAFile != "",
+				Nkeys:      users,
+			}
+		}
+		srv, err := server.NewServer(b.srvOpts(b.users(cfg.Identities)))
 		if err != nil {
 			return nil, fmt.Errorf("bus: embedded NATS server: %w", err)
 		}
@@ -82,19 +142,31 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		}
 		b.srv = srv
 		url = srv.ClientURL()
-		log.Info("embedded NATS server started", "url", url, "store", cfg.StoreDir)
+		if tlsCfg != nil {
+			// The engine's own connection stays inside the process: no
+			// client certificate of its own is needed to reach its server.
+			b.connect = append(b.connect, nats.InProcessServer(srv))
+		}
+		log.Info("embedded NATS server started", "url", url, "store", cfg.StoreDir, "tls", tlsCfg != nil, "users", len(cfg.Identities)+1)
 	}
+	authOpts, err := auth.Options()
+	if err != nil {
+		b.shutdownServer()
+		return nil, err
+	}
+	b.connect = append(b.connect, authOpts...)
+	b.url, b.auth = url, auth
 	name := cfg.Name
 	if name == "" {
 		name = "responder"
 	}
 	closed := make(chan struct{})
-	nc, err := nats.Connect(url,
+	nc, err := nats.Connect(url, append(slices.Clone(b.connect),
 		nats.Name(name),
 		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
-	)
+	)...)
 	if err != nil {
 		b.shutdownServer()
 		return nil, fmt.Errorf("bus: connect to NATS at %s: %w", url, err)
@@ -129,6 +201,44 @@ func (b *Bus) ClientURL() string {
 	}
 	return ""
 }
+
+// Connect opens another connection to the bus as this process (the same
+// identity and inbox prefix as b.NC). The caller closes it.
+func (b *Bus) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	nc, err := nats.Connect(b.url, append(slices.Clone(b.connect), opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("bus: connect to NATS at %s: %w", b.url, err)
+	}
+	return nc, nil
+}
+
+// Auth is this process's NATS identity: another Bus of the same process
+// joins as the same user with Config{URL: b.ClientURL(), Auth: b.Auth()}.
+func (b *Bus) Auth() ClientAuth { return b.auth }
+
+// users are the embedded server's users: the engine key and ids.
+func (b *Bus) users(ids []Identity) []*server.NkeyUser {
+	return NkeyUsers(b.tenant, append([]Identity{{PublicKey: b.engineKey, Engine: true}}, ids...))
+}
+
+// SetIdentities replaces the keys the embedded server lets in (besides the
+// engine's own): a key no longer listed is disconnected at once and cannot
+// connect again, changed rights apply to open connections. With an external
+// server it does nothing (its users are the cluster's configuration).
+func (b *Bus) SetIdentities(ids []Identity) error {
+	if b.srv == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.srv.ReloadOptions(b.srvOpts(b.users(ids))); err != nil {
+		return fmt.Errorf("bus: reload the embedded server's users: %w", err)
+	}
+	return nil
+}
+
+// Embedded reports whether this process runs the NATS server.
+func (b *Bus) Embedded() bool { return b.srv != nil }
 
 // Close drains the connection and stops the embedded server, waiting for it.
 func (b *Bus) Close() {
