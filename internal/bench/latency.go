@@ -121,7 +121,7 @@ func runLatency(ctx context.Context, o Options) (Result, error) {
 		stopEngine()
 		<-engDone
 	}()
-	nc, err := nats.Connect(eng.Bus().ClientURL(), nats.Name("bench-observer"))
+	nc, err := eng.Bus().Connect(nats.Name("bench-observer"))
 	if err != nil {
 		return Result{}, err
 	}
