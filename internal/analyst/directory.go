@@ -14,6 +14,7 @@ import (
 
 	"github.com/responder-sec/responder/internal/actions"
 	"github.com/responder-sec/responder/internal/audit"
+	"github.com/responder-sec/responder/internal/bus"
 )
 
 // Role says what a key may speak for.
@@ -25,6 +26,9 @@ const (
 	// RoleEngine signs playbook and engine requests and may relay requests made
 	// on someone else's behalf (follow-up steps, approved requests).
 	RoleEngine Role = "engine"
+	// RoleReviewer reads the audit trail through the engine's query service
+	// and does nothing else: no action, no approval.
+	RoleReviewer Role = "reviewer"
 )
 
 // AllActions in an analyst's action list allows every action.
@@ -49,11 +53,23 @@ func (a Analyst) Allowed(action string) bool {
 	return slices.Contains(a.Actions, AllActions) || slices.Contains(a.Actions, action)
 }
 
+// MayReview reports whether a may read the audit trail through the engine:
+// reviewers and analysts (an analyst follows their own requests there).
+func (a Analyst) MayReview() bool { return a.Role == RoleReviewer || a.Role == RoleAnalyst }
+
+// BusIdentity is what a may do on the bus (bus.Permissions).
+func (a Analyst) BusIdentity() bus.Identity {
+	return bus.Identity{PublicKey: a.PublicKey, Engine: a.Role == RoleEngine, Analyst: a.Role == RoleAnalyst, Reviewer: a.MayReview()}
+}
+
 // Actor is how a appears in audit records.
 func (a Analyst) Actor() audit.Actor {
 	kind := "analyst"
-	if a.Role == RoleEngine {
+	switch a.Role {
+	case RoleEngine:
 		kind = "engine"
+	case RoleReviewer:
+		kind = "reviewer"
 	}
 	return audit.Actor{Kind: kind, Name: a.Name, KeyID: a.PublicKey}
 }
@@ -78,10 +94,14 @@ const FileVersion = 1
 //	engines:
 //	  - name: engine-1
 //	    public_key: UCD…
+//	reviewers:                                     # read the audit trail, nothing else
+//	  - name: carol
+//	    public_key: UEF…
 type file struct {
-	Version  int         `yaml:"version"`
-	Analysts []fileEntry `yaml:"analysts"`
-	Engines  []fileEntry `yaml:"engines"`
+	Version   int         `yaml:"version"`
+	Analysts  []fileEntry `yaml:"analysts"`
+	Engines   []fileEntry `yaml:"engines"`
+	Reviewers []fileEntry `yaml:"reviewers"`
 }
 
 type fileEntry struct {
@@ -143,6 +163,16 @@ func Parse(data []byte) (*Directory, error) {
 		}
 		all = append(all, a)
 	}
+	for i, e := range f.Reviewers {
+		if len(e.Actions) > 0 || e.MayApprove {
+			return nil, fmt.Errorf("reviewers[%d] (%s): a reviewer has no actions or may_approve", i, e.Name)
+		}
+		a, err := e.analyst(RoleReviewer)
+		if err != nil {
+			return nil, fmt.Errorf("reviewers[%d] (%s): %w", i, e.Name, err)
+		}
+		all = append(all, a)
+	}
 	return NewDirectory(all...)
 }
 
@@ -192,6 +222,15 @@ func NewDirectory(entries ...Analyst) (*Directory, error) {
 		d.byKey[a.PublicKey] = a
 	}
 	return d, nil
+}
+
+// BusIdentities are the bus rights of every key in d (bus.Permissions).
+func (d *Directory) BusIdentities() []bus.Identity {
+	var out []bus.Identity
+	for _, a := range d.All() {
+		out = append(out, a.BusIdentity())
+	}
+	return out
 }
 
 // Lookup returns the analyst holding the public key.
