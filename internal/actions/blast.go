@@ -2,13 +2,8 @@ package actions
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"slices"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/responder-sec/responder/internal/bus"
 )
@@ -41,11 +36,6 @@ func DefaultBlastLimits() BlastLimits {
 	}
 }
 
-type blastEntry struct {
-	Count    int      `json:"count"`
-	Requests []string `json:"requests,omitempty"` // counted requests, so a redelivery is not counted twice
-}
-
 // checkBlast counts req against its limits and returns a refusal reason, or ""
 // when it may act.
 func (w *Worker) checkBlast(ctx context.Context, req *Request) (string, error) {
@@ -59,8 +49,8 @@ func (w *Worker) checkBlast(ctx context.Context, req *Request) (string, error) {
 	}
 	start := w.cfg.Now().UTC().Truncate(win)
 	if pb := req.Playbook(); pb != "" && l.PerPlaybook > 0 {
-		k := fmt.Sprintf("blast.actions.playbook.%s.%d", bus.Token(pb), start.Unix())
-		ok, n, err := countOnce(ctx, w.cfg.KV, k, req.ID, l.PerPlaybook)
+		k := bus.ActionBlastPlaybookKey(pb, start)
+		ok, n, err := bus.CountOnce(ctx, w.cfg.KV, k, req.ID, l.PerPlaybook)
 		if err != nil {
 			return "", err
 		}
@@ -69,8 +59,8 @@ func (w *Worker) checkBlast(ctx context.Context, req *Request) (string, error) {
 		}
 	}
 	if max := l.PerAction[req.Action]; max > 0 {
-		k := fmt.Sprintf("blast.actions.action.%s.%d", bus.Token(string(req.Action)), start.Unix())
-		ok, n, err := countOnce(ctx, w.cfg.KV, k, req.ID, max)
+		k := bus.ActionBlastActionKey(string(req.Action), start)
+		ok, n, err := bus.CountOnce(ctx, w.cfg.KV, k, req.ID, max)
 		if err != nil {
 			return "", err
 		}
@@ -79,50 +69,4 @@ func (w *Worker) checkBlast(ctx context.Context, req *Request) (string, error) {
 		}
 	}
 	return "", nil
-}
-
-// countOnce adds id to the counter at key unless it is there already or the
-// counter reached max. Compare-and-set; retried on conflict.
-func countOnce(ctx context.Context, kv jetstream.KeyValue, key, id string, max int) (ok bool, count int, err error) {
-	for attempt := 0; attempt < 50; attempt++ {
-		var cur blastEntry
-		var rev uint64
-		e, err := kv.Get(ctx, key)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case err != nil:
-			return false, 0, fmt.Errorf("blast radius %s: %w", key, err)
-		default:
-			rev = e.Revision()
-			if err := json.Unmarshal(e.Value(), &cur); err != nil {
-				return false, 0, fmt.Errorf("blast radius %s: %w", key, err)
-			}
-		}
-		if slices.Contains(cur.Requests, id) {
-			return true, cur.Count, nil
-		}
-		if cur.Count >= max {
-			return false, cur.Count, nil
-		}
-		cur.Count++
-		cur.Requests = append(cur.Requests, id)
-		b, _ := json.Marshal(cur)
-		if rev == 0 {
-			_, err = kv.Create(ctx, key, b)
-		} else {
-			_, err = kv.Update(ctx, key, b, rev)
-		}
-		if err == nil {
-			return true, cur.Count, nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSequence(err) {
-			return false, 0, fmt.Errorf("blast radius %s: %w", key, err)
-		}
-	}
-	return false, 0, fmt.Errorf("blast radius %s: too much contention", key)
-}
-
-func isWrongSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }

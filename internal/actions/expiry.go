@@ -6,18 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/responder-sec/responder/internal/audit"
 	"github.com/responder-sec/responder/internal/bus"
 )
-
-// expiryPrefix keys the pending block expiries in the state bucket.
-const expiryPrefix = "expiry."
 
 // expiryEntry is one block_ip to undo at At.
 type expiryEntry struct {
@@ -27,11 +22,9 @@ type expiryEntry struct {
 	Ticket    string    `json:"ticket,omitempty"`
 }
 
-func expiryKey(requestID string) string { return expiryPrefix + bus.Token(requestID) }
-
-func scheduleExpiry(ctx context.Context, kv jetstream.KeyValue, req *Request, at time.Time) error {
+func scheduleExpiry(ctx context.Context, kv StateStore, req *Request, at time.Time) error {
 	b, _ := json.Marshal(expiryEntry{RequestID: req.ID, IP: req.Target.IP, At: at.UTC(), Ticket: req.Ticket})
-	if _, err := kv.Put(ctx, expiryKey(req.ID), b); err != nil {
+	if _, err := kv.Put(ctx, bus.ExpiryKey(req.ID), b); err != nil {
 		return fmt.Errorf("schedule expiry of %s: %w", req.ID, err)
 	}
 	return nil
@@ -92,14 +85,12 @@ func (s *ExpiryScheduler) Run(ctx context.Context) error {
 }
 
 // UnblockRequestID is the id of the unblock the scheduler requests for a block.
-func UnblockRequestID(blockRequestID string) string {
-	return uuid.NewSHA1(uuid.NameSpaceOID, []byte("responder/"+blockRequestID+"/expiry")).String()
-}
+func UnblockRequestID(blockRequestID string) string { return bus.ExpiryRequestID(blockRequestID) }
 
 // Tick publishes an unblock for every due expiry and removes its entry. It
 // returns how many it requested.
 func (s *ExpiryScheduler) Tick(ctx context.Context) (int, error) {
-	lister, err := s.cfg.KV.ListKeysFiltered(ctx, expiryPrefix+">")
+	lister, err := s.cfg.KV.ListKeysFiltered(ctx, bus.ExpiryFilter())
 	if err != nil {
 		if errors.Is(err, jetstream.ErrNoKeysFound) {
 			return 0, nil
@@ -108,7 +99,7 @@ func (s *ExpiryScheduler) Tick(ctx context.Context) (int, error) {
 	}
 	var keys []string
 	for k := range lister.Keys() {
-		if strings.HasPrefix(k, expiryPrefix) {
+		if bus.ExpiryKeyID(k) != "" {
 			keys = append(keys, k)
 		}
 	}

@@ -124,90 +124,112 @@ func ParseParams(n Name, t Target, params map[string]any) (Params, error) {
 		}
 		p.UndoOf = s
 	}
-	switch n {
-	case DeleteForwardRules:
-		p.Scope = "external"
-		if v, ok := params["scope"]; ok {
-			s, _ := v.(string)
-			switch s {
-			case "external", "all":
-				p.Scope = s
-			default:
-				return p, reject("params.scope must be external or all (got %v)", v)
-			}
+	if spec.Parse == nil {
+		return p, nil
+	}
+	q, err := spec.Parse(t, params)
+	if err != nil {
+		return p, err
+	}
+	q.UndoOf = p.UndoOf
+	return q, nil
+}
+
+// parseNoCheck accepts the declared params without reading them
+// (disable_forward_rules: recipients and rule are informational).
+func parseNoCheck(Target, map[string]any) (Params, error) { return Params{}, nil }
+
+func parseDeleteRules(_ Target, params map[string]any) (Params, error) {
+	p := Params{Scope: "external"}
+	if v, ok := params["scope"]; ok {
+		s, _ := v.(string)
+		switch s {
+		case "external", "all":
+			p.Scope = s
+		default:
+			return p, reject("params.scope must be external or all (got %v)", v)
 		}
-	case EnableForwardRules:
-		ids, err := stringList(params, "rule_ids")
-		if err != nil {
-			return p, err
-		}
-		if len(ids) == 0 {
-			return p, reject("enable_forward_rules needs params.rule_ids")
-		}
-		for _, id := range ids {
-			if !validGraphID(id) {
-				return p, reject("params.rule_ids: %q is not a rule id", id)
-			}
-		}
-		p.RuleIDs = ids
-	case RestoreForwardRules:
-		raw, ok := params["rules"].([]any)
-		if !ok || len(raw) == 0 {
-			return p, reject("restore_forward_rules needs params.rules (the rule snapshots)")
-		}
-		if len(raw) > MaxRestoreRules {
-			return p, reject("params.rules holds %d rules; at most %d", len(raw), MaxRestoreRules)
-		}
-		for i, r := range raw {
-			m, ok := r.(map[string]any)
-			if !ok {
-				return p, reject("params.rules[%d] is not a rule object", i)
-			}
-			if s, _ := m["displayName"].(string); strings.TrimSpace(s) == "" {
-				return p, reject("params.rules[%d] has no displayName", i)
-			}
-			if _, ok := m["actions"].(map[string]any); !ok {
-				return p, reject("params.rules[%d] has no actions", i)
-			}
-			b, err := json.Marshal(m)
-			if err != nil {
-				return p, reject("params.rules[%d]: %v", i, err)
-			}
-			p.Rules = append(p.Rules, b)
-		}
-	case RemoveMailboxForwarding:
-		rs, err := stringList(params, "recipients")
-		if err != nil {
-			return p, err
-		}
-		p.Recipients = rs
-	case RestoreMailboxForwarding:
-		f, err := parseForwarding(params)
-		if err != nil {
-			return p, err
-		}
-		p.Forwarding = f
-	case BlockIP, UnblockIP:
-		pfx, err := ParseIPTarget(t.IP)
-		if err != nil {
-			return p, reject("target.ip: %v", err)
-		}
-		p.Prefix = pfx
-		if v, ok := params["expires"]; ok {
-			d, err := parseExpiry(v)
-			if err != nil {
-				return p, err
-			}
-			p.Expires = d
-		}
-	case PurgeMail:
-		q, err := parsePurge(t, params)
-		if err != nil {
-			return p, err
-		}
-		p.Purge = q
 	}
 	return p, nil
+}
+
+func parseEnableRules(_ Target, params map[string]any) (Params, error) {
+	var p Params
+	ids, err := stringList(params, "rule_ids")
+	if err != nil {
+		return p, err
+	}
+	if len(ids) == 0 {
+		return p, reject("enable_forward_rules needs params.rule_ids")
+	}
+	for _, id := range ids {
+		if !validGraphID(id) {
+			return p, reject("params.rule_ids: %q is not a rule id", id)
+		}
+	}
+	p.RuleIDs = ids
+	return p, nil
+}
+
+func parseRestoreRules(_ Target, params map[string]any) (Params, error) {
+	var p Params
+	raw, ok := params["rules"].([]any)
+	if !ok || len(raw) == 0 {
+		return p, reject("restore_forward_rules needs params.rules (the rule snapshots)")
+	}
+	if len(raw) > MaxRestoreRules {
+		return p, reject("params.rules holds %d rules; at most %d", len(raw), MaxRestoreRules)
+	}
+	for i, r := range raw {
+		m, ok := r.(map[string]any)
+		if !ok {
+			return p, reject("params.rules[%d] is not a rule object", i)
+		}
+		if s, _ := m["displayName"].(string); strings.TrimSpace(s) == "" {
+			return p, reject("params.rules[%d] has no displayName", i)
+		}
+		if _, ok := m["actions"].(map[string]any); !ok {
+			return p, reject("params.rules[%d] has no actions", i)
+		}
+		b, err := json.Marshal(m)
+		if err != nil {
+			return p, reject("params.rules[%d]: %v", i, err)
+		}
+		p.Rules = append(p.Rules, b)
+	}
+	return p, nil
+}
+
+func parseRecipients(_ Target, params map[string]any) (Params, error) {
+	rs, err := stringList(params, "recipients")
+	return Params{Recipients: rs}, err
+}
+
+func parseRestoreForwarding(_ Target, params map[string]any) (Params, error) {
+	f, err := parseForwarding(params)
+	return Params{Forwarding: f}, err
+}
+
+func parseIPParams(t Target, params map[string]any) (Params, error) {
+	var p Params
+	pfx, err := ParseIPTarget(t.IP)
+	if err != nil {
+		return p, reject("target.ip: %v", err)
+	}
+	p.Prefix = pfx
+	if v, ok := params["expires"]; ok {
+		d, err := parseExpiry(v)
+		if err != nil {
+			return p, err
+		}
+		p.Expires = d
+	}
+	return p, nil
+}
+
+func parsePurgeParams(t Target, params map[string]any) (Params, error) {
+	q, err := parsePurge(t, params)
+	return Params{Purge: q}, err
 }
 
 // parseForwarding validates restore_mailbox_forwarding's params: an SMTP

@@ -10,30 +10,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/responder-sec/responder/internal/audit"
 	"github.com/responder-sec/responder/internal/bus"
 )
-
-// Executor carries out one validated, guarded request against Microsoft. It returns
-// a *Error for Microsoft failures.
-type Executor interface {
-	Execute(ctx context.Context, req *Request) (Result, error)
-}
-
-// ExecutorFunc adapts a function to Executor.
-type ExecutorFunc func(ctx context.Context, req *Request) (Result, error)
-
-// Execute calls f.
-func (f ExecutorFunc) Execute(ctx context.Context, req *Request) (Result, error) { return f(ctx, req) }
-
-// Planner reports what a request would do without changing anything, down to
-// the objects it would touch (dry run). An Executor may implement it.
-type Planner interface {
-	Plan(ctx context.Context, req *Request) (Result, error)
-}
 
 // Directory resolves the protected identities: the listed users (both their UPN
 // and object id) and the members of the protected directory roles.
@@ -61,13 +42,6 @@ type Result struct {
 	Secret string
 }
 
-// Warner gives the warning to record when a request is accepted, before any
-// call (for example that a hard delete cannot be undone). An Executor may
-// implement it.
-type Warner interface {
-	Warning(req *Request) string
-}
-
 // Outcome is the final answer to a request, published on its result subject for
 // whoever waits (responder act) and kept in KV for redeliveries.
 type Outcome struct {
@@ -88,10 +62,13 @@ type Outcome struct {
 
 // WorkerConfig wires a worker.
 type WorkerConfig struct {
-	Tenant    string
-	JS        jetstream.JetStream
-	KV        jetstream.KeyValue
-	Executor  Executor
+	Tenant string
+	// JS is where Run consumes ACTIONS (and the default Publish and Notify
+	// go); the stages use only the narrow roles below.
+	JS jetstream.JetStream
+	KV StateStore
+	// Handlers carry out each catalogue action (graphexec.Executor.Handlers).
+	Handlers  Handlers
 	Audit     Recorder
 	Protected Protected
 	// Directory resolves protected UPNs, object ids and role members (nil: only
@@ -108,6 +85,9 @@ type WorkerConfig struct {
 	// Publish sends follow-up requests (next steps, undo, expiries); default
 	// Publish, unsigned. The engine signs them with its key.
 	Publish PublishFunc
+	// Notify tells the requester a request's outcome (default: a core NATS
+	// publish on the requester's result subject).
+	Notify NotifyFunc
 	// DryRun makes the whole engine record what it would do and change nothing.
 	DryRun      bool
 	Concurrency int           // requests in flight (default 128: I/O bound; the budgets pace Microsoft)
@@ -125,8 +105,10 @@ type WorkerConfig struct {
 
 // Worker consumes ACTIONS and carries requests out, one audit record per state.
 type Worker struct {
-	cfg WorkerConfig
-	log *slog.Logger
+	cfg      WorkerConfig
+	log      *slog.Logger
+	handlers Handlers
+	pipeline []stage
 }
 
 // ConsumerName is the durable pull consumer shared by every worker of a tenant.
@@ -161,7 +143,9 @@ func NewWorker(cfg WorkerConfig) *Worker {
 	if cfg.Blast.PerAction == nil && cfg.Blast.PerPlaybook == 0 && cfg.Blast.Window == 0 {
 		cfg.Blast = DefaultBlastLimits()
 	}
-	return &Worker{cfg: cfg, log: cfg.Logger.With("part", "actions")}
+	w := &Worker{cfg: cfg, log: cfg.Logger.With("part", "actions"), handlers: cfg.Handlers}
+	w.pipeline = w.stages()
+	return w
 }
 
 // Run consumes until ctx ends, then waits for requests in flight.
@@ -217,9 +201,10 @@ func (w *Worker) Run(ctx context.Context) error {
 			defer func() { <-sem }()
 			hctx, cancel := context.WithTimeout(workCtx, w.cfg.HandleTimeout)
 			defer cancel()
-			stopBeat := w.heartbeat(hctx, msg)
+			d := FromJetStream(msg)
+			stopBeat := w.heartbeat(hctx, d)
 			defer stopBeat()
-			w.Handle(hctx, msg)
+			w.Handle(hctx, d)
 		}()
 	}
 }
@@ -227,7 +212,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // heartbeat tells the server the message is still being worked on, so a slow
 // Graph call does not get it redelivered to another worker. It returns the stop
 // function; the goroutine it starts ends with it.
-func (w *Worker) heartbeat(ctx context.Context, msg jetstream.Msg) func() {
+func (w *Worker) heartbeat(ctx context.Context, msg Delivery) func() {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -249,212 +234,6 @@ func (w *Worker) heartbeat(ctx context.Context, msg jetstream.Msg) func() {
 	}
 }
 
-// Handle runs one message through the stages. It always acks, naks with delay,
-// or leaves the message for redelivery (when the audit trail cannot be written).
-func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) {
-	attempts := 1
-	if md, err := msg.Metadata(); err == nil {
-		attempts = int(md.NumDelivered)
-	}
-	req, err := Decode(msg.Data())
-	if err != nil {
-		w.rejectMessage(ctx, msg, req, err, attempts)
-		return
-	}
-	log := w.log.With("request", req.ID, "action", req.Action, "attempt", attempts)
-
-	released := false
-	if w.cfg.Gate != nil {
-		rel, reject, err := w.cfg.Gate.Admit(ctx, req, msg)
-		if err != nil {
-			log.Error("authentication unavailable; will retry", "err", err)
-			_ = msg.NakWithDelay(time.Second)
-			return
-		}
-		if reject != "" {
-			w.rejectMessage(ctx, msg, req, &RejectError{Reason: reject}, attempts)
-			return
-		}
-		released = rel
-	}
-
-	st, err := w.loadState(ctx, req.ID)
-	if err != nil {
-		log.Error("idempotency state unavailable; will retry", "err", err)
-		_ = msg.NakWithDelay(time.Second)
-		return
-	}
-	switch {
-	case st != nil && st.Done:
-		// A redelivery of a finished request: never act twice; finish what the
-		// previous delivery may not have (audit record, next step, reply).
-		log.Info("request already finished; returning stored result", "outcome", st.Final.Outcome)
-		w.complete(ctx, msg, req, st, "")
-		return
-	case st == nil || !released:
-		// First delivery, or a redelivery after a crash that may have come
-		// between the claim and the accepted record: the record's id is
-		// deterministic, so the stream stores it once.
-		if st == nil {
-			if err := w.claim(ctx, req.ID); err != nil {
-				log.Error("claim request", "err", err)
-				_ = msg.NakWithDelay(time.Second)
-				return
-			}
-		}
-		rec := w.baseRecord(req)
-		rec.ID = recordID(req.ID, "accepted")
-		rec.Outcome = audit.Accepted
-		rec.Detail = "request accepted"
-		if wr, ok := w.cfg.Executor.(Warner); ok {
-			if warn := wr.Warning(req); warn != "" {
-				rec.Detail += "; WARNING: " + warn
-			}
-		}
-		if _, err := w.cfg.Audit.Append(ctx, rec); err != nil {
-			log.Error("audit accepted", "err", err)
-			_ = msg.NakWithDelay(time.Second)
-			return
-		}
-	}
-
-	if req.Action == Undo {
-		w.undo(ctx, msg, req, attempts)
-		return
-	}
-	params, _ := ParseParams(req.Action, req.Target, req.Params) // validated by Decode
-
-	// Guards.
-	ids, err := w.protectedIdentities(ctx)
-	if err != nil {
-		// Fail closed: without the list nobody is known to be unprotected.
-		w.retryOrFail(ctx, msg, req, AsError(fmt.Errorf("look up protected identities: %w", err)), attempts, "")
-		return
-	}
-	d := CheckIdentities(req, ids)
-	if !d.Allow {
-		w.finish(ctx, msg, req, w.final(req, audit.Refused, d.Reason, attempts), nil)
-		return
-	}
-	overrideNote := ""
-	if d.Override {
-		overrideNote = d.Reason + "; "
-	}
-	if req.Action == BlockIP {
-		if ipd := w.cfg.IP.CheckIP(params.Prefix); !ipd.Allow {
-			w.finish(ctx, msg, req, w.final(req, audit.Refused, ipd.Reason, attempts), nil)
-			return
-		}
-	}
-	if req.DryRun || w.cfg.DryRun {
-		w.dryRun(ctx, msg, req, overrideNote, attempts)
-		return
-	}
-	if !released {
-		why, err := w.checkBlast(ctx, req)
-		if err != nil {
-			log.Error("blast-radius counter unavailable; will retry", "err", err)
-			_ = msg.NakWithDelay(time.Second)
-			return
-		}
-		if w.cfg.Gate == nil && why != "" {
-			w.finish(ctx, msg, req, w.final(req, audit.Refused, why, attempts), nil)
-			return
-		}
-		if w.cfg.Gate != nil {
-			held, hwhy, err := w.cfg.Gate.Hold(ctx, req, msg, HoldFacts{OverLimit: why, Protected: d.Override})
-			if err != nil {
-				log.Error("approval store unavailable; will retry", "err", err)
-				_ = msg.NakWithDelay(time.Second)
-				return
-			}
-			if held {
-				w.pending(ctx, msg, req, hwhy, attempts)
-				return
-			}
-		}
-	}
-
-	if nonIdempotent[req.Action] {
-		if st != nil && !st.Executing.IsZero() {
-			if p, ok := w.cfg.Executor.(Prober); ok {
-				done, err := p.AlreadyApplied(ctx, req, st.Executing)
-				if err != nil {
-					w.retryOrFail(ctx, msg, req, AsError(err), attempts, overrideNote)
-					return
-				}
-				if done {
-					rec := w.final(req, audit.Succeeded, overrideNote+"already done: the effect of an interrupted attempt is in place (not repeated)", attempts)
-					w.finish(ctx, msg, req, rec, nil)
-					return
-				}
-			}
-		}
-		mark := state{Claimed: w.cfg.Now().UTC(), Executing: w.cfg.Now().UTC()}
-		if st != nil {
-			mark.Claimed = st.Claimed
-		}
-		if err := w.putState(ctx, req.ID, &mark); err != nil {
-			log.Error("mark executing; will retry", "err", err)
-			_ = msg.NakWithDelay(time.Second)
-			return
-		}
-	}
-	res, err := w.cfg.Executor.Execute(ctx, req)
-	if err != nil {
-		w.retryOrFail(ctx, msg, req, AsError(err), attempts, overrideNote)
-		return
-	}
-	detail := res.Detail
-	if detail == "" {
-		detail = "done"
-	}
-	if res.AlreadyDone {
-		detail = "already done: " + detail
-	}
-	if res.Secret != "" {
-		if req.RequestedBy.Kind == "analyst" {
-			detail += "; the password was returned to the requester only"
-		} else {
-			// Nobody waits for a playbook's or the engine's reply: never put
-			// the secret on the bus where no one is there to take it.
-			res.Secret = ""
-			detail += "; requested by " + req.RequestedBy.Kind + " " + req.RequestedBy.Name +
-				", so the password was discarded unseen: the user regains access through self-service password reset or an administrator"
-		}
-	}
-	rec := w.final(req, audit.Succeeded, overrideNote+detail, attempts)
-	rec.Before, rec.After, rec.GraphRequestIDs = res.Before, res.After, res.GraphRequestIDs
-	x := &extra{secret: res.Secret, undo: res.Undo}
-	if req.Action == BlockIP && params.Expires > 0 {
-		x.expiresAt = w.cfg.Now().UTC().Add(params.Expires)
-		rec.Detail += "; unblocks automatically at " + x.expiresAt.Format(time.RFC3339)
-	}
-	w.finish(ctx, msg, req, rec, x)
-}
-
-// retryOrFail naks a retryable failure with its delay while attempts remain,
-// else records the final failure with Microsoft's code and request ids.
-func (w *Worker) retryOrFail(ctx context.Context, msg jetstream.Msg, req *Request, e *Error, attempts int, note string) {
-	log := w.log.With("request", req.ID, "action", req.Action, "attempt", attempts)
-	if e.Class != Permanent && attempts < w.cfg.MaxAttempts && ctx.Err() == nil {
-		delay := Backoff(e, attempts, w.cfg.RetryBase, w.cfg.RetryMax, jitter)
-		log.Warn("action failed; retrying", "class", e.Class, "code", e.Code, "status", e.Status, "delay", delay)
-		_ = msg.NakWithDelay(delay)
-		return
-	}
-	rec := w.final(req, audit.Failed, note+e.Error(), attempts)
-	rec.ErrorCode = e.Code
-	if rec.ErrorCode == "" && e.Status == 0 {
-		rec.ErrorCode = "transport_error"
-	}
-	if e.RequestID != "" || e.ClientRequestID != "" {
-		rec.GraphRequestIDs = nonEmpty(e.RequestID, e.ClientRequestID)
-	}
-	log.Error("action failed", "class", e.Class, "code", e.Code, "status", e.Status)
-	w.finish(ctx, msg, req, rec, nil)
-}
-
 // protectedIdentities is the listed users plus what the directory resolves.
 func (w *Worker) protectedIdentities(ctx context.Context) ([]Identity, error) {
 	ids := make([]Identity, 0, len(w.cfg.Protected.Users))
@@ -469,38 +248,6 @@ func (w *Worker) protectedIdentities(ctx context.Context) ([]Identity, error) {
 		return nil, err
 	}
 	return append(ids, more...), nil
-}
-
-// dryRun records what the request would do: the executor's plan when it can
-// make one (reads only), else the catalogue's description.
-func (w *Worker) dryRun(ctx context.Context, msg jetstream.Msg, req *Request, note string, attempts int) {
-	why := "request"
-	if w.cfg.DryRun {
-		why = "engine"
-	}
-	spec, _ := Lookup(req.Action)
-	detail := note + "dry run (" + why + "): would " + spec.Description + " for " + describeTarget(req.Target)
-	var res Result
-	if p, ok := w.cfg.Executor.(Planner); ok {
-		r, err := p.Plan(ctx, req)
-		if err != nil {
-			e := AsError(err)
-			if e.Class != Permanent && attempts < w.cfg.MaxAttempts && ctx.Err() == nil {
-				_ = msg.NakWithDelay(Backoff(e, attempts, w.cfg.RetryBase, w.cfg.RetryMax, jitter))
-				return
-			}
-			detail += "; the plan could not be read: " + e.Error()
-		} else {
-			res = r
-			if r.Detail != "" {
-				detail = note + "dry run (" + why + "): would " + r.Detail
-			}
-		}
-	}
-	rec := w.final(req, audit.DryRun, detail, attempts)
-	rec.DryRun = true
-	rec.Before, rec.After, rec.GraphRequestIDs = res.Before, res.After, res.GraphRequestIDs
-	w.finish(ctx, msg, req, rec, nil)
 }
 
 func describeTarget(t Target) string {
@@ -552,16 +299,6 @@ type state struct {
 	Executing time.Time `json:"executing,omitzero"`
 }
 
-// Prober tells whether the effect of an interrupted request is already in place
-// (the process died between Microsoft's answer and the record of it).
-type Prober interface {
-	AlreadyApplied(ctx context.Context, req *Request, since time.Time) (bool, error)
-}
-
-// nonIdempotent are the actions whose repetition is itself an effect: a second
-// revoke signs the user out again.
-var nonIdempotent = map[Name]bool{RevokeSessions: true}
-
 // extra is what finish keeps besides the record: the secret for the reply only.
 type extra struct {
 	secret    string
@@ -569,10 +306,8 @@ type extra struct {
 	expiresAt time.Time
 }
 
-func stateKey(id string) string { return "req." + bus.Token(id) }
-
 func (w *Worker) loadState(ctx context.Context, id string) (*state, error) {
-	e, err := w.cfg.KV.Get(ctx, stateKey(id))
+	e, err := w.cfg.KV.Get(ctx, bus.RequestStateKey(id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
 	}
@@ -588,7 +323,7 @@ func (w *Worker) loadState(ctx context.Context, id string) (*state, error) {
 
 func (w *Worker) claim(ctx context.Context, id string) error {
 	b, _ := json.Marshal(state{Claimed: w.cfg.Now().UTC()})
-	_, err := w.cfg.KV.Create(ctx, stateKey(id), b)
+	_, err := w.cfg.KV.Create(ctx, bus.RequestStateKey(id), b)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return nil // another delivery claimed it first; it is ours to continue
 	}
@@ -600,15 +335,13 @@ func (w *Worker) putState(ctx context.Context, id string, st *state) error {
 	if err != nil {
 		return err
 	}
-	_, err = w.cfg.KV.Put(ctx, stateKey(id), b)
+	_, err = w.cfg.KV.Put(ctx, bus.RequestStateKey(id), b)
 	return err
 }
 
 // recordID makes audit record ids deterministic per request and state, so a
 // record re-sent after a crash is deduplicated by the stream.
-func recordID(requestID, what string) string {
-	return uuid.NewSHA1(uuid.NameSpaceOID, []byte("responder/"+requestID+"/"+what)).String()
-}
+func recordID(requestID, what string) string { return bus.RecordID(requestID, what) }
 
 func (w *Worker) baseRecord(req *Request) audit.Record {
 	return audit.Record{
@@ -625,70 +358,6 @@ func (w *Worker) baseRecord(req *Request) audit.Record {
 	}
 }
 
-func (w *Worker) final(req *Request, o audit.Outcome, detail string, attempts int) audit.Record {
-	rec := w.baseRecord(req)
-	rec.ID = recordID(req.ID, "final")
-	rec.Outcome = o
-	rec.Detail = detail
-	rec.Attempts = attempts
-	return rec
-}
-
-// finish stores the final state first (so a redelivery cannot act again), then
-// the audit record, then requests the next step, replies, and acks last.
-func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, req *Request, rec audit.Record, x *extra) {
-	if x == nil {
-		x = &extra{}
-	}
-	st := &state{Done: true, Final: &rec, Claimed: w.cfg.Now().UTC(), Undo: x.undo, SecretIssued: x.secret != "", ExpiresAt: x.expiresAt}
-	if err := w.putState(ctx, req.ID, st); err != nil {
-		w.log.Error("store final state; will retry", "request", req.ID, "err", err)
-		_ = msg.NakWithDelay(time.Second)
-		return
-	}
-	w.complete(ctx, msg, req, st, x.secret)
-}
-
-// complete finishes a request whose final state is stored: audit record,
-// expiry schedule, next step, reply (with the secret only on the first
-// delivery), ack.
-func (w *Worker) complete(ctx context.Context, msg jetstream.Msg, req *Request, st *state, secret string) {
-	rec := *st.Final
-	if !st.Audited {
-		stored, err := w.cfg.Audit.Append(ctx, rec)
-		if err != nil {
-			w.log.Error("audit final record; will retry", "request", req.ID, "err", err)
-			_ = msg.NakWithDelay(time.Second)
-			return
-		}
-		// The state is not rewritten as "audited": a redelivery re-sends the
-		// record with the same deterministic id, which the AUDIT stream stores
-		// once (its duplicate window is far longer than AckWait), and the
-		// request's replay protection refuses a re-used id later. That saves a
-		// KV round trip on every request.
-		rec = stored
-	}
-	if !st.ExpiresAt.IsZero() && rec.Outcome == audit.Succeeded {
-		if err := scheduleExpiry(ctx, w.cfg.KV, req, st.ExpiresAt); err != nil {
-			w.log.Error("schedule block expiry; will retry", "request", req.ID, "err", err)
-			_ = msg.NakWithDelay(time.Second)
-			return
-		}
-	}
-	if err := w.publishNext(ctx, req, rec.Outcome); err != nil {
-		w.log.Error("request next step; will retry", "request", req.ID, "err", err)
-		_ = msg.NakWithDelay(time.Second)
-		return
-	}
-	if secret == "" && st.SecretIssued {
-		rec.Detail += "; the password was delivered to the original requester only (run reset_password again if it was lost)"
-	}
-	w.notify(req, rec, secret)
-	if err := msg.Ack(); err != nil {
-		w.log.Warn("ack", "request", req.ID, "err", err)
-	}
-}
-
 // publishNext requests the following playbook step. Steps continue after success,
 // failure or dry run (a failed disable must not stop the session revoke), and stop
 // after a refusal or rejection.
@@ -699,7 +368,7 @@ func (w *Worker) publishNext(ctx context.Context, req *Request, o audit.Outcome)
 	step := req.Next[0]
 	next := Request{
 		Version:     Version,
-		ID:          uuid.NewSHA1(uuid.NameSpaceOID, []byte("responder/"+req.ID+"/next")).String(),
+		ID:          bus.NextStepID(req.ID),
 		Action:      step.Action,
 		Target:      step.Target,
 		Params:      step.Params,
@@ -723,25 +392,6 @@ func (w *Worker) publish(ctx context.Context, r *Request) error {
 	return Publish(ctx, w.cfg.JS, w.cfg.Tenant, r)
 }
 
-// pending records that req waits for approval and acks the message; the state
-// stays claimed (not done), so the request runs when the approval service
-// re-publishes it.
-func (w *Worker) pending(ctx context.Context, msg jetstream.Msg, req *Request, why string, attempts int) {
-	rec := w.baseRecord(req)
-	rec.ID = recordID(req.ID, "pending")
-	rec.Outcome = audit.PendingApproval
-	rec.Detail = "waiting for approval: " + why
-	rec.Attempts = attempts
-	stored, err := w.cfg.Audit.Append(ctx, rec)
-	if err != nil {
-		w.log.Error("audit pending approval; will retry", "request", req.ID, "err", err)
-		_ = msg.NakWithDelay(time.Second)
-		return
-	}
-	w.notify(req, stored, "")
-	_ = msg.Ack()
-}
-
 // Publish sends a request to the ACTIONS stream, deduplicated by its id.
 func Publish(ctx context.Context, js jetstream.Publisher, tenant string, r *Request) error {
 	b, err := json.Marshal(r)
@@ -754,60 +404,25 @@ func Publish(ctx context.Context, js jetstream.Publisher, tenant string, r *Requ
 	return nil
 }
 
-func (w *Worker) notify(req *Request, rec audit.Record, secret string) {
-	o := Outcome{
+// notifyRecord tells the requester the outcome a record states.
+func (w *Worker) notifyRecord(req *Request, rec audit.Record, secret string) {
+	w.notify(req.RequestedBy, Outcome{
 		RequestID: req.ID, Action: req.Action, Target: rec.Target, Outcome: rec.Outcome,
 		Detail: rec.Detail, ErrorCode: rec.ErrorCode, Attempts: rec.Attempts, AuditID: rec.ID, Time: rec.Time,
 		Secret: secret,
+	})
+}
+
+func (w *Worker) notify(requester audit.Actor, o Outcome) {
+	if w.cfg.Notify != nil {
+		w.cfg.Notify(requester, o)
+		return
+	}
+	if w.cfg.JS == nil {
+		return
 	}
 	b, _ := json.Marshal(o)
 	if nc := w.cfg.JS.Conn(); nc != nil {
-		_ = nc.Publish(bus.ResultSubject(w.cfg.Tenant, req.ID), b)
+		_ = nc.Publish(bus.ResultSubject(w.cfg.Tenant, o.RequestID), b)
 	}
-}
-
-// rejectMessage dead-letters a message that is not a valid request: an audit record
-// with the reason and the message itself, then the message is removed.
-func (w *Worker) rejectMessage(ctx context.Context, msg jetstream.Msg, req *Request, cause error, attempts int) {
-	reason := cause.Error()
-	var re *RejectError
-	if errors.As(cause, &re) {
-		reason = re.Reason
-	}
-	rec := audit.Record{TenantID: w.cfg.Tenant, Outcome: audit.Rejected, Detail: reason, Attempts: attempts,
-		Actor: audit.Actor{Kind: "unknown", Name: "unknown"}}
-	if req != nil {
-		if uuidRE.MatchString(req.ID) {
-			rec.RequestID = req.ID
-		}
-		rec.Action = string(req.Action)
-		rec.Target = req.Target.Map()
-		if req.RequestedBy.Kind != "" || req.RequestedBy.Name != "" {
-			rec.Actor = req.RequestedBy
-		}
-		rec.Reason, rec.Ticket, rec.EventID = req.Reason, req.Ticket, req.EventID
-	}
-	// The dead letter: subject and (bounded) message bytes, as a JSON string.
-	data := msg.Data()
-	if len(data) > 4096 {
-		data = data[:4096]
-	}
-	dl, _ := json.Marshal(map[string]string{"subject": msg.Subject(), "data": string(data)})
-	rec.Before = dl
-	if md, err := msg.Metadata(); err == nil {
-		rec.ID = recordID(fmt.Sprintf("msg-%d", md.Sequence.Stream), "rejected")
-	}
-	if _, err := w.cfg.Audit.Append(ctx, rec); err != nil {
-		w.log.Error("audit rejected message; will retry", "err", err)
-		_ = msg.NakWithDelay(time.Second)
-		return
-	}
-	w.log.Warn("rejected action message", "subject", msg.Subject(), "reason", reason)
-	if rec.RequestID != "" {
-		b, _ := json.Marshal(Outcome{RequestID: rec.RequestID, Action: Name(rec.Action), Outcome: audit.Rejected, Detail: reason, AuditID: rec.ID})
-		if nc := w.cfg.JS.Conn(); nc != nil {
-			_ = nc.Publish(bus.ResultSubject(w.cfg.Tenant, rec.RequestID), b)
-		}
-	}
-	_ = msg.Term()
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/responder-sec/responder/internal/actions"
 	"github.com/responder-sec/responder/internal/audit"
+	"github.com/responder-sec/responder/internal/bus"
 )
 
 // Reason classifies a rejection.
@@ -175,31 +176,88 @@ func (v *Verifier) Verify(ctx context.Context, req *actions.Request, m Message) 
 	if err != nil {
 		return Analyst{}, err
 	}
+	if err := authorize(signer, req); err != nil {
+		return Analyst{}, err
+	}
+	if err := v.fresh(ctx, nsRequest, req.ID, req.RequestedAt, m); err != nil {
+		return Analyst{}, err
+	}
+	return signer, nil
+}
+
+// Reverify authenticates and authorises a stored request again against the
+// analysts directory as it stands now (a held request at its release): the
+// signature, the key's presence in the file and its rights. Time and replay
+// are not checked again: the request passed them when it arrived.
+func (v *Verifier) Reverify(req *actions.Request, m Message) (Analyst, error) {
+	signer, err := v.authenticate(m, req.RequestedBy.KeyID)
+	if err != nil {
+		return Analyst{}, err
+	}
+	if err := authorize(signer, req); err != nil {
+		return Analyst{}, err
+	}
+	return signer, nil
+}
+
+// ReverifyCommand authenticates a stored command (an approver's vote) again
+// against the directory as it stands now; keyID is the author the body names.
+func (v *Verifier) ReverifyCommand(keyID string, m Message) (Analyst, error) {
+	signer, err := v.authenticate(m, keyID)
+	if err != nil {
+		return Analyst{}, err
+	}
+	if keyID != "" && keyID != signer.PublicKey {
+		return Analyst{}, rejectf(Unauthorised, "signed by %s but the body names key %q", signer.PublicKey, short(keyID))
+	}
+	return signer, nil
+}
+
+// Allowed says whether who (an actor as a request names it) may request
+// action under the directory as it stands now: "" when allowed, else why not.
+// Engine actors (playbooks, the engine) may request anything.
+func (v *Verifier) Allowed(who audit.Actor, action actions.Name) string {
+	if who.Kind != "analyst" {
+		return ""
+	}
+	a, ok := v.dir().Lookup(who.KeyID)
+	if !ok {
+		return fmt.Sprintf("key %s is not in the analysts file", short(who.KeyID))
+	}
+	if !strings.EqualFold(a.Name, who.Name) {
+		return fmt.Sprintf("key %s belongs to %s, not %s", short(who.KeyID), a.Name, short(who.Name))
+	}
+	if !a.Allowed(string(action)) {
+		return fmt.Sprintf("%s may not request %s", a.Name, action)
+	}
+	return ""
+}
+
+// authorize checks that signer may speak for req's requester and request its
+// actions.
+func authorize(signer Analyst, req *actions.Request) error {
 	by := req.RequestedBy
 	switch {
 	case signer.Role == RoleEngine:
 		// The engine speaks for playbooks and itself, and relays requests it
 		// verified before (follow-up steps, approved requests).
 	case by.Kind != "analyst":
-		return Analyst{}, rejectf(Unauthorised, "%s %q signed a request as %s %q; only an engine key may", signer.Name, signer.PublicKey, by.Kind, by.Name)
+		return rejectf(Unauthorised, "%s %q signed a request as %s %q; only an engine key may", signer.Name, signer.PublicKey, by.Kind, by.Name)
 	case by.KeyID != signer.PublicKey:
-		return Analyst{}, rejectf(Unauthorised, "signed by %s but requested_by.key_id is %q", signer.PublicKey, short(by.KeyID))
+		return rejectf(Unauthorised, "signed by %s but requested_by.key_id is %q", signer.PublicKey, short(by.KeyID))
 	case !strings.EqualFold(by.Name, signer.Name):
-		return Analyst{}, rejectf(Unauthorised, "requested_by.name %q is not the key holder %q", short(by.Name), signer.Name)
+		return rejectf(Unauthorised, "requested_by.name %q is not the key holder %q", short(by.Name), signer.Name)
 	default:
 		if !signer.Allowed(string(req.Action)) {
-			return Analyst{}, rejectf(Unauthorised, "%s may not request %s", signer.Name, req.Action)
+			return rejectf(Unauthorised, "%s may not request %s", signer.Name, req.Action)
 		}
 		for i, s := range req.Next {
 			if !signer.Allowed(string(s.Action)) {
-				return Analyst{}, rejectf(Unauthorised, "%s may not request %s (next[%d])", signer.Name, s.Action, i)
+				return rejectf(Unauthorised, "%s may not request %s (next[%d])", signer.Name, s.Action, i)
 			}
 		}
 	}
-	if err := v.fresh(ctx, req.ID, req.RequestedAt, m); err != nil {
-		return Analyst{}, err
-	}
-	return signer, nil
+	return nil
 }
 
 // VerifyCommand authenticates any other signed message (an approval command):
@@ -214,11 +272,18 @@ func (v *Verifier) VerifyCommand(ctx context.Context, id, keyID string, at time.
 	if keyID != "" && keyID != signer.PublicKey {
 		return Analyst{}, rejectf(Unauthorised, "signed by %s but the body names key %q", signer.PublicKey, short(keyID))
 	}
-	if err := v.fresh(ctx, id, at, m); err != nil {
+	if err := v.fresh(ctx, nsCommand, id, at, m); err != nil {
 		return Analyst{}, err
 	}
 	return signer, nil
 }
+
+// Replay namespaces: a request id and a command id never collide, so a
+// command cannot burn a request's id (or the reverse).
+const (
+	nsRequest = "req"
+	nsCommand = "cmd"
+)
 
 // authenticate checks the signature and finds the signer.
 func (v *Verifier) authenticate(m Message, bodyKey string) (Analyst, error) {
@@ -253,8 +318,8 @@ type seenValue struct {
 	At     time.Time `json:"at"`
 }
 
-// fresh checks the time and claims the id.
-func (v *Verifier) fresh(ctx context.Context, id string, at time.Time, m Message) error {
+// fresh checks the time and claims the id in its namespace.
+func (v *Verifier) fresh(ctx context.Context, ns, id string, at time.Time, m Message) error {
 	ref := m.Received
 	if ref.IsZero() {
 		ref = v.now()
@@ -270,7 +335,7 @@ func (v *Verifier) fresh(ctx context.Context, id string, at time.Time, m Message
 	}
 	sum := sha256.Sum256(m.Data)
 	val, _ := json.Marshal(seenValue{Seq: m.Seq, Digest: hex.EncodeToString(sum[:]), At: ref.UTC()})
-	key := "id." + hex.EncodeToString([]byte(id)) // any id makes a valid key
+	key := bus.ReplayKey(ns + "/" + id) // any id makes a valid key
 	if len(key) > 200 {
 		return rejectf(Replayed, "id is too long")
 	}

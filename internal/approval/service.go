@@ -177,6 +177,16 @@ func (s *Service) Sweep(ctx context.Context) error {
 			}
 			errs = append(errs, s.cfg.Store.markAnnounced(ctx, p.RequestID))
 		case p.State == StateApproved && now.Sub(p.DecidedAt) >= s.cfg.RedriveAfter:
+			// The approved record first (its id is deterministic, so one
+			// written before is not written twice): no release without it.
+			last := audit.Actor{Kind: "engine", Name: "approval"}
+			if n := len(p.Approvals); n > 0 {
+				last = audit.Actor{Kind: "analyst", Name: p.Approvals[n-1].Name, KeyID: p.Approvals[n-1].KeyID}
+			}
+			if _, err := s.cfg.Audit.Append(ctx, s.record(p, audit.Approved, last, "approved by "+voters(p))); err != nil {
+				errs = append(errs, err)
+				continue
+			}
 			errs = append(errs, s.cfg.Release(ctx, p))
 		case p.State != StatePending && p.State != StateApproved && !p.DecidedAt.IsZero() && now.Sub(p.DecidedAt) >= s.cfg.Retention:
 			errs = append(errs, s.cfg.Store.Delete(ctx, p.RequestID))
@@ -222,7 +232,7 @@ func (s *Service) Handle(ctx context.Context, data []byte, hdr nats.Header) Repl
 		}
 		return Reply{OK: true, Pending: out}
 	case OpApprove:
-		d, err := s.cfg.Store.Approve(ctx, c.RequestID, who)
+		d, err := s.cfg.Store.ApproveSigned(ctx, c.RequestID, who, data, hdr)
 		if err != nil {
 			return s.refused(ctx, c, who, d.Pending, err)
 		}
@@ -230,9 +240,13 @@ func (s *Service) Handle(ctx context.Context, data []byte, hdr nats.Header) Repl
 		if d.Complete {
 			rec := s.record(p, audit.Approved, who.Actor(), "approved by "+voters(p))
 			if _, err := s.cfg.Audit.Append(ctx, rec); err != nil {
-				// The approval stands; the sweep releases the request later.
+				// Never released without its record: the approval stands, and
+				// the sweep writes the record before it releases the request.
 				s.log.Error("audit approval", "request", p.RequestID, "err", err)
-			} else if err := s.cfg.Release(ctx, p); err != nil {
+				sum := p.Summary()
+				return Reply{Error: "the approval is stored but its audit record could not be written; the request is not released until it is (the engine retries)", Entry: &sum}
+			}
+			if err := s.cfg.Release(ctx, p); err != nil {
 				s.log.Warn("release approved request; the sweep will retry", "request", p.RequestID, "err", err)
 			}
 		} else {

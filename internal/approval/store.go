@@ -48,6 +48,11 @@ type Vote struct {
 	Name  string    `json:"name"`
 	KeyID string    `json:"key_id,omitempty"`
 	At    time.Time `json:"at"`
+	// Command and Header are the approver's signed command exactly as
+	// received: the evidence the engine re-verifies when it releases the
+	// request (a vote without it counts for nothing).
+	Command []byte              `json:"command,omitempty"`
+	Header  map[string][]string `json:"header,omitempty"`
 }
 
 // Pending is one request waiting for (or past) approval.
@@ -82,9 +87,18 @@ func (p Pending) Digest() string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Summary is p without the held message, for listings.
+// Summary is p without the held message and the votes' evidence, for
+// listings.
 func (p Pending) Summary() Pending {
 	p.Message, p.Header = nil, nil
+	if p.Approvals != nil {
+		votes := make([]Vote, len(p.Approvals))
+		for i, v := range p.Approvals {
+			v.Command, v.Header = nil, nil
+			votes[i] = v
+		}
+		p.Approvals = votes
+	}
 	return p
 }
 
@@ -237,6 +251,12 @@ func isRequester(p Pending, a analyst.Analyst) bool {
 // pending or past their expiry. Complete reports that the last approval needed
 // has been given; the state is then approved.
 func (s *Store) Approve(ctx context.Context, id string, by analyst.Analyst) (Decision, error) {
+	return s.ApproveSigned(ctx, id, by, nil, nil)
+}
+
+// ApproveSigned is Approve keeping the approver's signed command as the
+// vote's evidence.
+func (s *Store) ApproveSigned(ctx context.Context, id string, by analyst.Analyst, command []byte, header map[string][]string) (Decision, error) {
 	if !by.MayApprove || by.Role == analyst.RoleEngine {
 		return Decision{}, fmt.Errorf("%w: %s", ErrNotApprover, by.Name)
 	}
@@ -254,7 +274,7 @@ func (s *Store) Approve(ctx context.Context, id string, by analyst.Analyst) (Dec
 		case slices.ContainsFunc(p.Approvals, func(v Vote) bool { return strings.EqualFold(v.Name, by.Name) || v.KeyID == by.PublicKey }):
 			return fmt.Errorf("%w: %s", ErrAlreadyVote, by.Name)
 		}
-		p.Approvals = append(p.Approvals, Vote{Name: by.Name, KeyID: by.PublicKey, At: now})
+		p.Approvals = append(p.Approvals, Vote{Name: by.Name, KeyID: by.PublicKey, At: now, Command: command, Header: header})
 		if len(p.Approvals) >= p.Required {
 			p.State, p.DecidedAt, complete = StateApproved, now, true
 		}

@@ -52,12 +52,12 @@ func runBus(ctx context.Context, o Options) (Result, error) {
 		return Result{}, err
 	}
 	var executed atomic.Int64
-	noop := actions.ExecutorFunc(func(context.Context, *actions.Request) (actions.Result, error) {
+	noop := actions.Uniform(func(context.Context, *actions.Request, actions.Params) (actions.Result, error) {
 		executed.Add(1)
 		return actions.Result{Detail: "no-op"}, nil
 	})
 	w := actions.NewWorker(actions.WorkerConfig{
-		Tenant: benchTenant, JS: b.JS, KV: kv, Executor: noop,
+		Tenant: benchTenant, JS: b.JS, KV: kv, Handlers: noop,
 		Audit:       audit.NewWriter(b.JS, audit.WriterOptions{Logger: log}),
 		Blast:       noBlastLimits,
 		Concurrency: o.Concurrency, Logger: log,
@@ -71,7 +71,7 @@ func runBus(ctx context.Context, o Options) (Result, error) {
 	}()
 
 	// A second connection plays the analysts, as in production.
-	nc, err := nats.Connect(b.ClientURL(), nats.Name("bench-client"))
+	nc, err := b.Connect(nats.Name("bench-client"))
 	if err != nil {
 		return Result{}, fmt.Errorf("bench: client connection: %w", err)
 	}

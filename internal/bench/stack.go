@@ -63,7 +63,7 @@ func startWorkerStack(ctx context.Context, o Options, dir string, sim *m365sim.T
 	}
 	w := actions.NewWorker(actions.WorkerConfig{
 		Tenant: creds.TenantID, JS: b.JS, KV: kv,
-		Executor:    graphexec.NewWithConfig(graph, graphexec.Config{Logger: log, Budgets: budgets}),
+		Handlers:    graphexec.NewWithConfig(graph, graphexec.Config{Logger: log, Budgets: budgets}).Handlers(),
 		Audit:       audit.NewWriter(b.JS, audit.WriterOptions{Logger: log}),
 		Blast:       noBlastLimits,
 		Concurrency: o.Concurrency,
@@ -170,7 +170,7 @@ func startScenario(ctx context.Context, o Options, dir string, sim *m365sim.Tena
 	if err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(st.bus.ClientURL(), nats.Name("bench-analyst"))
+	nc, err := st.bus.Connect(nats.Name("bench-analyst"))
 	if err != nil {
 		st.stop()
 		return nil, err

@@ -22,6 +22,7 @@ import (
 	"github.com/responder-sec/responder/internal/analyst"
 	"github.com/responder-sec/responder/internal/approval"
 	"github.com/responder-sec/responder/internal/audit"
+	"github.com/responder-sec/responder/internal/auditquery"
 	"github.com/responder-sec/responder/internal/bus"
 	"github.com/responder-sec/responder/internal/event"
 	"github.com/responder-sec/responder/internal/feeds"
@@ -90,12 +91,18 @@ type Engine struct {
 	cred       azcore.TokenCredential
 	httpClient *http.Client
 	audit      *audit.Writer
+	auditHead  *audit.HeadKeeper
 	recorder   *recorder
 	playbooks  atomic.Pointer[playbook.Set]
 	registry   *prometheus.Registry
 	metrics    *ops.Metrics
 	engineKP   nkeys.KeyPair
-	directory  *analyst.Directory
+	// The analysts directory in force (ReloadAnalysts replaces it), the
+	// fingerprint of the analysts file as last read, and the local keys.
+	directory           atomic.Pointer[analyst.Directory]
+	anMu                sync.Mutex
+	anPrint             [sha256.Size]byte
+	adminPub, enginePub string
 	// pbPrint is the fingerprint of the playbook files as last read (loaded
 	// or refused), for the watcher.
 	pbMu    sync.Mutex
@@ -164,29 +171,31 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("engine: engine key: %w", err)
 	}
 	enginePub, _ := engineKP.PublicKey()
-	var dir *analyst.Directory
-	if cfg.AnalystsFile != "" {
-		d, err := analyst.LoadFile(cfg.AnalystsFile)
-		if err != nil {
-			return nil, fmt.Errorf("engine: analysts file: %w", err)
-		}
-		if a, ok := d.Lookup(enginePub); ok && a.Role == analyst.RoleEngine {
-			// One file for every replica lists every engine key, this one's too
-			// (docs/operations.md): trust it under the file's name.
-			dir = d
-		} else if dir, err = d.With(analyst.Analyst{Name: analyst.LocalEngineName, PublicKey: enginePub, Role: analyst.RoleEngine}); err != nil {
-			return nil, fmt.Errorf("engine: analysts file: %w", err)
-		}
-	} else if dir, err = analyst.LocalDirectory(adminPub, enginePub); err != nil {
-		return nil, fmt.Errorf("engine: local analysts: %w", err)
+	dir, anPrint, err := loadDirectory(cfg.AnalystsFile, adminPub, enginePub)
+	if err != nil {
+		return nil, err
 	}
+	// Nobody reaches the bus anonymously: the embedded server trusts the
+	// engine key with everything and each key of the directory with its role.
+	if cfg.Bus.URL == "" {
+		cfg.Bus.Auth.Key = engineKP
+	}
+	cfg.Bus.Tenant, cfg.Bus.Identities = tenant, dir.BusIdentities()
 	cfg.Bus.Logger = log
 	b, err := bus.Open(ctx, cfg.Bus)
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, log: log, bus: b, graph: graph, cred: cred, httpClient: creds.HTTPClient, registry: reg, metrics: metrics, engineKP: engineKP, directory: dir, pbPrint: files, domains: domains}
-	e.audit = audit.NewWriter(b.JS, audit.WriterOptions{Logger: log})
+	e := &Engine{cfg: cfg, log: log, bus: b, graph: graph, cred: cred, httpClient: creds.HTTPClient, registry: reg, metrics: metrics, engineKP: engineKP, pbPrint: files, domains: domains,
+		anPrint: anPrint, adminPub: adminPub, enginePub: enginePub}
+	e.directory.Store(dir)
+	// Every audit record is signed with the engine key, and the chain's head is
+	// kept outside the stream (data directory and KV): see internal/audit.
+	if e.auditHead, err = newAuditHead(ctx, b, cfg.DataDir, engineKP, dir, log); err != nil {
+		b.Close()
+		return nil, err
+	}
+	e.audit = audit.NewWriter(b.JS, audit.WriterOptions{Logger: log, Signer: engineKP, Head: e.auditHead})
 	e.recorder = &recorder{inner: e.audit, metrics: metrics, seen: newEventTimes(4096)}
 	e.playbooks.Store(set)
 	return e, nil
@@ -228,8 +237,12 @@ func (e *Engine) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("engine: replay bucket: %w", err)
 	}
-	dir := e.directory
-	verifier, err := analyst.NewVerifier(analyst.VerifierConfig{Directory: func() *analyst.Directory { return dir }, Seen: seen})
+	verifier, err := analyst.NewVerifier(analyst.VerifierConfig{Directory: e.directory.Load, Seen: seen})
+	if err != nil {
+		return err
+	}
+	query, err := auditquery.New(auditquery.Config{Tenant: tenant, Conn: e.bus.NC, JS: e.bus.JS, Verifier: verifier,
+		Audit: e.recorder, Logger: e.log.With("part", "auditquery")})
 	if err != nil {
 		return err
 	}
@@ -266,7 +279,7 @@ func (e *Engine) run(ctx context.Context) error {
 		}).Run,
 		"actions": actions.NewWorker(actions.WorkerConfig{
 			Tenant: tenant, JS: e.bus.JS, KV: kv,
-			Executor:    exec,
+			Handlers:    exec.Handlers(),
 			Directory:   exec,
 			Audit:       e.recorder,
 			Protected:   e.cfg.Protected,
@@ -279,10 +292,13 @@ func (e *Engine) run(ctx context.Context) error {
 			RetryBase: e.cfg.RetryBase, RetryMax: e.cfg.RetryMax,
 			Logger: e.log,
 		}).Run,
-		"expiry":    actions.NewExpiryScheduler(actions.ExpiryConfig{Tenant: tenant, JS: e.bus.JS, KV: kv, Publish: sign.publish, Logger: e.log}).Run,
-		"approvals": approvals.Run,
-		"playbooks": e.watchPlaybooks,
+		"expiry":     actions.NewExpiryScheduler(actions.ExpiryConfig{Tenant: tenant, JS: e.bus.JS, KV: kv, Publish: sign.publish, Logger: e.log}).Run,
+		"approvals":  approvals.Run,
+		"playbooks":  e.watchPlaybooks,
+		"analysts":   e.watchAnalysts,
+		"auditquery": query.Run,
 	}
+	parts["audit-head"] = e.auditHead.Run
 	if e.cfg.OpsAddr != "" {
 		srv, err := ops.NewServer(ops.Config{Addr: e.cfg.OpsAddr, Registry: e.registry, Audit: e.bus.JS, Tenant: tenant,
 			Logger: e.log.With("part", "ops"), Ready: e.ready})
@@ -306,6 +322,12 @@ func (e *Engine) run(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	// Records the parts appended while stopping: keep the head at the last one.
+	hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	if err := e.auditHead.Flush(hctx); err != nil {
+		e.log.Warn("could not write the audit head at shutdown", "err", err)
+	}
+	hcancel()
 	close(errs)
 	var all []error
 	for err := range errs {
@@ -357,4 +379,32 @@ func (e *Engine) ReloadPlaybooks() error {
 	}
 	e.playbooks.Store(set)
 	return nil
+}
+
+// newAuditHead loads the audit chain's kept head (file in dataDir, KV key),
+// trusting the heads signed by any engine of dir.
+func newAuditHead(ctx context.Context, b *bus.Bus, dataDir string, kp nkeys.KeyPair, dir *analyst.Directory, log *slog.Logger) (*audit.HeadKeeper, error) {
+	var keys []string
+	for _, a := range dir.All() {
+		if a.Role == analyst.RoleEngine {
+			keys = append(keys, a.PublicKey)
+		}
+	}
+	trusted, err := audit.NewTrusted(keys...)
+	if err != nil {
+		return nil, fmt.Errorf("engine: audit signers: %w", err)
+	}
+	kv, err := b.State(ctx)
+	if err != nil {
+		return nil, err
+	}
+	k := audit.NewHeadKeeper(audit.HeadKeeperConfig{Path: audit.HeadPath(dataDir), KV: kv, Signer: kp, Trusted: trusted, Logger: log.With("part", "audit-head")})
+	h, err := k.Load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	if h.Seq > 0 {
+		log.Info("audit chain head kept", "seq", h.Seq, "hash", h.Hash)
+	}
+	return k, nil
 }

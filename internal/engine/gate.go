@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"github.com/responder-sec/responder/internal/actions"
 	"github.com/responder-sec/responder/internal/analyst"
 	"github.com/responder-sec/responder/internal/approval"
+	"github.com/responder-sec/responder/internal/audit"
 )
 
 // gate implements actions.Gate: signed requests (analyst package) and approvals
@@ -24,13 +27,23 @@ type gate struct {
 	now      func() time.Time
 }
 
-func (g *gate) Admit(ctx context.Context, req *actions.Request, msg jetstream.Msg) (bool, string, error) {
-	if msg.Headers().Get(approval.HeaderApproval) != "" {
-		var seq uint64
-		if md, err := msg.Metadata(); err == nil {
-			seq = md.Sequence.Stream
+func (g *gate) Admit(ctx context.Context, req *actions.Request, d actions.Delivery) (bool, string, error) {
+	msg := analyst.Message{Data: d.Data(), Header: d.Header(), Seq: d.Sequence(), Received: d.Received()}
+	if d.Header().Get(approval.HeaderApproval) != "" {
+		// Whatever the bus and the bucket say, an approved request runs only
+		// when its own signature and enough distinct approvers' signed votes
+		// verify against the analysts directory as it stands now.
+		p, err := g.store.Get(ctx, req.ID)
+		if err != nil {
+			if errors.Is(err, approval.ErrNotFound) {
+				return false, "unauthorised: approval release refused: " + err.Error(), nil
+			}
+			return false, "", err
 		}
-		if _, err := g.store.Release(ctx, req.ID, msg.Data(), seq); err != nil {
+		if why := g.reverify(req, d.Data(), p); why != "" {
+			return false, "unauthorised: approval release refused: " + why, nil
+		}
+		if _, err := g.store.Release(ctx, req.ID, d.Data(), d.Sequence()); err != nil {
 			if errors.Is(err, approval.ErrMismatch) || errors.Is(err, approval.ErrNotPending) || errors.Is(err, approval.ErrNotFound) {
 				return false, "unauthorised: approval release refused: " + err.Error(), nil
 			}
@@ -38,7 +51,7 @@ func (g *gate) Admit(ctx context.Context, req *actions.Request, msg jetstream.Ms
 		}
 		return true, "", nil
 	}
-	if _, err := g.verifier.Verify(ctx, req, analyst.FromJetStream(msg)); err != nil {
+	if _, err := g.verifier.Verify(ctx, req, msg); err != nil {
 		if analyst.ReasonOf(err) != "" {
 			return false, err.Error(), nil
 		}
@@ -47,7 +60,75 @@ func (g *gate) Admit(ctx context.Context, req *actions.Request, msg jetstream.Ms
 	return false, "", nil
 }
 
-func (g *gate) Hold(ctx context.Context, req *actions.Request, msg jetstream.Msg, f actions.HoldFacts) (bool, string, error) {
+// reverify checks a held request at its release: the message is the one
+// held, its original signature verifies and its requester may still ask for
+// it, and at least as many distinct verified approvers as the rules require
+// (and never fewer than one) signed an approve command for it, none of them
+// the requester.
+func (g *gate) reverify(req *actions.Request, body []byte, p approval.Pending) string {
+	if !bytes.Equal(body, p.Message) {
+		return "the released message is not the request that was held"
+	}
+	if _, err := g.verifier.Reverify(req, analyst.Message{Data: p.Message, Header: p.Header}); err != nil {
+		return "the held request no longer verifies: " + err.Error()
+	}
+	step := 0
+	if strings.EqualFold(req.Approval, "required") {
+		step = 1
+	}
+	need := max(1, p.Required, g.rules.Need(req, approval.Facts{StepApprovals: step}).Required)
+	seen := map[string]bool{}
+	var problems []string
+	for _, v := range p.Approvals {
+		who, why := g.verifyVote(req, v)
+		if why != "" {
+			problems = append(problems, v.Name+": "+why)
+			continue
+		}
+		seen[strings.ToLower(who.Name)] = true
+	}
+	if len(seen) < need {
+		why := fmt.Sprintf("%d verified approval(s) of %d required", len(seen), need)
+		if len(problems) > 0 {
+			why += " (" + strings.Join(problems, "; ") + ")"
+		}
+		return why
+	}
+	return ""
+}
+
+// verifyVote re-verifies one stored vote: an approve command for this
+// request, signed by a key that is in the analysts file now, may approve,
+// and is not the requester's.
+func (g *gate) verifyVote(req *actions.Request, v approval.Vote) (analyst.Analyst, string) {
+	if len(v.Command) == 0 {
+		return analyst.Analyst{}, "no signed command"
+	}
+	var c approval.Command
+	if err := json.Unmarshal(v.Command, &c); err != nil {
+		return analyst.Analyst{}, "unreadable command"
+	}
+	who, err := g.verifier.ReverifyCommand(c.By.KeyID, analyst.Message{Data: v.Command, Header: v.Header})
+	switch {
+	case err != nil:
+		return who, err.Error()
+	case c.Op != approval.OpApprove || c.RequestID != req.ID:
+		return who, "the signed command does not approve this request"
+	case !who.MayApprove || who.Role == analyst.RoleEngine:
+		return who, who.Name + " may not approve"
+	case who.PublicKey == req.RequestedBy.KeyID || strings.EqualFold(who.Name, req.RequestedBy.Name) && req.RequestedBy.Kind == "analyst":
+		return who, "the requester cannot approve their own request"
+	}
+	return who, ""
+}
+
+// Authorize says whether who may request action under the analysts
+// directory as it stands now.
+func (g *gate) Authorize(_ context.Context, who audit.Actor, action actions.Name) (string, error) {
+	return g.verifier.Allowed(who, action), nil
+}
+
+func (g *gate) Hold(ctx context.Context, req *actions.Request, d actions.Delivery, f actions.HoldFacts) (bool, string, error) {
 	step := 0
 	if strings.EqualFold(req.Approval, "required") {
 		step = 1
@@ -64,7 +145,7 @@ func (g *gate) Hold(ctx context.Context, req *actions.Request, msg jetstream.Msg
 	p := approval.Pending{
 		RequestID: req.ID, Action: string(req.Action), Target: req.Target.Map(), Requester: req.RequestedBy,
 		Reason: req.Reason, Why: need.Why, Required: need.Required, CreatedAt: now, ExpiresAt: now.Add(ttl),
-		Message: msg.Data(), Header: msg.Headers(),
+		Message: d.Data(), Header: d.Header(),
 	}
 	if err := g.store.Submit(ctx, p); err != nil && !errors.Is(err, approval.ErrExists) {
 		return false, "", err

@@ -114,7 +114,7 @@ func TestGraphFaults(t *testing.T) {
 	}
 	w := actions.NewWorker(actions.WorkerConfig{
 		Tenant: info.TenantID, JS: b.JS, KV: kv,
-		Executor:  graphexec.New(graph, slog.New(slog.DiscardHandler)),
+		Handlers:  graphexec.New(graph, slog.New(slog.DiscardHandler)).Handlers(),
 		Audit:     audit.NewWriter(b.JS, audit.WriterOptions{}),
 		Blast:     actions.BlastLimits{Window: time.Hour}, // measure the retry path, not the safety valve
 		RetryBase: 50 * time.Millisecond, RetryMax: 2 * time.Second, MaxAttempts: maxAttempts,

@@ -40,6 +40,15 @@ type coalescer struct {
 	policyAt time.Time
 }
 
+// take removes and returns the requests waiting for a round.
+func (co *coalescer) take() []*ipOp {
+	co.mu.Lock()
+	defer co.mu.Unlock()
+	ops := co.pending
+	co.pending = nil
+	return ops
+}
+
 type ipOp struct {
 	add    bool
 	pfx    netip.Prefix
@@ -92,11 +101,7 @@ func (e *Executor) changeIP(ctx context.Context, target string, pfx netip.Prefix
 		for {
 			t := time.NewTimer(e.cfg.CoalesceWindow)
 			<-t.C
-			c.mu.Lock()
-			ops := c.pending
-			c.pending = nil
-			c.mu.Unlock()
-			e.ipRound(rctx, ops)
+			e.ipRound(rctx, c.take())
 			c.mu.Lock()
 			if len(c.pending) == 0 {
 				c.busy = false
@@ -130,9 +135,17 @@ const idpRetries = 3
 // a second after the resend and is refused in turn, and every later call meets
 // a 429 first (a cascade `responder bench block-ip` showed under CPU load).
 func (e *Executor) idpCall(ctx context.Context, c *calls, method abs.HttpMethod, path string, body any) ([]byte, error) {
+	return e.idpCallPaid(ctx, c, method, path, body, false)
+}
+
+// idpCallPaid is idpCall; paid says the caller already waited for the
+// budget's token of the first attempt.
+func (e *Executor) idpCallPaid(ctx context.Context, c *calls, method abs.HttpMethod, path string, body any, paid bool) ([]byte, error) {
 	for attempt := 0; ; attempt++ {
-		if err := e.budgets.IdentityProtectionCA(ctx); err != nil {
-			return nil, err
+		if !paid || attempt > 0 {
+			if err := e.budgets.IdentityProtectionCA(ctx); err != nil {
+				return nil, err
+			}
 		}
 		b, err := e.raw(ctx, c, method, path, "", body, noSDKRetry)
 		if err == nil || attempt >= idpRetries || Classify(err, "").Status != http.StatusTooManyRequests {
@@ -231,6 +244,16 @@ func (e *Executor) planIP(ctx context.Context, target string, pfx netip.Prefix, 
 
 // ipRound applies ops with one read of the named locations, one write per
 // changed location and, when needed, one read and one write of the policy.
+//
+// Requests that arrive while the round waits for the budget's token of its
+// first write join that write (late binding): under the 1 request/s budget the
+// write leaves at least a second after the read, and the worker's other
+// requests in flight arrive meanwhile. A burst of N requests at worker
+// concurrency C then takes ceil(N/C) rounds, the fewest there can be: 4
+// requests for the first in a fresh tenant (read and create the location, read
+// and create the policy) and 2 for each further one (read and update the
+// location). The read stays valid for the late requests: the locations are
+// Responder's own and this process's rounds run one at a time.
 func (e *Executor) ipRound(ctx context.Context, ops []*ipOp) {
 	c := newCalls()
 	fail := func(ops []*ipOp, err error) {
@@ -245,61 +268,27 @@ func (e *Executor) ipRound(ctx context.Context, ops []*ipOp) {
 		fail(ops, err)
 		return
 	}
-	next := 1
+	r := &ipPlan{locs: locs, next: 1, max: e.cfg.MaxRangesPerLocation, name: e.cfg.LocationName}
 	for _, l := range locs {
-		next = max(next, locNumber(l.DisplayName)+1)
+		r.next = max(r.next, locNumber(l.DisplayName)+1)
 	}
-	var settled []*ipOp // already in the wanted state when read
-	for _, op := range ops {
-		p := op.pfx.String()
-		l, i := findRange(locs, p)
-		switch {
-		case op.add && l != nil:
-			op.res = actions.Result{Detail: fmt.Sprintf("%s already blocked (named location %q)", p, l.DisplayName), AlreadyDone: true}
-			if l.changed {
-				l.ops = append(l.ops, op) // added earlier in this round: shares its write
-			} else {
-				settled = append(settled, op)
+	r.apply(ops)
+	paid := false
+	if slices.ContainsFunc(r.locs, func(l *location) bool { return l.changed }) {
+		// Wait for the first write's token here, then take whoever came
+		// meanwhile into this round.
+		if err := e.budgets.IdentityProtectionCA(ctx); err != nil {
+			err = Classify(err, permCA)
+			fail(r.settled, err)
+			for _, l := range r.locs {
+				fail(l.ops, err)
 			}
-		case op.add:
-			var dst *location
-			for _, x := range locs {
-				n := len(x.Ranges)
-				if n == 1 && x.Ranges[0] == placeholderCIDR {
-					n = 0
-				}
-				if n < e.cfg.MaxRangesPerLocation {
-					dst = x
-					break
-				}
-			}
-			if dst == nil {
-				dst = &location{DisplayName: fmt.Sprintf("%s %d", e.cfg.LocationName, next), isNew: true}
-				next++
-				locs = append(locs, dst)
-			}
-			if len(dst.Ranges) == 1 && dst.Ranges[0] == placeholderCIDR {
-				dst.Ranges = nil
-			}
-			dst.Ranges = append(dst.Ranges, p)
-			dst.changed = true
-			dst.ops = append(dst.ops, op)
-			op.res = actions.Result{Detail: fmt.Sprintf("%s blocked (named location %q)", p, dst.DisplayName),
-				Undo: &actions.Step{Action: actions.UnblockIP, Target: actions.Target{IP: op.target}}}
-		case l != nil:
-			l.Ranges = slices.Delete(l.Ranges, i, i+1)
-			if len(l.Ranges) == 0 {
-				l.Ranges = []string{placeholderCIDR}
-			}
-			l.changed = true
-			l.ops = append(l.ops, op)
-			op.res = actions.Result{Detail: fmt.Sprintf("%s unblocked (removed from named location %q)", p, l.DisplayName),
-				Undo: &actions.Step{Action: actions.BlockIP, Target: actions.Target{IP: op.target}}}
-		default:
-			op.res = actions.Result{Detail: p + " is not blocked by Responder", AlreadyDone: true}
-			settled = append(settled, op)
+			return
 		}
+		paid = true
+		r.apply(e.ips.take())
 	}
+	locs, settled := r.locs, r.settled
 	// Write each changed location: PATCH replaces the whole ipRanges collection.
 	var pending []*ipOp
 	created := false
@@ -309,11 +298,13 @@ func (e *Executor) ipRound(ctx context.Context, ops []*ipOp) {
 		}
 		body := map[string]any{"@odata.type": ipLocationType, "ipRanges": rangesBody(l.Ranges)}
 		var werr error
+		first := paid
+		paid = false
 		if l.isNew {
 			body["displayName"] = l.DisplayName
 			body["isTrusted"] = false
 			var out []byte
-			out, werr = e.idpCall(ctx, c, abs.POST, namedLocations, body)
+			out, werr = e.idpCallPaid(ctx, c, abs.POST, namedLocations, body, first)
 			if werr == nil {
 				var got struct {
 					ID string `json:"id"`
@@ -323,7 +314,7 @@ func (e *Executor) ipRound(ctx context.Context, ops []*ipOp) {
 				created = true
 			}
 		} else {
-			_, werr = e.idpCall(ctx, c, abs.PATCH, seg("identity", "conditionalAccess", "namedLocations", l.ID), body)
+			_, werr = e.idpCallPaid(ctx, c, abs.PATCH, seg("identity", "conditionalAccess", "namedLocations", l.ID), body, first)
 		}
 		if werr != nil {
 			fail(l.ops, Classify(werr, permCA))
@@ -355,6 +346,71 @@ func (e *Executor) ipRound(ctx context.Context, ops []*ipOp) {
 		op.res.Before, op.res.After = beforeJ, after
 		op.res.GraphRequestIDs = c.list()
 		close(op.done)
+	}
+}
+
+// ipPlan applies block / unblock requests to the named locations read at the
+// start of a round.
+type ipPlan struct {
+	locs    []*location
+	next    int // number of the next new location
+	max     int // ranges per location
+	name    string
+	settled []*ipOp // already in the wanted state when read
+}
+
+// apply records ops in the plan: each op joins the location it changes (and
+// shares its write) or the settled list.
+func (r *ipPlan) apply(ops []*ipOp) {
+	for _, op := range ops {
+		p := op.pfx.String()
+		l, i := findRange(r.locs, p)
+		switch {
+		case op.add && l != nil:
+			op.res = actions.Result{Detail: fmt.Sprintf("%s already blocked (named location %q)", p, l.DisplayName), AlreadyDone: true}
+			if l.changed {
+				l.ops = append(l.ops, op) // added earlier in this round: shares its write
+			} else {
+				r.settled = append(r.settled, op)
+			}
+		case op.add:
+			var dst *location
+			for _, x := range r.locs {
+				n := len(x.Ranges)
+				if n == 1 && x.Ranges[0] == placeholderCIDR {
+					n = 0
+				}
+				if n < r.max {
+					dst = x
+					break
+				}
+			}
+			if dst == nil {
+				dst = &location{DisplayName: fmt.Sprintf("%s %d", r.name, r.next), isNew: true}
+				r.next++
+				r.locs = append(r.locs, dst)
+			}
+			if len(dst.Ranges) == 1 && dst.Ranges[0] == placeholderCIDR {
+				dst.Ranges = nil
+			}
+			dst.Ranges = append(dst.Ranges, p)
+			dst.changed = true
+			dst.ops = append(dst.ops, op)
+			op.res = actions.Result{Detail: fmt.Sprintf("%s blocked (named location %q)", p, dst.DisplayName),
+				Undo: &actions.Step{Action: actions.UnblockIP, Target: actions.Target{IP: op.target}}}
+		case l != nil:
+			l.Ranges = slices.Delete(l.Ranges, i, i+1)
+			if len(l.Ranges) == 0 {
+				l.Ranges = []string{placeholderCIDR}
+			}
+			l.changed = true
+			l.ops = append(l.ops, op)
+			op.res = actions.Result{Detail: fmt.Sprintf("%s unblocked (removed from named location %q)", p, l.DisplayName),
+				Undo: &actions.Step{Action: actions.BlockIP, Target: actions.Target{IP: op.target}}}
+		default:
+			op.res = actions.Result{Detail: p + " is not blocked by Responder", AlreadyDone: true}
+			r.settled = append(r.settled, op)
+		}
 	}
 }
 

@@ -76,8 +76,8 @@ type Config struct {
 	TenantID string
 }
 
-// Executor implements actions.Executor (and actions.Planner, actions.Warner and
-// actions.Directory) with Graph.
+// Executor carries out the catalogue's actions with Graph (and the Exchange
+// admin API): Handlers registers them; it also implements actions.Directory.
 type Executor struct {
 	client  *msgraphsdk.GraphServiceClient
 	adapter abs.RequestAdapter
@@ -143,71 +143,99 @@ func NewWithConfig(client *msgraphsdk.GraphServiceClient, cfg Config) *Executor 
 	return e
 }
 
-// Execute dispatches on the action name.
-func (e *Executor) Execute(ctx context.Context, req *actions.Request) (actions.Result, error) {
-	return e.run(ctx, req, false)
+// Handlers is the executor's explicit registration: one handler per
+// catalogue action it carries out (the worker's completeness check and the
+// catalogue test fail when one is missing).
+func (e *Executor) Handlers() actions.Handlers {
+	user := func(f func(ctx context.Context, u string, p actions.Params, perm string, plan bool) (actions.Result, error), perm string) actions.Handler {
+		return actions.Handler{
+			Execute: func(ctx context.Context, req *actions.Request, p actions.Params) (actions.Result, error) {
+				return f(ctx, req.Target.User, p, perm, false)
+			},
+			Plan: func(ctx context.Context, req *actions.Request, p actions.Params) (actions.Result, error) {
+				return f(ctx, req.Target.User, p, perm, true)
+			},
+		}
+	}
+	ip := func(block bool) actions.Handler {
+		return actions.Handler{
+			Execute: func(ctx context.Context, req *actions.Request, p actions.Params) (actions.Result, error) {
+				return e.changeIP(ctx, req.Target.IP, p.Prefix, block, false)
+			},
+			Plan: func(ctx context.Context, req *actions.Request, p actions.Params) (actions.Result, error) {
+				return e.changeIP(ctx, req.Target.IP, p.Prefix, block, true)
+			},
+		}
+	}
+	h := actions.Handlers{
+		actions.DisableUser: user(func(ctx context.Context, u string, _ actions.Params, perm string, plan bool) (actions.Result, error) {
+			return e.setAccountEnabled(ctx, u, false, perm, plan)
+		}, permission(actions.DisableUser)),
+		actions.EnableUser: user(func(ctx context.Context, u string, _ actions.Params, perm string, plan bool) (actions.Result, error) {
+			return e.setAccountEnabled(ctx, u, true, perm, plan)
+		}, permission(actions.EnableUser)),
+		actions.RevokeSessions: user(func(ctx context.Context, u string, _ actions.Params, perm string, plan bool) (actions.Result, error) {
+			return e.revokeSessions(ctx, u, perm, plan)
+		}, permission(actions.RevokeSessions)),
+		actions.ResetPassword: user(func(ctx context.Context, u string, _ actions.Params, perm string, plan bool) (actions.Result, error) {
+			return e.resetPassword(ctx, u, perm, plan)
+		}, permission(actions.ResetPassword)),
+		actions.ConfirmCompromised: user(func(ctx context.Context, u string, _ actions.Params, perm string, plan bool) (actions.Result, error) {
+			return e.risk(ctx, u, true, perm, plan)
+		}, permission(actions.ConfirmCompromised)),
+		actions.DismissRisk: user(func(ctx context.Context, u string, _ actions.Params, perm string, plan bool) (actions.Result, error) {
+			return e.risk(ctx, u, false, perm, plan)
+		}, permission(actions.DismissRisk)),
+		actions.DisableForwardRules: user(func(ctx context.Context, u string, _ actions.Params, perm string, plan bool) (actions.Result, error) {
+			return e.setForwardRules(ctx, u, nil, false, perm, plan)
+		}, permission(actions.DisableForwardRules)),
+		actions.EnableForwardRules: user(func(ctx context.Context, u string, p actions.Params, perm string, plan bool) (actions.Result, error) {
+			return e.setForwardRules(ctx, u, p.RuleIDs, true, perm, plan)
+		}, permission(actions.EnableForwardRules)),
+		actions.DeleteForwardRules: user(func(ctx context.Context, u string, p actions.Params, perm string, plan bool) (actions.Result, error) {
+			return e.deleteForwardRules(ctx, u, p.Scope, perm, plan)
+		}, permission(actions.DeleteForwardRules)),
+		actions.RestoreForwardRules: user(func(ctx context.Context, u string, p actions.Params, perm string, plan bool) (actions.Result, error) {
+			return e.restoreForwardRules(ctx, u, p.Rules, perm, plan)
+		}, permission(actions.RestoreForwardRules)),
+		actions.RemoveMailboxForwarding: user(func(ctx context.Context, u string, p actions.Params, perm string, plan bool) (actions.Result, error) {
+			return e.removeMailboxForwarding(ctx, u, p.Recipients, perm, plan)
+		}, permission(actions.RemoveMailboxForwarding)),
+		actions.RestoreMailboxForwarding: user(func(ctx context.Context, u string, p actions.Params, perm string, plan bool) (actions.Result, error) {
+			return e.restoreMailboxForwarding(ctx, u, p.Forwarding, perm, plan)
+		}, permission(actions.RestoreMailboxForwarding)),
+		actions.PurgeMail: {
+			Execute: func(ctx context.Context, _ *actions.Request, p actions.Params) (actions.Result, error) {
+				return e.purgeMail(ctx, p.Purge, permission(actions.PurgeMail), false)
+			},
+			Plan: func(ctx context.Context, _ *actions.Request, p actions.Params) (actions.Result, error) {
+				return e.purgeMail(ctx, p.Purge, permission(actions.PurgeMail), true)
+			},
+			Warn: func(_ *actions.Request, p actions.Params) string {
+				if p.Purge != nil && p.Purge.Hard {
+					return "hard delete (permanentDelete): purged messages cannot be recovered by anyone, and Responder cannot undo it"
+				}
+				return ""
+			},
+		},
+		actions.BlockIP:   ip(true),
+		actions.UnblockIP: ip(false),
+	}
+	rs := h[actions.RevokeSessions]
+	rs.Probe = e.revokeApplied
+	h[actions.RevokeSessions] = rs
+	return h
 }
 
-// Plan reports what Execute would do, reading only.
-func (e *Executor) Plan(ctx context.Context, req *actions.Request) (actions.Result, error) {
-	return e.run(ctx, req, true)
-}
-
-// Warning is recorded when a request is accepted, before any call.
-func (e *Executor) Warning(req *actions.Request) string {
-	if req.Action != actions.PurgeMail {
-		return ""
+// permission is what a 403 names as missing: the least-privileged write
+// permission, and the role the service principal needs where there is one.
+func permission(n actions.Name) string {
+	s, _ := actions.Lookup(n)
+	p := s.Permission()
+	if s.API == actions.APIExchange && s.Role != "" {
+		p += " (Office 365 Exchange Online) + the " + s.Role + " role"
 	}
-	p, err := actions.ParseParams(req.Action, req.Target, req.Params)
-	if err == nil && p.Purge != nil && p.Purge.Hard {
-		return "hard delete (permanentDelete): purged messages cannot be recovered by anyone, and Responder cannot undo it"
-	}
-	return ""
-}
-
-func (e *Executor) run(ctx context.Context, req *actions.Request, plan bool) (actions.Result, error) {
-	spec, ok := actions.Lookup(req.Action)
-	if !ok {
-		return actions.Result{}, &actions.Error{Class: actions.Permanent, Code: "UnknownAction", Message: string(req.Action)}
-	}
-	p, err := actions.ParseParams(req.Action, req.Target, req.Params)
-	if err != nil {
-		return actions.Result{}, &actions.Error{Class: actions.Permanent, Code: "InvalidRequest", Message: err.Error()}
-	}
-	u := req.Target.User
-	switch req.Action {
-	case actions.DisableUser:
-		return e.setAccountEnabled(ctx, u, false, spec.Permission, plan)
-	case actions.EnableUser:
-		return e.setAccountEnabled(ctx, u, true, spec.Permission, plan)
-	case actions.RevokeSessions:
-		return e.revokeSessions(ctx, u, spec.Permission, plan)
-	case actions.ResetPassword:
-		return e.resetPassword(ctx, u, spec.Permission, plan)
-	case actions.ConfirmCompromised:
-		return e.risk(ctx, u, true, spec.Permission, plan)
-	case actions.DismissRisk:
-		return e.risk(ctx, u, false, spec.Permission, plan)
-	case actions.DisableForwardRules:
-		return e.setForwardRules(ctx, u, nil, false, spec.Permission, plan)
-	case actions.EnableForwardRules:
-		return e.setForwardRules(ctx, u, p.RuleIDs, true, spec.Permission, plan)
-	case actions.DeleteForwardRules:
-		return e.deleteForwardRules(ctx, u, p.Scope, spec.Permission, plan)
-	case actions.RestoreForwardRules:
-		return e.restoreForwardRules(ctx, u, p.Rules, spec.Permission, plan)
-	case actions.RemoveMailboxForwarding:
-		return e.removeMailboxForwarding(ctx, u, p.Recipients, spec.Permission, plan)
-	case actions.RestoreMailboxForwarding:
-		return e.restoreMailboxForwarding(ctx, u, p.Forwarding, spec.Permission, plan)
-	case actions.PurgeMail:
-		return e.purgeMail(ctx, p.Purge, spec.Permission, plan)
-	case actions.BlockIP:
-		return e.changeIP(ctx, req.Target.IP, p.Prefix, true, plan)
-	case actions.UnblockIP:
-		return e.changeIP(ctx, req.Target.IP, p.Prefix, false, plan)
-	}
-	return actions.Result{}, &actions.Error{Class: actions.Permanent, Code: "NotImplemented", Message: "no Graph implementation for " + string(req.Action)}
+	return p
 }
 
 func deref(s *string) string {
@@ -322,4 +350,33 @@ func classifyStatus(e *actions.Error, permission string) {
 	if e.Code == "" {
 		e.Code = fmt.Sprintf("HTTP%d", e.Status)
 	}
+}
+
+// Execute carries out one request directly through its handler (tools,
+// benchmarks and tests; the worker calls the handlers itself).
+func (e *Executor) Execute(ctx context.Context, req *actions.Request) (actions.Result, error) {
+	return e.call(ctx, req, false)
+}
+
+// Plan reports what Execute would do, reading only.
+func (e *Executor) Plan(ctx context.Context, req *actions.Request) (actions.Result, error) {
+	return e.call(ctx, req, true)
+}
+
+func (e *Executor) call(ctx context.Context, req *actions.Request, plan bool) (actions.Result, error) {
+	p, err := actions.ParseParams(req.Action, req.Target, req.Params)
+	if err != nil {
+		return actions.Result{}, &actions.Error{Class: actions.Permanent, Code: "InvalidRequest", Message: err.Error()}
+	}
+	h, ok := e.Handlers()[req.Action]
+	if !ok {
+		return actions.Result{}, &actions.Error{Class: actions.Permanent, Code: "NotImplemented", Message: "no Graph implementation for " + string(req.Action)}
+	}
+	if plan {
+		if h.Plan == nil {
+			return actions.Result{}, nil
+		}
+		return h.Plan(ctx, req, p)
+	}
+	return h.Execute(ctx, req, p)
 }

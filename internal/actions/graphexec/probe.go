@@ -12,11 +12,11 @@ import (
 // probeSkew tolerates clock differences between this host and Microsoft.
 const probeSkew = 5 * time.Second
 
-// AlreadyApplied implements actions.Prober: after a crash between Microsoft's
+// revokeApplied is revoke_sessions' probe: after a crash between Microsoft's
 // answer and its record, a redelivered revoke_sessions first reads the user's
 // signInSessionsValidFrom; if sessions were already invalidated since the
 // interrupted attempt, the revoke is not sent again.
-func (e *Executor) AlreadyApplied(ctx context.Context, req *actions.Request, since time.Time) (bool, error) {
+func (e *Executor) revokeApplied(ctx context.Context, req *actions.Request, _ actions.Params, since time.Time) (bool, error) {
 	switch req.Action {
 	case actions.RevokeSessions:
 		u, err := e.client.Users().ByUserId(req.Target.User).Get(ctx, &users.UserItemRequestBuilderGetRequestConfiguration{
