@@ -402,7 +402,9 @@ func TestStageClaimRecordsWarning(t *testing.T) {
 }
 
 func TestStageGuard(t *testing.T) {
-	protect := func(c *WorkerConfig, _ *rig) { c.Protected = Protected{Users: []string{"ceo@contoso.com"}, Roles: []string{}} }
+	protect := func(c *WorkerConfig, _ *rig) {
+		c.Protected = Protected{Users: []string{"ceo@contoso.com"}, Roles: []string{}}
+	}
 	cases := []struct {
 		name    string
 		req     *Request
@@ -694,7 +696,9 @@ func TestSettleNaksWhenTheFinalRecordCannotBeStored(t *testing.T) {
 }
 
 func TestSettleNextStepAfterSuccessNotAfterRefusal(t *testing.T) {
-	r := newRig(t, func(c *WorkerConfig, _ *rig) { c.Protected = Protected{Users: []string{"ceo@contoso.com"}, Roles: []string{}} })
+	r := newRig(t, func(c *WorkerConfig, _ *rig) {
+		c.Protected = Protected{Users: []string{"ceo@contoso.com"}, Roles: []string{}}
+	})
 	next := []Step{{Action: RevokeSessions, Target: Target{User: "a@contoso.com"}}}
 	r.handle(delivery(t, request(DisableUser, Target{User: "a@contoso.com"}, func(q *Request) { q.Next = next })))
 	if len(r.published) != 1 || r.published[0].Action != RevokeSessions || r.published[0].ID != bus.NextStepID(r.audit.last().RequestID) {
