@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/responder-sec/responder/internal/playbook"
+	"github.com/responder-sec/responder/internal/playbooktest"
 )
 
 type playbookCmd struct {
@@ -42,7 +43,7 @@ func (c *playbookTestCmd) Run(e *env) error {
 			defer f.Close()
 			r = f
 		}
-		if err := playbook.TestRecords(e.ctx, set, bufio.NewReaderSize(r, 256<<10), name, w, c.JSON); err != nil {
+		if err := playbooktest.Run(e.ctx, set, bufio.NewReaderSize(r, 256<<10), name, w, c.JSON); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}

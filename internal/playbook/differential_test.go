@@ -4,86 +4,12 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/responder-sec/responder/internal/event"
 )
-
-// TestDifferentialMatch: the optimised matcher (index, compiled program,
-// per-event memo, Match construction) returns exactly what the reference
-// evaluation returns (every unit in order, no index, each Sigma rule on its
-// original tree, the original Match construction), for every event of the
-// benchmark corpus (100,000 events; 20,000 with -short), with the shipped
-// playbooks (stateful, with a counter each), the Sigma rules, and the Sigma
-// rules four times over. Match (pooled context, lazy decoding) and matchCtx
-// on a fully decoded event (the match-only benchmark) are both checked.
-func TestDifferentialMatch(t *testing.T) {
-	dir := fixtures(t)
-	recs, err := PublicRecords(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rules, _, err := LoadSigmaDir(filepath.Join(dir, "sigma"))
-	if err != nil || len(rules) == 0 {
-		t.Fatal("no sigma rules", err)
-	}
-	shipped, err := LoadDir(shippedDir, LoadOptions{VerifiedDomains: testDomains})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 100000
-	if testing.Short() {
-		n = 20000
-	}
-	corpus := BenchCorpus(recs, n)
-	if len(corpus) != n {
-		t.Fatalf("corpus of %d events", len(corpus))
-	}
-	sets := []struct {
-		name string
-		set  *Set
-	}{
-		{"playbooks", shipped.WithAllEnabled()},
-		{"sigma", SigmaSet(rules, 1)},
-		{"sigma x4", SigmaSet(rules, 4)},
-	}
-	ctx := context.Background()
-	for _, ns := range sets {
-		t.Run(ns.name, func(t *testing.T) {
-			set := ns.set
-			var optC, refC, decC Counter
-			if set.Stateful() {
-				optC, refC, decC = NewMemCounter(), NewMemCounter(), NewMemCounter()
-			}
-			fired, matches := 0, 0
-			for i := range corpus {
-				env := &corpus[i]
-				want, wantErr := set.matchReference(ctx, env, refC)
-				got, gotErr := set.match(ctx, env, optC)
-				if !sameMatches(got, gotErr, want, wantErr) {
-					t.Fatalf("event %d (%s %q): Match\n got %s\nwant %s", i, env.Source, env.Kind, showMatches(got, gotErr), showMatches(want, wantErr))
-				}
-				c := newEvalCtx(set, env)
-				c.decodeAll()
-				dec, decErr := set.matchCtx(ctx, c, decC)
-				if !sameMatches(dec, decErr, want, wantErr) {
-					t.Fatalf("event %d (%s %q): match-only\n got %s\nwant %s", i, env.Source, env.Kind, showMatches(dec, decErr), showMatches(want, wantErr))
-				}
-				if len(want) > 0 {
-					fired++
-				}
-				matches += len(want)
-			}
-			if ns.name != "playbooks" && fired == 0 {
-				t.Error("nothing fired: the comparison proves little")
-			}
-			t.Logf("%d events, %d fired, %d matches, all equal", len(corpus), fired, matches)
-		})
-	}
-}
 
 // TestDifferentialEdgeCases: the fast comparisons agree with the reference
 // on values where case folding, numbers and lists are delicate.
@@ -106,7 +32,7 @@ detection:
 	if err != nil {
 		t.Fatal(err)
 	}
-	set := SigmaSet([]*SigmaRule{r}, 2)
+	set := sigmaSet([]*SigmaRule{r}, 2)
 	ops := []string{"success", "ſuccess", "SUCCESS", "kelvin", "\u212aELVIN", "50074", "50074.0", " 50074", "Set-InboxRule",
 		"set-inboxrule", "SET-INBOXRULE", "ȺB", "ⱥb", "Ⱥ", "AutoForward", "axzyb", "", "x", "Set-Rule"}
 	wls := []string{"", "Exchange", "EXCH", "ex", "null"}
@@ -229,7 +155,7 @@ func TestFastPrimitives(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set := SigmaSet([]*SigmaRule{sr}, 1)
+	set := sigmaSet([]*SigmaRule{sr}, 1)
 	// and a path to the member named "" (raw[""])
 	r0, err := parseRef(`raw[""]`, false)
 	if err != nil {

@@ -11,9 +11,10 @@
 //	for _, m := range matches { /* m.Steps are actions.Step, in order; m.Approval[i]; m.SuppressionKey */ }
 //
 // MatchStateful adds threshold triggers, with a Counter (matcher.KVCounter in the
-// engine). TestRecords is the library behind `responder playbook test`: it streams
-// records as Microsoft publishes them, recognises each with event.Normalize
-// and prints what would fire, touching nothing.
+// engine). `responder playbook test` runs records through a Set with package
+// playbooktest; `responder bench match` measures the matcher with package
+// bench/matchbench, through Decode and MatchDecoded, which match an event
+// decoded ahead.
 //
 // # The language, by example
 //
@@ -109,8 +110,7 @@
 // the rules' licence, DRL 1.1, asks). trigger.source may be left out: the
 // rule's logsource gives it. Every rule must load, else the playbook is a
 // load problem naming the rule file, line and the unsupported feature.
-// LoadSigmaFile, LoadSigmaDir and ParseSigma load rules on their own;
-// SigmaSet wraps bare rules in detection-only playbooks (benchmarks).
+// LoadSigmaFile, LoadSigmaDir and ParseSigma load rules on their own.
 //
 // Supported: selections as mappings (all fields hold) and lists of mappings
 // (any holds); a list of values is any (with |all, every); null (absent or
@@ -199,14 +199,18 @@
 // event meets only the triggers filed under its values plus those that
 // require none. The raw record is decoded lazily: scanned once for its
 // top-level members, and a member decoded only when a condition reads it.
-// BenchMatch (`responder bench match`) measures it.
+// Each Set compiles the Sigma rules it runs into one program (prog.go) whose
+// per-event memo shares every field read and every comparison between
+// rules. The rule's parsed tree, evaluated directly, is the reference that
+// the differential tests and FuzzSigma hold the program to
+// (reference_test.go). `responder bench match` measures it.
 //
 // # Guarantees
 //
 // Loading reports every problem (unknown fields, unknown actions, bad
 // templates, regexps, CIDRs, expressions, IP list lines, duplicate names) with
 // file, line, playbook and step; YAML anchors, aliases and custom tags are
-// refused. A loaded Set is immutable and safe for concurrent use. Match and
-// TestRecords never panic on any input, and Match does no I/O. The package
+// refused. A loaded Set is immutable and safe for concurrent use. Match never
+// panics on any input and does no I/O. The package
 // never imports the Graph SDK (TestDeps enforces it).
 package playbook

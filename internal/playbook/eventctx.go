@@ -34,8 +34,6 @@ type evalCtx struct {
 	full    any      // the whole record, decoded on demand (expr, raw)
 	fullOK  bool
 
-	scratch [4]any // values of one Sigma field; used by one evaluation at a time
-
 	// The compiled matcher's per-event memo (prog.go), reset by beginMatch.
 	memo       []fieldMemo
 	refMemo    []refMemo
@@ -65,7 +63,6 @@ func newEvalCtx(s *Set, env *event.Envelope) *evalCtx {
 func (c *evalCtx) reset(s *Set, env *event.Envelope) {
 	clear(c.members[:cap(c.members)])
 	members := c.members[:0]
-	clear(c.scratch[:])
 	// The memo is kept: beginMatch moves to a new generation, which makes
 	// every entry stale (whichever set it was filled for). What the last
 	// event left in it and in the buffers is cleared here, so that a pooled

@@ -295,7 +295,7 @@ blast_radius: {max: 3, window: 1h}
 		t.Error("disabled playbook fired")
 	}
 	p0 := set3.Playbooks()[0]
-	if m, err := set3.Evaluate(p0, auditEnv(t, auditRec)); err != nil || m == nil {
+	if m, err := set3.evaluate(p0, auditEnv(t, auditRec)); err != nil || m == nil {
 		t.Errorf("Evaluate: %v %v", m, err)
 	}
 }

@@ -58,27 +58,11 @@ func (s *Set) match(ctx context.Context, env *event.Envelope, counter Counter) (
 func (s *Set) matchCtx(ctx context.Context, c *evalCtx, counter Counter) ([]Match, error) {
 	c.beginMatch()
 	var cb [64]int32
-	return s.matchUnits(ctx, c, counter, s.candidates(c, cb[:0]), false)
+	return s.matchUnits(ctx, c, counter, s.candidates(c, cb[:0]))
 }
 
-// matchReference is the matcher without its optimisations, for the
-// differential test: every unit of the set in order (no index), each Sigma
-// rule evaluated on its original tree (no compiled program, no memo).
-func (s *Set) matchReference(ctx context.Context, env *event.Envelope, counter Counter) ([]Match, error) {
-	if env == nil {
-		return nil, errors.New("playbook: Match: nil event")
-	}
-	c := newEvalCtx(s, env)
-	c.beginMatch()
-	all := make([]int32, len(s.idx.units))
-	for i := range all {
-		all[i] = int32(i)
-	}
-	return s.matchUnits(ctx, c, counter, all, true)
-}
-
-// matchUnits evaluates units in order; ref selects the reference evaluation.
-func (s *Set) matchUnits(ctx context.Context, c *evalCtx, counter Counter, units []int32, ref bool) ([]Match, error) {
+// matchUnits evaluates units in order (reference_test.go has its reference).
+func (s *Set) matchUnits(ctx context.Context, c *evalCtx, counter Counter, units []int32) ([]Match, error) {
 	// Matches are built in the evalCtx's buffer and copied once into a
 	// slice of the right size.
 	ms := c.matchBuf[:0]
@@ -97,11 +81,7 @@ func (s *Set) matchUnits(ctx context.Context, c *evalCtx, counter Counter, units
 		var ok bool
 		var rule *SigmaRule
 		var err error
-		if ref {
-			ok, rule, err = p.holdsRef(c, *u)
-		} else {
-			ok, rule, err = p.holds(c, u)
-		}
+		ok, rule, err = p.holds(c, u)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -125,16 +105,7 @@ func (s *Set) matchUnits(ctx context.Context, c *evalCtx, counter Counter, units
 			}
 			fire = &ThresholdFire{Key: o.Key, Count: res.Count}
 		}
-		var m Match
-		if ref {
-			var mp *Match
-			mp, err = p.fireRef(c, rule, fire)
-			if mp != nil {
-				m = *mp
-			}
-		} else {
-			m, err = p.fire(c, u.where, rule, fire)
-		}
+		m, err := p.fire(c, u.where, rule, fire)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -157,38 +128,6 @@ func (s *Set) matchUnits(ctx context.Context, c *evalCtx, counter Counter, units
 	return out, errors.Join(errs...)
 }
 
-// Evaluate tests one playbook against env whether or not it is enabled; nil
-// when it does not fire. A threshold playbook is evaluated as if its count
-// had been reached.
-func (s *Set) Evaluate(p *Playbook, env *event.Envelope) (*Match, error) {
-	if env == nil || p == nil {
-		return nil, errors.New("playbook: Evaluate: nil argument")
-	}
-	c := newEvalCtx(s, env)
-	var m *Match
-	var err error
-	rules := len(p.Trigger.Sigma)
-	if rules == 0 {
-		rules = 1
-	}
-	for j := 0; j < rules && m == nil && err == nil; j++ {
-		u := unit{rule: -1}
-		if len(p.Trigger.Sigma) > 0 {
-			u.rule = int32(j)
-		}
-		var ok bool
-		var rule *SigmaRule
-		ok, rule, err = p.holdsRef(c, u)
-		if ok && err == nil {
-			m, err = p.fireRef(c, rule, nil)
-		}
-	}
-	if err == nil && c.rawErr != nil {
-		err = c.rawErr
-	}
-	return m, err
-}
-
 // holds reports whether the unit's trigger holds for the event (source, kind,
 // conditions, Sigma rule), and which rule matched. The Sigma rule runs as
 // the set's compiled program.
@@ -202,11 +141,7 @@ func (p *Playbook) holds(c *evalCtx, u *unit) (bool, *SigmaRule, error) {
 	return p.holdsWith(c, *u, u.node)
 }
 
-// holdsRef is holds with the Sigma rule's reference evaluation.
-func (p *Playbook) holdsRef(c *evalCtx, u unit) (bool, *SigmaRule, error) {
-	return p.holdsWith(c, u, nil)
-}
-
+// holdsWith is holds with node as the unit's Sigma rule.
 func (p *Playbook) holdsWith(c *evalCtx, u unit, node cnode) (bool, *SigmaRule, error) {
 	src, kinds, conds := p.Trigger.Source, p.Trigger.Kinds, p.Trigger.Conditions
 	var rule *SigmaRule
@@ -243,14 +178,8 @@ func (p *Playbook) holdsWith(c *evalCtx, u unit, node cnode) (bool, *SigmaRule, 
 			return false, nil, nil
 		}
 	}
-	if rule != nil {
-		if node != nil {
-			if !node.eval(c) {
-				return false, nil, nil
-			}
-		} else if !rule.cond.eval(c) {
-			return false, nil, nil
-		}
+	if rule != nil && (node == nil || !node.eval(c)) {
+		return false, nil, nil
 	}
 	return true, rule, nil
 }
@@ -367,57 +296,6 @@ func thresholdReason(t *Threshold, th *ThresholdFire) string {
 		r += ", then this event"
 	}
 	return r
-}
-
-// fireRef builds the Match of a playbook whose trigger held (the reference
-// construction, for Evaluate and the differential test).
-func (p *Playbook) fireRef(c *evalCtx, rule *SigmaRule, th *ThresholdFire) (*Match, error) {
-	m := &Match{Playbook: p.Name, Suppression: p.Suppression.Window, BlastRadius: p.BlastRadius, Sigma: rule, Threshold: th}
-	if p.reason != nil {
-		m.Reason = p.reason.render(c)
-	} else {
-		m.Reason = string(c.env.Source) + " event"
-		if c.env.Kind != "" {
-			m.Reason = string(c.env.Source) + " " + strconv.Quote(c.env.Kind)
-		}
-		if len(p.Trigger.Conditions) > 0 {
-			held := make([]string, 0, len(p.Trigger.Conditions))
-			for _, cond := range p.Trigger.Conditions {
-				held = append(held, cond.String())
-			}
-			m.Reason += " where " + strings.Join(held, " and ")
-		}
-		if rule != nil {
-			m.Reason += rule.reason
-		}
-		if th != nil {
-			t := p.Trigger.Threshold
-			what := "events"
-			if t.Distinct != "" {
-				what = "distinct " + t.Distinct
-			}
-			m.Reason += fmt.Sprintf("; %d %s for %s %s within %s", th.Count, what, strings.Join(t.By, "/"), th.Key, t.Window)
-			if t.Then != nil {
-				m.Reason += ", then this event"
-			}
-		}
-	}
-	for i, st := range p.Steps {
-		step, err := st.resolve(c, p.DryRun)
-		if err != nil {
-			return nil, fmt.Errorf("playbook %q: step %d (%s): %w", p.Name, i+1, st.Action, err)
-		}
-		m.Steps = append(m.Steps, step)
-		m.Approval = append(m.Approval, st.Approval)
-	}
-	if p.Suppression.Window > 0 && p.Suppression.key != nil {
-		k := p.Suppression.key.render(c)
-		if k == "" {
-			k = c.env.ID
-		}
-		m.SuppressionKey = p.Name + "/" + k
-	}
-	return m, nil
 }
 
 func (st *Step) resolve(c *evalCtx, dryRun bool) (actions.Step, error) {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -21,9 +22,9 @@ import (
 // the first. The memo is invalidated in O(1) per event by a generation
 // counter.
 //
-// The original tree (sigmaNode.eval, sigmaField.values) is kept as the
-// reference evaluation: SigmaRule.Match, Set.Evaluate and the differential
-// test (matchReference) use it.
+// The rule's tree (sigmaNode) is what the program is compiled from; its
+// direct evaluation is the reference of the differential tests and of
+// FuzzSigma, and lives with them (reference_test.go).
 
 // setProg is a Set's compiled program.
 type setProg struct {
@@ -198,11 +199,9 @@ func (b *progBuilder) node(n sigmaNode, depth int) cnode {
 		b.byMatch[key] = out
 		b.prog.matches = len(b.byMatch)
 		return out
-	case nil:
-		return cFalse{}
 	}
-	// Unknown node types keep the reference evaluation.
-	return cRef{n}
+	// nil, and no other type: the parser builds only the types above.
+	return cFalse{}
 }
 
 // cnode is a compiled condition.
@@ -214,7 +213,6 @@ type cAnd struct{ kids []cnode }
 type cOr struct{ kids []cnode }
 type cNot struct{ kid cnode }
 type cFalse struct{}
-type cRef struct{ n sigmaNode }
 
 func (n *cAnd) eval(c *evalCtx) bool {
 	for _, k := range n.kids {
@@ -236,7 +234,6 @@ func (n *cOr) eval(c *evalCtx) bool {
 
 func (n *cNot) eval(c *evalCtx) bool { return !n.kid.eval(c) }
 func (cFalse) eval(*evalCtx) bool    { return false }
-func (n cRef) eval(c *evalCtx) bool  { return n.n.eval(c) }
 
 // cField is a compiled sigmaFieldMatch.
 type cField struct {
@@ -505,7 +502,11 @@ func (c *evalCtx) lowerBytes(l *leaf) []byte {
 		c.lowBuf = slices.Grow(c.lowBuf, n)[:start+n]
 		lowerASCII(c.lowBuf[start:start+n], l.s)
 	} else {
-		c.lowBuf = append(c.lowBuf, l.lower()...)
+		// strings.ToLower of non-ASCII text is strings.Map(unicode.ToLower),
+		// which writes U+FFFD for an invalid byte as AppendRune does.
+		for _, r := range l.s {
+			c.lowBuf = utf8.AppendRune(c.lowBuf, unicode.ToLower(r))
+		}
 	}
 	l.lowB = c.lowBuf[start:len(c.lowBuf):len(c.lowBuf)]
 	return l.lowB

@@ -48,15 +48,6 @@ type SigmaRule struct {
 }
 
 // String names the rule for match reasons: title and id.
-// Match reports whether the rule matches env (for tests and tools; Set.Match
-// is the way to run rules against events).
-func (r *SigmaRule) Match(env *event.Envelope) bool {
-	if env == nil || env.Source != r.Source {
-		return false
-	}
-	return r.cond.eval(newEvalCtx(nil, env))
-}
-
 func (r *SigmaRule) String() string {
 	if r.ID != "" {
 		return fmt.Sprintf("%q (%s)", r.Title, r.ID)

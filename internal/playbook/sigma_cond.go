@@ -8,34 +8,21 @@ import (
 	"unicode/utf8"
 )
 
-// sigmaNode is a compiled piece of a Sigma condition.
+// sigmaNode is a piece of a Sigma condition as parsed: the rule's tree,
+// which each Set compiles into its program (prog.go). Its reference
+// evaluation lives with the tests (reference_test.go).
 type sigmaNode interface {
-	eval(c *evalCtx) bool
+	isSigmaNode()
 }
 
 type sigmaAnd struct{ kids []sigmaNode }
 type sigmaOr struct{ kids []sigmaNode }
 type sigmaNot struct{ kid sigmaNode }
 
-func (n *sigmaAnd) eval(c *evalCtx) bool {
-	for _, k := range n.kids {
-		if !k.eval(c) {
-			return false
-		}
-	}
-	return true
-}
-
-func (n *sigmaOr) eval(c *evalCtx) bool {
-	for _, k := range n.kids {
-		if k.eval(c) {
-			return true
-		}
-	}
-	return false
-}
-
-func (n *sigmaNot) eval(c *evalCtx) bool { return !n.kid.eval(c) }
+func (*sigmaAnd) isSigmaNode()        {}
+func (*sigmaOr) isSigmaNode()         {}
+func (*sigmaNot) isSigmaNode()        {}
+func (*sigmaFieldMatch) isSigmaNode() {}
 
 // sigmaGuard is the logsource's own condition (say Workload
 // AzureActiveDirectory); the index does not file rules under it.
@@ -50,210 +37,8 @@ type sigmaFieldMatch struct {
 	cased  bool
 }
 
-func (f *sigmaFieldMatch) eval(c *evalCtx) bool {
-	vals, present := f.field.values(c)
-	if f.all {
-		for i := range f.values {
-			if !f.values[i].match(vals, present) {
-				return false
-			}
-		}
-		return true
-	}
-	for i := range f.values {
-		if f.values[i].match(vals, present) {
-			return true
-		}
-	}
-	return false
-}
-
-// match: the value holds for a field whose values are vals (a field may have
-// several, from list values or several mapped paths).
-func (v *sigmaValue) match(vals []any, present bool) bool {
-	switch v.kind {
-	case svExists:
-		has := false
-		for _, x := range vals {
-			if x != nil {
-				has = true
-				break
-			}
-		}
-		return (present && has) == v.exists
-	case svNull:
-		if !present {
-			return true
-		}
-		for _, x := range vals {
-			if x == nil {
-				return true
-			}
-		}
-		return false
-	}
-	if !present {
-		return false
-	}
-	budget := maxLeaves
-	for _, x := range vals {
-		if v.matchAny(x, &budget, 0) {
-			return true
-		}
-	}
-	return false
-}
-
 // maxLeaves bounds how many scalar leaves of one compound value are compared.
 const maxLeaves = 4096
-
-// matchAny matches a scalar, or any scalar leaf of a list or object (Sigma's
-// "greedy" search over compound fields such as Parameters).
-func (v *sigmaValue) matchAny(x any, budget *int, depth int) bool {
-	switch t := x.(type) {
-	case []any:
-		if depth > maxCondDepth {
-			return false
-		}
-		for _, e := range t {
-			if v.matchAny(e, budget, depth+1) {
-				return true
-			}
-		}
-		return false
-	case map[string]any:
-		if depth > maxCondDepth {
-			return false
-		}
-		for _, e := range t {
-			if v.matchAny(e, budget, depth+1) {
-				return true
-			}
-		}
-		return false
-	case nil:
-		return false
-	}
-	*budget--
-	if *budget < 0 {
-		return false
-	}
-	return v.matchScalar(x)
-}
-
-func (v *sigmaValue) matchScalar(x any) bool {
-	switch v.kind {
-	case svNum:
-		n, ok := number(x)
-		if !ok {
-			return false
-		}
-		switch v.cmp {
-		case "gt":
-			return n > v.num
-		case "gte":
-			return n >= v.num
-		case "lt":
-			return n < v.num
-		}
-		return n <= v.num
-	case svCIDR:
-		s, ok := x.(string)
-		if !ok {
-			return false
-		}
-		a, ok := parseIP(s)
-		return ok && v.nets[0].Contains(a)
-	}
-	s, ok := x.(string)
-	if !ok {
-		if s, ok = scalarString(x); !ok {
-			return false
-		}
-	}
-	switch v.kind {
-	case svRe:
-		return v.re.MatchString(s)
-	case svEq:
-		if v.cased {
-			if s == v.s {
-				return true
-			}
-		} else if strings.EqualFold(s, v.s) {
-			return true
-		}
-		if _, isStr := x.(string); !isStr || (len(s) > 0 && (s[0] >= '0' && s[0] <= '9' || s[0] == '-')) {
-			return numEqual(s, v.s)
-		}
-		return false
-	case svContains:
-		if v.cased {
-			return strings.Contains(s, v.s)
-		}
-		return containsFold(s, v.s)
-	case svPrefix:
-		if v.cased {
-			return strings.HasPrefix(s, v.s)
-		}
-		return len(s) >= len(v.s) && strings.EqualFold(s[:len(v.s)], v.s)
-	case svSuffix:
-		if v.cased {
-			return strings.HasSuffix(s, v.s)
-		}
-		return len(s) >= len(v.s) && strings.EqualFold(s[len(s)-len(v.s):], v.s)
-	case svGlob:
-		if !v.cased {
-			s = lowerIfNeeded(s)
-		}
-		return globMatch(v.glob, s)
-	}
-	return false
-}
-
-// lowerIfNeeded lower-cases s, allocating only when it has upper-case letters.
-func lowerIfNeeded(s string) string {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= utf8.RuneSelf || ('A' <= c && c <= 'Z') {
-			return strings.ToLower(s)
-		}
-	}
-	return s
-}
-
-// containsFold reports whether sub (lower-case) occurs in s ignoring case.
-func containsFold(s, sub string) bool {
-	if sub == "" {
-		return true
-	}
-	if len(sub) > len(s) {
-		return false
-	}
-	ascii := true
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			ascii = false
-			break
-		}
-	}
-	if !ascii {
-		return strings.Contains(strings.ToLower(s), sub)
-	}
-	first := sub[0]
-	upper := first
-	if 'a' <= first && first <= 'z' {
-		upper = first - 'a' + 'A'
-	}
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i] != first && s[i] != upper {
-			continue
-		}
-		if strings.EqualFold(s[i:i+len(sub)], sub) {
-			return true
-		}
-	}
-	return false
-}
 
 // globMatch matches s against tokens: literals, * (any run) and ? (one rune).
 // Iterative with one backtrack point per star: linear in practice.

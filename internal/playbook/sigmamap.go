@@ -29,35 +29,6 @@ const (
 	xfResultStr // Succeeded, Success, True -> success; Failed, False -> failure
 )
 
-// values returns the field's values for this event (several when mapped from
-// several paths or virtual), and whether any path was present.
-func (f *sigmaField) values(c *evalCtx) ([]any, bool) {
-	out := c.scratch[:0]
-	if f.virtual != nil {
-		return f.virtual(c, out)
-	}
-	present := false
-	for _, r := range f.refs {
-		v, ok := c.resolve(r, nil)
-		if !ok {
-			continue
-		}
-		present = true
-		switch f.xform {
-		case xfTrimDot:
-			if s, ok := v.(string); ok {
-				v = strings.TrimSuffix(s, ".")
-			}
-		case xfResultStr:
-			if s, ok := v.(string); ok {
-				v = normResultStatus(s)
-			}
-		}
-		out = append(out, v)
-	}
-	return out, present
-}
-
 func normResultStatus(s string) string {
 	switch strings.ToLower(s) {
 	case "succeeded", "success", "true":

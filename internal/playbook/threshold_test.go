@@ -182,28 +182,6 @@ func TestThresholdLoadErrors(t *testing.T) {
 	}
 }
 
-// TestTestRecordsTimeOrder: `playbook test` evaluates thresholds over the
-// records in time order, whatever their order in the input.
-func TestTestRecordsTimeOrder(t *testing.T) {
-	set, err := Load("t.yaml", []byte(mfaThenSuccess), LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var in strings.Builder
-	in.WriteString(string(signinEnv("ok", "alice@contoso.com", "198.51.100.1", 0, t0.Add(time.Minute)).Raw) + "\n")
-	for i := 9; i >= 0; i-- {
-		in.WriteString(string(signinEnv(fmt.Sprint("d", i), "alice@contoso.com", "198.51.100.1", 500121, t0.Add(time.Duration(i)*time.Second)).Raw) + "\n")
-	}
-	var out strings.Builder
-	if err := TestRecords(context.Background(), set, strings.NewReader(in.String()), "in.json", &out, true); err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 11 || !strings.Contains(lines[10], `"index":0`) || !strings.Contains(lines[10], "mfa-then-success") {
-		t.Errorf("output:\n%s", out.String())
-	}
-}
-
 // TestMemCounterForgetsExpiredKeys: a long run over many distinct keys keeps
 // only the keys active within their windows, and a key that comes back after
 // its state was dropped counts from zero, as it would have anyway.

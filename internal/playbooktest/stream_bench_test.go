@@ -1,4 +1,4 @@
-package playbook
+package playbooktest_test
 
 import (
 	"bytes"
@@ -13,15 +13,24 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/responder-sec/responder/internal/bench/matchbench"
+	"github.com/responder-sec/responder/internal/playbook"
+	"github.com/responder-sec/responder/internal/playbooktest"
+)
+
+const (
+	benchFixtures = "../../../shared/fixtures/public"
+	benchShipped  = "../../playbooks"
 )
 
 // ndjsonGen is an io.Reader of n NDJSON records made as they are read:
 // every other record a record derived from the public fixtures (ids and users
-// varied by corpusGen), the others Graph sign-ins of many users from many
+// varied by matchbench.Corpus), the others Graph sign-ins of many users from many
 // addresses in time order (denials, wrong passwords, successes), which keep
 // the shipped threshold playbooks (MFA fatigue, password spray) counting.
 type ndjsonGen struct {
-	gen  *corpusGen
+	gen  *matchbench.Corpus
 	n, i int
 	buf  bytes.Buffer
 	t0   time.Time
@@ -30,7 +39,7 @@ type ndjsonGen struct {
 func (g *ndjsonGen) Read(p []byte) (int, error) {
 	for g.buf.Len() < len(p) && g.i < g.n {
 		if g.i%2 == 0 {
-			if err := json.Compact(&g.buf, g.gen.at(g.i/2).Raw); err != nil {
+			if err := json.Compact(&g.buf, g.gen.At(g.i/2).Raw); err != nil {
 				return 0, err
 			}
 		} else {
@@ -79,22 +88,22 @@ func heapPeak(stop <-chan struct{}) <-chan uint64 {
 	return out
 }
 
-// BenchmarkTestRecordsNDJSON streams NDJSON records through TestRecords (what
+// BenchmarkRunNDJSON streams NDJSON records through Run (what
 // `responder playbook test --json` does) with the shipped playbooks, output
 // discarded, and reports records per second and the peak live heap, for
 // 100,000 and 1,000,000 records: flat memory means the two peaks are about
 // the same. Run with:
 //
-//	go test ./internal/playbook -run '^$' -bench TestRecordsNDJSON -benchtime 1x
+//	go test ./internal/playbooktest -run '^$' -bench RunNDJSON -benchtime 1x
 //
 // PLAYBOOK_BENCH_RECORDS sets a single size instead.
-func BenchmarkTestRecordsNDJSON(b *testing.B) {
-	recs, err := PublicRecords(fixturesDir)
+func BenchmarkRunNDJSON(b *testing.B) {
+	recs, err := matchbench.PublicRecords(benchFixtures)
 	if err != nil || len(recs) == 0 {
-		b.Skip("public fixtures not found at", fixturesDir, err)
+		b.Fatal("public fixtures not found at", benchFixtures, err)
 	}
-	gen := newCorpusGen(recs)
-	set, err := LoadDir(shippedDir, LoadOptions{VerifiedDomains: testDomains, BaseDir: shippedDir})
+	gen := matchbench.NewCorpus(recs)
+	set, err := playbook.LoadDir(benchShipped, playbook.LoadOptions{VerifiedDomains: []string{"contoso.com", "contoso.onmicrosoft.com"}, BaseDir: benchShipped})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -116,7 +125,7 @@ func BenchmarkTestRecordsNDJSON(b *testing.B) {
 				stop := make(chan struct{})
 				peak := heapPeak(stop)
 				start := time.Now()
-				err := TestRecords(context.Background(), set, in, "gen.ndjson", out, true)
+				err := playbooktest.Run(context.Background(), set, in, "gen.ndjson", out, true)
 				el := time.Since(start)
 				close(stop)
 				p := <-peak

@@ -1,4 +1,4 @@
-package playbook
+package playbooktest
 
 import (
 	"bufio"
@@ -8,6 +8,13 @@ import (
 	"fmt"
 	"io"
 )
+
+// Records calls emit with each record of r as it is read (see recordStream);
+// file names the input in errors. It stops at the first error, emit's
+// included. emit must not keep the record past its call unless it copies it.
+func Records(r io.Reader, file string, emit func(json.RawMessage) error) error {
+	return newRecordStream(r).each(emit, file)
+}
 
 // recordStream splits its input into records as they are read: top-level
 // JSON objects (a JSON object per record, NDJSON, or concatenated values),

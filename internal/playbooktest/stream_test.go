@@ -1,4 +1,4 @@
-package playbook
+package playbooktest
 
 import (
 	"bufio"
@@ -10,16 +10,16 @@ import (
 	"time"
 )
 
-// TestTestRecordsStreams: the result of the first element of a "value" list is
+// TestRunStreams: the result of the first element of a "value" list is
 // written before the rest of the input exists.
-func TestTestRecordsStreams(t *testing.T) {
+func TestRunStreams(t *testing.T) {
 	set := loadShipped(t)
 	rec := mustRead(t, filepath.Join(shippedDir, "testdata", "high-risk-user.fires.json"))
 	in, feed := io.Pipe()
 	outR, outW := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- TestRecords(context.Background(), set, in, "s.json", outW, true)
+		done <- Run(context.Background(), set, in, "s.json", outW, true)
 		outW.Close()
 	}()
 	go func() {

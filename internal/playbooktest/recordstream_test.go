@@ -1,4 +1,4 @@
-package playbook
+package playbooktest
 
 import (
 	"bytes"
@@ -113,7 +113,7 @@ func firstDiff(a, b []any) string {
 }
 
 // TestRecordStreamRejects: broken structure stops the file with the offset;
-// a record that is not JSON inside stops TestRecords with its index.
+// a record that is not JSON inside stops Run with its index.
 func TestRecordStreamRejects(t *testing.T) {
 	for name, in := range map[string]string{
 		"scalar":           `42`,
@@ -131,7 +131,7 @@ func TestRecordStreamRejects(t *testing.T) {
 		}
 	}
 	set := loadShipped(t)
-	err := TestRecords(t.Context(), set, strings.NewReader(`{"a":1}`+"\n"+`{"b":tru}`), "bad.ndjson", io.Discard, true)
+	err := Run(t.Context(), set, strings.NewReader(`{"a":1}`+"\n"+`{"b":tru}`), "bad.ndjson", io.Discard, true)
 	var se *json.SyntaxError
 	if !errors.As(err, &se) || !strings.Contains(err.Error(), "record 1") {
 		t.Errorf("a record that is not JSON: %v, want a syntax error naming record 1", err)

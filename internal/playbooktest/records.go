@@ -1,4 +1,4 @@
-package playbook
+package playbooktest
 
 import (
 	"bytes"
@@ -12,9 +12,10 @@ import (
 
 	"github.com/responder-sec/responder/internal/actions"
 	"github.com/responder-sec/responder/internal/event"
+	"github.com/responder-sec/responder/internal/playbook"
 )
 
-// maxRecordBytes bounds one record read by TestRecords.
+// maxRecordBytes bounds one record read by Run.
 const maxRecordBytes = 16 << 20
 
 // RecordResult is what `playbook test --json` prints for one record, one JSON
@@ -47,7 +48,7 @@ type ActionResult struct {
 	Approval string         `json:"approval,omitempty"`
 }
 
-// TestRecords reads records as Microsoft publishes them from r (one JSON
+// Run reads records as Microsoft publishes them from r (one JSON
 // object, a JSON array, NDJSON, or a Graph list response with "value", in any
 // mix), recognises each record's source by its shape (event.Normalize),
 // matches it against set and writes, per record, which playbooks fire and the
@@ -65,11 +66,11 @@ type ActionResult struct {
 // the input), a record that arrives later than reorderWindow records after its
 // time being evaluated when it arrives; records of other sources are written
 // as they are read. Memory stays bounded by the buffer.
-func TestRecords(ctx context.Context, set *Set, r io.Reader, file string, w io.Writer, jsonOut bool) error {
+func Run(ctx context.Context, set *playbook.Set, r io.Reader, file string, w io.Writer, jsonOut bool) error {
 	rs := newRecordStream(r)
-	var counter Counter
+	var counter playbook.Counter
 	if set.Stateful() {
-		counter = NewMemCounter()
+		counter = playbook.NewMemCounter()
 	}
 	write := func(res RecordResult) error {
 		var out []byte
@@ -129,7 +130,7 @@ func (s sourceSet) holds(src event.Source) bool { return s.any || s.m[src] }
 
 // statefulSourcesOf: only records of these sources go through the reorder
 // buffer; the others are matched and written as they are read.
-func statefulSourcesOf(set *Set) sourceSet {
+func statefulSourcesOf(set *playbook.Set) sourceSet {
 	out := sourceSet{m: map[event.Source]bool{}}
 	for _, p := range set.Playbooks() {
 		th := p.Trigger.Threshold
@@ -176,14 +177,14 @@ func (h *recordHeap) Pop() any {
 	return x
 }
 
-func testOne(ctx context.Context, set *Set, counter Counter, env event.Envelope, normErr error, file string, index int) RecordResult {
+func testOne(ctx context.Context, set *playbook.Set, counter playbook.Counter, env event.Envelope, normErr error, file string, index int) RecordResult {
 	res := RecordResult{File: file, Index: index, Matches: []MatchResult{}}
 	if normErr != nil {
 		res.Error = normErr.Error()
 		return res
 	}
 	res.Source, res.Kind, res.User, res.IP = env.Source, env.Kind, env.User, env.IP
-	var matches []Match
+	var matches []playbook.Match
 	var err error
 	if counter != nil {
 		matches, err = set.MatchStateful(ctx, &env, counter)

@@ -1,0 +1,45 @@
+package playbook
+
+import (
+	"context"
+	"errors"
+
+	"github.com/responder-sec/responder/internal/event"
+)
+
+// Decoded is an event whose raw record has been decoded in full ahead of
+// matching: Set.MatchDecoded then matches it without decoding anything. It
+// is the seam that lets matching be measured apart from decoding
+// (`responder bench match`); Set.Match and MatchStateful decode lazily and
+// are what the engine calls. A Decoded is not safe for concurrent use; reuse
+// it for event after event to keep its buffers.
+type Decoded struct {
+	c evalCtx
+}
+
+// Decode fills d with env (which must stay unchanged while d is in use),
+// every top-level member of its raw record decoded. A record that is not
+// JSON throughout is left to be decoded as matching reads it, so that
+// MatchDecoded reports exactly what Match reports.
+func (s *Set) Decode(env *event.Envelope, d *Decoded) {
+	d.c.reset(s, env)
+	d.c.scan()
+	for i := range d.c.members {
+		_, _ = d.c.memberValue(&d.c.members[i])
+	}
+	if d.c.rawErr != nil {
+		d.c.reset(s, env)
+	}
+}
+
+// Release drops what d holds of its last event, keeping the buffers.
+func (d *Decoded) Release() { d.c.reset(nil, nil) }
+
+// MatchDecoded is MatchStateful on an event that Decode filled for this set;
+// with a nil counter it is Match (threshold playbooks do not fire).
+func (s *Set) MatchDecoded(ctx context.Context, d *Decoded, counter Counter) ([]Match, error) {
+	if d == nil || d.c.env == nil || d.c.set != s {
+		return nil, errors.New("playbook: MatchDecoded: the event was not decoded for this set")
+	}
+	return s.matchCtx(ctx, &d.c, counter)
+}
