@@ -6,18 +6,18 @@ import (
 	"strings"
 
 	"github.com/responder-sec/responder/internal/bench"
-	"github.com/responder-sec/responder/internal/feeds"
+	"github.com/responder-sec/responder/internal/bench/ingest"
 )
 
-// serveBenchChild runs this process as the NATS server of `bench ingest` when
-// that benchmark started it (see feeds.ServeBenchChild), so that the server's
-// memory is measured apart from the poller's.
-func serveBenchChild() (served bool, code int) { return feeds.ServeBenchChild() }
+// serveBenchChild runs this process as the NATS server and emulated tenant of
+// `bench ingest` when that benchmark started it (see ingest.ServeChild), so
+// that their memory is measured apart from the poller's.
+func serveBenchChild() (served bool, code int) { return ingest.ServeChild() }
 
 // benchCmd runs one benchmark scenario on loopback against the emulated tenant.
 type benchCmd struct {
 	Scenario    string `arg:"" help:"Scenario: bus, latency, contain, purge, block-ip, ingest, match."`
-	JSON        bool   `name:"json" help:"Print one JSON object (scenario, measured, unit, bound, ratio, goal, met, and the scenario's other figures)."`
+	JSON        bool   `name:"json" help:"Print one JSON object (scenario, measured, unit, bound, ratio, goal, met, n, concurrency, checks, and the scenario's other figures)."`
 	N           int    `name:"n" help:"Size of the run (requests, users or samples; 0 = the scenario's default)."`
 	Concurrency int    `help:"Action worker requests in flight (0 = the engine's default)."`
 	DataDir     string `help:"Embedded NATS store (default: a fresh temporary directory, removed afterwards)."`

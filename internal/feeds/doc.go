@@ -63,13 +63,8 @@
 // the in-memory Counters) receives events published, pages and blobs fetched,
 // throttles, errors and lag, for the engine to expose as metrics.
 //
-// # Benchmark
-//
-// BenchIngest (`responder bench ingest`, BenchmarkManagementIngest) runs the
-// poller against a synthetic Management API on loopback and compares it with
-// plain JetStream async publishes in the same run; the NATS server runs in a
-// child process (the executable started again, served by ServeBenchChild) so
-// that the poller's memory is measured apart.
+// The poller's benchmark (`responder bench ingest`) lives in
+// internal/bench/ingest, outside the product.
 //
 // # Concurrency
 //
