@@ -10,7 +10,6 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/responder-sec/responder/internal/actions"
@@ -27,6 +26,7 @@ type actCmd struct {
 	ConfirmCompromised      actUserCmd        `cmd:"" name:"confirm-compromised" help:"Mark the user compromised in Identity Protection."`
 	DismissRisk             actUserCmd        `cmd:"" name:"dismiss-risk" help:"Dismiss the user's risk in Identity Protection."`
 	DisableForwardRules     actUserCmd        `cmd:"" name:"disable-forward-rules" help:"Disable every inbox rule that forwards or redirects mail (reversible)."`
+	EnableForwardRules      actEnableRulesCmd `cmd:"" name:"enable-forward-rules" help:"Re-enable inbox rules a disable-forward-rules disabled (undo does this for you)."`
 	DeleteForwardRules      actDeleteRulesCmd `cmd:"" name:"delete-forward-rules" help:"Delete the inbox rules that forward outside the tenant (each rule is kept in the audit record)."`
 	RemoveMailboxForwarding actUserCmd        `cmd:"" name:"remove-mailbox-forwarding" help:"Clear the mailbox's own forwarding (Set-Mailbox, through the Exchange admin API); undo restores it."`
 	PurgeMail               actPurgeCmd       `cmd:"" name:"purge-mail" help:"Find messages and delete them (soft: Deleted Items; --hard: permanentDelete, cannot be undone)."`
@@ -51,6 +51,20 @@ type actCommon struct {
 type actUserCmd struct {
 	actCommon
 	User string `help:"UPN or object id." required:""`
+}
+
+type actEnableRulesCmd struct {
+	actCommon
+	User   string   `help:"UPN or object id." required:""`
+	RuleID []string `name:"rule-id" help:"Inbox rule id; repeat for several." required:""`
+}
+
+func (c *actEnableRulesCmd) Run(e *env) error {
+	ids := make([]any, len(c.RuleID))
+	for i, id := range c.RuleID {
+		ids[i] = id
+	}
+	return c.send(e, actions.EnableForwardRules, actions.Target{User: c.User}, map[string]any{"rule_ids": ids})
 }
 
 type actDeleteRulesCmd struct {
@@ -177,12 +191,18 @@ func (c *actCommon) send(e *env, action actions.Name, target actions.Target, par
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, c.Wait)
 	defer cancel()
-	nc, err := nats.Connect(url, nats.Name("responder-act"), nats.Timeout(5*time.Second))
+	nc, err := connectNATS(url, "responder-act", c.natsAuthFlags, kp)
 	if err != nil {
-		return fmt.Errorf("connect to the engine's NATS at %s: %w", url, err)
+		return err
 	}
 	defer nc.Close()
-	sub, err := nc.SubscribeSync(bus.ResultSubject(tenant, req.ID))
+	// The outcome comes on the requester's own result subject, which only
+	// the holder of this key (and the engine) may read.
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return err
+	}
+	sub, err := nc.SubscribeSync(bus.ResultSubjectFor(tenant, pub, req.ID))
 	if err != nil {
 		return fmt.Errorf("subscribe for the outcome: %w", err)
 	}

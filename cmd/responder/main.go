@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/responder-sec/responder/internal/actions"
+
 	"github.com/alecthomas/kong"
 )
 
@@ -56,7 +58,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		kong.Description("Security-response action engine for Microsoft 365."),
 		kong.UsageOnError(),
 		kong.Writers(stdout, stderr),
-		kong.Vars{"default_data_dir": defaultDataDir()},
+		kong.Vars{"default_data_dir": defaultDataDir(), "blast_defaults": actions.BlastDefaults()},
 	)
 	if err != nil {
 		fmt.Fprintln(stderr, "responder:", err)

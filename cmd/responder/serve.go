@@ -23,7 +23,10 @@ import (
 type serveCmd struct {
 	tenantFlags
 	busFlags
-	Listen           string        `help:"Embedded NATS listen address (loopback unless told otherwise)." default:"127.0.0.1:4222" env:"RESPONDER_NATS_LISTEN"`
+	Listen           string        `help:"Embedded NATS listen address (loopback unless told otherwise; anything else needs --nats-listen-tls-cert)." default:"127.0.0.1:4222" env:"RESPONDER_NATS_LISTEN"`
+	ListenTLSCert    string        `name:"nats-listen-tls-cert" help:"Embedded NATS server certificate (PEM)." env:"RESPONDER_NATS_LISTEN_TLS_CERT" type:"path"`
+	ListenTLSKey     string        `name:"nats-listen-tls-key" help:"Private key of --nats-listen-tls-cert (mode 0600)." env:"RESPONDER_NATS_LISTEN_TLS_KEY" type:"path"`
+	ListenTLSCA      string        `name:"nats-listen-tls-ca" help:"CA that signs client certificates: clients then need one (mutual TLS) besides their key." env:"RESPONDER_NATS_LISTEN_TLS_CA" type:"path"`
 	Sandbox          bool          `help:"Run against the built-in emulated tenant instead of Microsoft." env:"RESPONDER_SANDBOX"`
 	Playbooks        string        `help:"Playbook directory." default:"playbooks" env:"RESPONDER_PLAYBOOKS"`
 	PlaybookWatch    time.Duration `help:"How often to look for changed playbook files and reload them (0: only on SIGHUP)." default:"2s" env:"RESPONDER_PLAYBOOK_WATCH"`
@@ -36,7 +39,7 @@ type serveCmd struct {
 	CAPolicyState    string        `help:"State of the Conditional Access block policy Responder creates." enum:"enabled,enabledForReportingButNotEnforced" default:"enabled" env:"RESPONDER_CA_POLICY_STATE"`
 	ApprovalTTL      time.Duration `help:"How long a request waits for approval before it expires." default:"24h" env:"RESPONDER_APPROVAL_TTL"`
 	RequireApproval  []string      `help:"Action kinds that always need approval, as NAME or NAME=2 for two approvers." env:"RESPONDER_REQUIRE_APPROVAL"`
-	BlastLimit       []string      `help:"Most requests of an action per window, as NAME=N (0 = unlimited); past it requests wait for approval. Defaults: disable_user=25, reset_password=25, purge_mail=10, block_ip=200." env:"RESPONDER_BLAST_LIMIT"`
+	BlastLimit       []string      `help:"Most requests of an action per window, as NAME=N (0 = unlimited); past it requests wait for approval. Defaults: ${blast_defaults}." env:"RESPONDER_BLAST_LIMIT"`
 	BlastPerPlaybook int           `help:"Most requests of one playbook per window (0 keeps the default 100)." env:"RESPONDER_BLAST_PER_PLAYBOOK"`
 	BlastWindow      time.Duration `help:"Blast-radius counting window." default:"1h" env:"RESPONDER_BLAST_WINDOW"`
 }
@@ -72,13 +75,26 @@ func (c *serveCmd) Run(e *env) error {
 			return err
 		}
 	}
-	bc := bus.Config{URL: c.NatsURL, StoreDir: c.DataDir, Replicas: c.Replicas}
+	if err := checkListen("--ops-addr (RESPONDER_OPS_ADDR)", c.OpsAddr, false); err != nil {
+		return err
+	}
+	bc := bus.Config{URL: c.NatsURL, StoreDir: c.DataDir, Replicas: c.Replicas, Auth: c.clientAuth(nil)}
 	if c.NatsURL == "" {
+		if c.NatsNkey != "" || c.NatsCreds != "" {
+			return errors.New("contradictory settings: --nats-nkey and --nats-creds (RESPONDER_NATS_NKEY, RESPONDER_NATS_CREDS) are for an external cluster (--nats-url); the embedded server trusts the engine key of --data-dir")
+		}
+		if (c.ListenTLSCert == "") != (c.ListenTLSKey == "") {
+			return errors.New("--nats-listen-tls-cert and --nats-listen-tls-key (RESPONDER_NATS_LISTEN_TLS_CERT, RESPONDER_NATS_LISTEN_TLS_KEY) go together")
+		}
+		if err := checkListen("--listen (RESPONDER_NATS_LISTEN)", c.Listen, c.ListenTLSCert != ""); err != nil {
+			return fmt.Errorf("%w (--nats-listen-tls-cert, RESPONDER_NATS_LISTEN_TLS_CERT)", err)
+		}
 		host, port, err := splitHostPort(c.Listen)
 		if err != nil {
 			return fmt.Errorf("--listen: %w", err)
 		}
 		bc.Host, bc.Port = host, port
+		bc.TLS = bus.ServerTLS{CertFile: c.ListenTLSCert, KeyFile: c.ListenTLSKey, CAFile: c.ListenTLSCA}
 		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 			return fmt.Errorf("data directory: %w", err)
 		}
@@ -129,8 +145,9 @@ func (c *serveCmd) Run(e *env) error {
 		e.log.Warn("could not write the local context", "err", err)
 	}
 	e.log.Info("responder serving", "tenant", creds.TenantID, "nats", eng.Bus().ClientURL(), "dry_run", c.DryRun)
-	// SIGHUP reloads the playbooks (as changed files do, see --playbook-watch);
-	// an invalid set is refused and the last good one stays.
+	// SIGHUP reloads the playbooks and the analysts file (as changed files
+	// do, see --playbook-watch); an invalid set or file is refused and the
+	// last good one stays.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -150,6 +167,11 @@ func (c *serveCmd) Run(e *env) error {
 					e.log.Error("playbook reload refused", "err", err)
 				} else {
 					e.log.Info("playbooks reloaded", "count", len(eng.Playbooks().Playbooks()))
+				}
+				if err := eng.ReloadAnalysts(); err != nil {
+					e.log.Error("analysts reload refused", "err", err)
+				} else if c.Analysts != "" {
+					e.log.Info("analysts reloaded", "keys", len(eng.Directory().All()))
 				}
 			}
 		}

@@ -26,14 +26,13 @@ type BlastLimits struct {
 // DefaultBlastLimits are the limits a new deployment starts with: destructive
 // actions are bounded, restoring ones are not.
 func DefaultBlastLimits() BlastLimits {
-	return BlastLimits{
-		PerAction: map[Name]int{
-			DisableUser: 25, ResetPassword: 25, ConfirmCompromised: 50, DismissRisk: 50,
-			DisableForwardRules: 50, DeleteForwardRules: 50, PurgeMail: 10, BlockIP: 200,
-		},
-		PerPlaybook: 100,
-		Window:      time.Hour,
+	per := map[Name]int{}
+	for _, s := range Specs() {
+		if s.BlastLimit > 0 {
+			per[s.Name] = s.BlastLimit
+		}
 	}
+	return BlastLimits{PerAction: per, PerPlaybook: 100, Window: time.Hour}
 }
 
 // checkBlast counts req against its limits and returns a refusal reason, or ""

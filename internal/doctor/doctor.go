@@ -13,6 +13,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"github.com/responder-sec/responder/internal/actions"
 )
 
 // Audiences.
@@ -48,42 +50,33 @@ func req(kind, name, aud string, clauses ...Clause) Requirement {
 	return Requirement{Kind: kind, Name: name, Audience: aud, Clauses: clauses}
 }
 
-var (
-	userRead    = Clause{"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
-	enableUser  = Clause{"User.EnableDisableAccount.All", "User.ReadWrite.All", "Directory.ReadWrite.All"}
-	riskyWrite  = Clause{"IdentityRiskyUser.ReadWrite.All"}
-	mailboxRule = Clause{"MailboxSettings.ReadWrite"}
-	caRead      = Clause{"Policy.Read.All"}
-	caWrite     = Clause{"Policy.ReadWrite.ConditionalAccess"}
-)
-
 // Requirements is the permission table: feeds by source name, actions by
-// message name, and the protected-identity guard (members of directory roles).
+// message name (from the action catalogue, the one source of truth), and the
+// protected-identity guard (members of directory roles).
 func Requirements() []Requirement {
-	return []Requirement{
+	out := []Requirement{
 		req(KindFeed, "audit", Manage, Clause{"ActivityFeed.Read"}),
 		req(KindFeed, "signin", Graph, Clause{"AuditLog.Read.All"}),
 		req(KindFeed, "risk_detection", Graph, Clause{"IdentityRiskEvent.Read.All"}),
 		req(KindFeed, "risky_user", Graph, Clause{"IdentityRiskyUser.Read.All", "IdentityRiskyUser.ReadWrite.All"}),
-
-		req(KindAction, "disable_user", Graph, enableUser, userRead),
-		req(KindAction, "enable_user", Graph, enableUser, userRead),
-		req(KindAction, "revoke_sessions", Graph, Clause{"User.RevokeSessions.All", "User.ReadWrite.All", "Directory.ReadWrite.All"}),
-		req(KindAction, "reset_password", Graph, Clause{"User-PasswordProfile.ReadWrite.All", "User.ReadWrite.All", "Directory.ReadWrite.All"}),
-		req(KindAction, "confirm_compromised", Graph, riskyWrite),
-		req(KindAction, "dismiss_risk", Graph, riskyWrite),
-		req(KindAction, "disable_forward_rules", Graph, mailboxRule),
-		req(KindAction, "enable_forward_rules", Graph, mailboxRule),
-		req(KindAction, "delete_forward_rules", Graph, mailboxRule),
-		req(KindAction, "restore_forward_rules", Graph, mailboxRule),
-		req(KindAction, "remove_mailbox_forwarding", Exchange, Clause{"Exchange.ManageAsApp"}),
-		req(KindAction, "restore_mailbox_forwarding", Exchange, Clause{"Exchange.ManageAsApp"}),
-		req(KindAction, "purge_mail", Graph, Clause{"Mail.ReadWrite"}),
-		req(KindAction, "block_ip", Graph, caRead, caWrite),
-		req(KindAction, "unblock_ip", Graph, caRead, caWrite),
-
-		req(KindGuard, "protected_roles", Graph, Clause{"RoleManagement.Read.Directory", "Directory.Read.All", "RoleManagement.ReadWrite.Directory"}),
 	}
+	for _, s := range actions.Specs() {
+		var aud string
+		switch s.API {
+		case actions.APIGraph:
+			aud = Graph
+		case actions.APIExchange:
+			aud = Exchange
+		default:
+			continue // undo calls no Microsoft API
+		}
+		clauses := make([]Clause, len(s.Permissions))
+		for i, c := range s.Permissions {
+			clauses[i] = Clause(c)
+		}
+		out = append(out, req(KindAction, string(s.Name), aud, clauses...))
+	}
+	return append(out, req(KindGuard, "protected_roles", Graph, Clause{"RoleManagement.Read.Directory", "Directory.Read.All", "RoleManagement.ReadWrite.Directory"}))
 }
 
 // Config says what to check with which credential.

@@ -57,8 +57,8 @@ func TestDoctorAgainstEmulator(t *testing.T) {
 			failed = append(failed, row.Name+"="+strings.Join(row.Missing, "+"))
 		}
 	}
-	want := []string{"audit=ActivityFeed.Read", "disable_forward_rules=MailboxSettings.ReadWrite", "enable_forward_rules=MailboxSettings.ReadWrite",
-		"delete_forward_rules=MailboxSettings.ReadWrite", "restore_forward_rules=MailboxSettings.ReadWrite"}
+	want := []string{"audit=ActivityFeed.Read", "delete_forward_rules=MailboxSettings.ReadWrite", "disable_forward_rules=MailboxSettings.ReadWrite",
+		"enable_forward_rules=MailboxSettings.ReadWrite", "restore_forward_rules=MailboxSettings.ReadWrite"}
 	if strings.Join(failed, ",") != strings.Join(want, ",") {
 		t.Fatalf("failed %v, want %v", failed, want)
 	}

@@ -104,7 +104,7 @@ func TestMailboxForwardingPermissions(t *testing.T) {
 	ex := newExecutor(t, sim, graphexec.Config{})
 	_, err := ex.Execute(ctx, request(actions.RemoveMailboxForwarding, user("bob@contoso.com"), nil))
 	e := actions.AsError(err)
-	if e.Status != 403 || e.Class != actions.Permanent || e.Permission != actions.ExchangePermission || !strings.Contains(e.Error(), "Exchange.ManageAsApp") {
+	if e.Status != 403 || e.Class != actions.Permanent || !strings.HasPrefix(e.Permission, actions.ExchangePermission) || !strings.Contains(e.Permission, actions.ExchangeRole) || !strings.Contains(e.Error(), "Exchange.ManageAsApp") {
 		t.Errorf("403: %+v", e)
 	}
 

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/responder-sec/responder/internal/actions"
+	"github.com/responder-sec/responder/internal/doctor"
+)
+
+// The action catalogue (internal/actions/catalogue.go) is the one source of
+// truth. This test fails when an action is missing anywhere else: the act
+// subcommands, doctor's permission table, the README's permission table, the
+// JSON Schema's action enum, serve --help's blast-radius defaults.
+//
+// RESPONDER_UPDATE_README=1 go test -run TestCatalogue ./cmd/responder
+// rewrites the README's action rows from the catalogue.
+
+const (
+	readmeBegin = "<!-- permissions:actions (generated from the catalogue by cmd/responder/catalogue_test.go) -->"
+	readmeEnd   = "<!-- /permissions:actions -->"
+)
+
+// permissionRows renders the README's action rows from the catalogue.
+func permissionRows() string {
+	var b strings.Builder
+	for _, s := range actions.Specs() {
+		if s.API == actions.APINone {
+			continue
+		}
+		var perms []string
+		for _, p := range s.Least() {
+			perms = append(perms, "`"+p+"`")
+		}
+		api := ""
+		if s.API == actions.APIExchange {
+			api = "Office 365 Exchange Online: "
+		}
+		role := s.Role
+		if role == "" {
+			role = "—"
+		}
+		why := s.Why
+		if s.InverseOnly {
+			why += " (only as the inverse an undo issues)"
+		}
+		b.WriteString("| `" + string(s.Name) + "` | " + api + strings.Join(perms, " + ") + " | " + role + " | " + why + " |\n")
+	}
+	return b.String()
+}
+
+func TestCatalogueIsTheOneSourceOfTruth(t *testing.T) {
+	specs := actions.Specs()
+
+	t.Run("act subcommands", func(t *testing.T) {
+		var c cli
+		p, err := kong.New(&c, kong.Vars{"default_data_dir": t.TempDir(), "blast_defaults": actions.BlastDefaults()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var act *kong.Node
+		for _, n := range p.Model.Children {
+			if n.Name == "act" {
+				act = n
+			}
+		}
+		if act == nil {
+			t.Fatal("no act command")
+		}
+		var verbs []string
+		for _, n := range act.Children {
+			verbs = append(verbs, n.Name)
+		}
+		for _, s := range specs {
+			if s.CLI == "" {
+				if slices.Contains(verbs, s.Name.CLIName()) {
+					t.Errorf("%s is inverse-only but `act %s` exists", s.Name, s.Name.CLIName())
+				}
+				continue
+			}
+			if !slices.Contains(verbs, s.CLI) {
+				t.Errorf("catalogue action %s has no `responder act %s`", s.Name, s.CLI)
+			}
+		}
+		for _, v := range verbs {
+			if !slices.ContainsFunc(specs, func(s actions.Spec) bool { return s.CLI == v }) {
+				t.Errorf("`responder act %s` is not a catalogue action", v)
+			}
+		}
+	})
+
+	t.Run("doctor", func(t *testing.T) {
+		rows := doctor.Requirements()
+		for _, s := range specs {
+			if s.API == actions.APINone {
+				continue
+			}
+			i := slices.IndexFunc(rows, func(r doctor.Requirement) bool { return r.Kind == doctor.KindAction && r.Name == string(s.Name) })
+			if i < 0 {
+				t.Errorf("doctor does not check %s", s.Name)
+				continue
+			}
+			if len(rows[i].Clauses) != len(s.Permissions) {
+				t.Errorf("doctor checks %d clauses for %s, the catalogue names %d", len(rows[i].Clauses), s.Name, len(s.Permissions))
+			}
+		}
+	})
+
+	t.Run("README", func(t *testing.T) {
+		b, err := os.ReadFile("../../README.md")
+		if err != nil {
+			t.Fatal(err)
+		}
+		i, j := bytes.Index(b, []byte(readmeBegin)), bytes.Index(b, []byte(readmeEnd))
+		if i < 0 || j < i {
+			t.Fatalf("README.md has no %q … %q block", readmeBegin, readmeEnd)
+		}
+		want := permissionRows()
+		got := string(b[i+len(readmeBegin)+1 : j])
+		if got == want {
+			return
+		}
+		if os.Getenv("RESPONDER_UPDATE_README") != "" {
+			out := append(append(append([]byte{}, b[:i+len(readmeBegin)+1]...), want...), b[j:]...)
+			if err := os.WriteFile("../../README.md", out, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		t.Errorf("README.md's permission rows differ from the catalogue; run RESPONDER_UPDATE_README=1 go test -run TestCatalogue ./cmd/responder\nwant:\n%s", want)
+	})
+
+	t.Run("JSON Schema", func(t *testing.T) {
+		b, err := os.ReadFile("../../docs/action-request.schema.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var schema struct {
+			Defs struct {
+				Action struct {
+					Enum []string `json:"enum"`
+				} `json:"action"`
+			} `json:"$defs"`
+		}
+		if err := json.Unmarshal(b, &schema); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, n := range actions.Names() {
+			names = append(names, string(n))
+		}
+		got := slices.Sorted(slices.Values(schema.Defs.Action.Enum))
+		if !slices.Equal(got, names) {
+			t.Errorf("schema action enum %v, catalogue %v", got, names)
+		}
+	})
+
+	t.Run("serve --help", func(t *testing.T) {
+		var out bytes.Buffer
+		var c cli
+		p, err := kong.New(&c, kong.Name("responder"), kong.Writers(&out, &out), kong.Exit(func(int) {}),
+			kong.Vars{"default_data_dir": t.TempDir(), "blast_defaults": actions.BlastDefaults()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = p.Parse([]string{"serve", "--help"})
+		help := strings.Join(strings.Fields(out.String()), " ")
+		for _, s := range specs {
+			if s.BlastLimit > 0 && !strings.Contains(help, string(s.Name)+"=") {
+				t.Errorf("serve --help does not show %s's default blast limit", s.Name)
+			}
+		}
+	})
+
+	t.Run("blast defaults", func(t *testing.T) {
+		d := actions.DefaultBlastLimits()
+		for _, s := range specs {
+			if d.PerAction[s.Name] != s.BlastLimit {
+				t.Errorf("%s: default limit %d, catalogue %d", s.Name, d.PerAction[s.Name], s.BlastLimit)
+			}
+		}
+	})
+}
