@@ -1,0 +1,468 @@
+package auditquery
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/responder-sec/responder/internal/analyst"
+	"github.com/responder-sec/responder/internal/audit"
+	"github.com/responder-sec/responder/internal/bus"
+)
+
+// Limits of one query and one page.
+const (
+	Version = 1
+	// DefaultLimit and MaxLimit bound the records of one page.
+	DefaultLimit = 500
+	MaxLimit     = 1000
+	// MaxReplyBytes keeps a reply under NATS's default 1 MiB max_payload
+	// (an external server's default; the embedded one allows 8 MiB).
+	MaxReplyBytes = 768 << 10
+	// MaxQueryBytes: larger queries are refused unread.
+	MaxQueryBytes = 16 << 10
+	// maxScan bounds the messages one page reads when a filter that the
+	// server cannot apply (actor, target, time) skips most of them; the
+	// client carries on from NextSeq.
+	maxScan = 20000
+)
+
+// The operations.
+const (
+	OpList = "list"
+	OpGet  = "get"
+)
+
+// ActionName names a refused query in the audit trail.
+const ActionName = "query_audit"
+
+// Filter is audit.Filter on the wire.
+type Filter struct {
+	Since     time.Time `json:"since,omitzero"`
+	Until     time.Time `json:"until,omitzero"`
+	Actor     string    `json:"actor,omitempty"`
+	Action    string    `json:"action,omitempty"`
+	Target    string    `json:"target,omitempty"`
+	Outcome   string    `json:"outcome,omitempty"`
+	Playbook  string    `json:"playbook,omitempty"`
+	RequestID string    `json:"request_id,omitempty"`
+}
+
+// FromAudit converts an audit.Filter (its TenantID is the service's own).
+func FromAudit(f audit.Filter) Filter {
+	return Filter{Since: f.Since, Until: f.Until, Actor: f.Actor, Action: f.Action, Target: f.Target,
+		Outcome: f.Outcome, Playbook: f.Playbook, RequestID: f.RequestID}
+}
+
+func (f Filter) audit(tenant string) audit.Filter {
+	return audit.Filter{Since: f.Since, Until: f.Until, Actor: f.Actor, Action: f.Action, Target: f.Target,
+		Outcome: f.Outcome, Playbook: f.Playbook, RequestID: f.RequestID, TenantID: tenant}
+}
+
+// subject is the narrowest stream filter holding every record f can match.
+func (f Filter) subject(tenant string) string {
+	if f.Outcome == "" && f.Action == "" {
+		return bus.AuditFilter(tenant)
+	}
+	return bus.AuditSelect(tenant, f.Outcome, f.Action)
+}
+
+// Query is a signed request for audit records.
+type Query struct {
+	Version int    `json:"version"`
+	ID      string `json:"id"` // UUID, never reused
+	Op      string `json:"op"` // list | get
+	Filter  Filter `json:"filter,omitzero"`
+	// RecordID (get) is a record id or a request id (its latest record).
+	RecordID string `json:"record_id,omitempty"`
+	// AfterSeq (list): records stored after this stream sequence.
+	AfterSeq uint64      `json:"after_seq,omitempty"`
+	Limit    int         `json:"limit,omitempty"`
+	By       audit.Actor `json:"by"`
+	At       time.Time   `json:"at"`
+}
+
+// Item is one record as stored.
+type Item struct {
+	Seq     uint64          `json:"seq"`
+	Subject string          `json:"subject"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// Reply answers a Query.
+type Reply struct {
+	OK       bool           `json:"ok"`
+	Error    string         `json:"error,omitempty"`
+	Rejected analyst.Reason `json:"rejected,omitempty"`
+	Items    []Item         `json:"items,omitempty"`
+	// NextSeq is the AfterSeq of the next page; More says there is one.
+	NextSeq uint64 `json:"next_seq,omitempty"`
+	More    bool   `json:"more,omitempty"`
+	// FirstSeq and LastSeq are the stream's when the query was read: a first
+	// record above 1 was removed by retention.
+	FirstSeq uint64 `json:"first_seq,omitempty"`
+	LastSeq  uint64 `json:"last_seq,omitempty"`
+	// Head is the chain's kept head (audit.HeadKey, signed by an engine: the
+	// client checks the signature) and MaxAge the stream's retention, on a
+	// list's first page: what `audit verify` and `audit export` need.
+	Head   json.RawMessage `json:"head,omitempty"`
+	MaxAge time.Duration   `json:"max_age,omitempty"`
+}
+
+// Recorder appends to the audit trail (*audit.Writer).
+type Recorder interface {
+	Append(ctx context.Context, r audit.Record) (audit.Record, error)
+}
+
+// Config wires a Service.
+type Config struct {
+	Tenant   string
+	Conn     *nats.Conn
+	JS       jetstream.JetStream
+	Verifier *analyst.Verifier
+	Audit    Recorder
+	Logger   *slog.Logger
+}
+
+// Service answers queries.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New checks cfg.
+func New(cfg Config) (*Service, error) {
+	if cfg.Tenant == "" || cfg.Conn == nil || cfg.JS == nil || cfg.Verifier == nil || cfg.Audit == nil {
+		return nil, errors.New("auditquery: service needs Tenant, Conn, JS, Verifier and Audit")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Run serves queries (one queue group across engines) until ctx ends. Queries
+// are answered one at a time: a page is bounded, and a reviewer's export
+// must not take the engine's connection from the action workers.
+func (s *Service) Run(ctx context.Context) error {
+	ch := make(chan *nats.Msg, 64)
+	sub, err := s.cfg.Conn.ChanQueueSubscribe(bus.AuditQuerySubject(s.cfg.Tenant), "responder-auditquery", ch)
+	if err != nil {
+		return fmt.Errorf("auditquery: subscribe: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-ch:
+			rep := s.Handle(ctx, m.Data, m.Header)
+			if m.Reply == "" {
+				continue
+			}
+			b, err := json.Marshal(rep)
+			if err != nil {
+				b, _ = json.Marshal(Reply{Error: "engine could not encode the page"})
+			}
+			if err := m.Respond(b); err != nil {
+				s.log.Warn("audit query reply", "err", err)
+			}
+		}
+	}
+}
+
+// Handle verifies one query and answers it. A refused query is audited.
+func (s *Service) Handle(ctx context.Context, data []byte, hdr nats.Header) Reply {
+	if len(data) > MaxQueryBytes {
+		s.reject(ctx, nil, fmt.Errorf("query of %d bytes is over the %d-byte limit", len(data), MaxQueryBytes))
+		return Reply{Error: "query too large", Rejected: analyst.Unauthorised}
+	}
+	var q Query
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&q); err != nil || q.Version != Version {
+		return Reply{Error: fmt.Sprintf("malformed query: want a version %d query object", Version)}
+	}
+	who, err := s.cfg.Verifier.VerifyCommand(ctx, q.ID, q.By.KeyID, q.At, analyst.Message{Data: data, Header: hdr})
+	if err != nil {
+		reason := analyst.ReasonOf(err)
+		if reason == "" {
+			s.log.Error("verify audit query", "err", err)
+			return Reply{Error: "engine could not check the query; try again"}
+		}
+		s.reject(ctx, &q, err)
+		return Reply{Error: err.Error(), Rejected: reason}
+	}
+	if !who.MayReview() {
+		err := fmt.Errorf("%s: %s (%s) may not read the audit trail", analyst.Unauthorised, who.Name, who.Role)
+		s.rejectVerified(ctx, &q, who, err)
+		return Reply{Error: err.Error(), Rejected: analyst.Unauthorised}
+	}
+	switch q.Op {
+	case OpList:
+		rep, err := s.page(ctx, q)
+		if err != nil {
+			s.log.Error("audit query", "err", err)
+			return Reply{Error: "engine could not read the audit trail: " + err.Error()}
+		}
+		return rep
+	case OpGet:
+		r, err := audit.Get(ctx, s.cfg.JS, q.RecordID)
+		if err != nil {
+			return Reply{Error: err.Error()}
+		}
+		b, err := json.Marshal(r)
+		if err != nil {
+			return Reply{Error: err.Error()}
+		}
+		return Reply{OK: true, Items: []Item{{Seq: r.Seq, Data: b}}}
+	}
+	return Reply{Error: fmt.Sprintf("unknown op %q (list, get)", q.Op)}
+}
+
+// reject audits a query refused before its sender was known.
+func (s *Service) reject(ctx context.Context, q *Query, err error) {
+	rec := audit.Record{TenantID: s.cfg.Tenant, Outcome: audit.Rejected, Action: ActionName,
+		Actor: audit.Actor{Kind: "unknown", Name: "unknown"}, Detail: "audit query " + err.Error()}
+	if q != nil && (q.By.Kind != "" || q.By.Name != "" || q.By.KeyID != "") {
+		rec.Actor = audit.Actor{Kind: short(q.By.Kind), Name: short(q.By.Name), KeyID: short(q.By.KeyID)}
+		rec.Detail += " (sender as claimed, not verified)"
+	}
+	s.append(ctx, rec)
+}
+
+// rejectVerified audits a query from a known key that may not read.
+func (s *Service) rejectVerified(ctx context.Context, _ *Query, who analyst.Analyst, err error) {
+	s.append(ctx, audit.Record{TenantID: s.cfg.Tenant, Outcome: audit.Rejected, Action: ActionName,
+		Actor: who.Actor(), Detail: "audit query " + err.Error()})
+}
+
+func (s *Service) append(ctx context.Context, rec audit.Record) {
+	if _, err := s.cfg.Audit.Append(ctx, rec); err != nil {
+		s.log.Error("audit a refused audit query", "err", err)
+	}
+	s.log.Warn("audit query refused", "detail", rec.Detail)
+}
+
+// short bounds a claimed value before it is recorded.
+func short(s string) string {
+	if len(s) > 128 {
+		return s[:128] + "…"
+	}
+	return s
+}
+
+// page reads one page of q.
+func (s *Service) page(ctx context.Context, q Query) (Reply, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	limit = min(limit, MaxLimit)
+	// The kept head is read before the stream's state, so that the records
+	// the head names are all within this listing.
+	var head json.RawMessage
+	if q.AfterSeq == 0 {
+		if kv, err := s.cfg.JS.KeyValue(ctx, bus.BucketState); err == nil {
+			if e, err := kv.Get(ctx, audit.HeadKey); err == nil {
+				head = e.Value()
+			}
+		}
+	}
+	st, err := s.cfg.JS.Stream(ctx, bus.StreamAudit)
+	if err != nil {
+		return Reply{}, fmt.Errorf("stream %s: %w", bus.StreamAudit, err)
+	}
+	state := st.CachedInfo().State
+	rep := Reply{OK: true, FirstSeq: state.FirstSeq, LastSeq: state.LastSeq, NextSeq: q.AfterSeq}
+	if q.AfterSeq == 0 {
+		rep.MaxAge, rep.Head = st.CachedInfo().Config.MaxAge, head
+	}
+	start := max(q.AfterSeq+1, state.FirstSeq)
+	if state.Msgs == 0 || start > state.LastSeq {
+		return rep, nil
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{q.Filter.subject(s.cfg.Tenant)},
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       start,
+		InactiveThreshold: 30 * time.Second,
+	})
+	if err != nil {
+		return Reply{}, fmt.Errorf("read %s: %w", bus.StreamAudit, err)
+	}
+	defer func() {
+		if info := cons.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			_ = s.cfg.JS.DeleteConsumer(dctx, bus.StreamAudit, info.Name)
+			cancel()
+		}
+	}()
+	info := cons.CachedInfo()
+	if info == nil || info.NumPending == 0 {
+		rep.NextSeq = state.LastSeq
+		return rep, nil
+	}
+	f := q.Filter.audit(s.cfg.Tenant)
+	size, scanned := 0, 0
+	want := int(min(info.NumPending, uint64(maxScan)))
+	for scanned < want {
+		batch, err := cons.Fetch(min(want-scanned, 256), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return Reply{}, fmt.Errorf("read %s: %w", bus.StreamAudit, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			scanned++
+			md, err := m.Metadata()
+			if err != nil {
+				return Reply{}, fmt.Errorf("read %s: %w", bus.StreamAudit, err)
+			}
+			seq := md.Sequence.Stream
+			if seq > state.LastSeq {
+				// Stored after the query arrived: the next page has it.
+				return rep, nil
+			}
+			var r audit.Record
+			if err := json.Unmarshal(m.Data(), &r); err == nil && !f.Match(r) {
+				rep.NextSeq = seq
+				continue
+			}
+			// Not a record at all: a reviewer verifying the chain must see it.
+			if len(rep.Items) == limit || size+len(m.Data())+len(m.Subject())+64 > MaxReplyBytes && len(rep.Items) > 0 {
+				rep.More = true
+				return rep, nil
+			}
+			size += len(m.Data()) + len(m.Subject()) + 64
+			rep.Items = append(rep.Items, Item{Seq: seq, Subject: m.Subject(), Data: append(json.RawMessage(nil), m.Data()...)})
+			rep.NextSeq = seq
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return Reply{}, fmt.Errorf("read %s: %w", bus.StreamAudit, err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	// Everything pending read: the page reached the stream's end.
+	rep.More = uint64(scanned) < info.NumPending
+	if !rep.More {
+		rep.NextSeq = max(rep.NextSeq, state.LastSeq)
+	}
+	return rep, nil
+}
+
+// Client sends queries signed with one key.
+type Client struct {
+	NC     *nats.Conn
+	Tenant string
+	Key    nkeys.KeyPair
+	// Name is the caller's name in the analysts file (informational).
+	Name string
+	// Timeout bounds each query (default 30s).
+	Timeout time.Duration
+}
+
+// Do signs q and sends it; the reply's refusal, if any, is an error.
+func (c Client) Do(ctx context.Context, q Query) (Reply, error) {
+	pub, err := c.Key.PublicKey()
+	if err != nil {
+		return Reply{}, fmt.Errorf("auditquery: key: %w", err)
+	}
+	q.Version = Version
+	if q.ID == "" {
+		q.ID = uuid.NewString()
+	}
+	if q.At.IsZero() {
+		q.At = time.Now().UTC()
+	}
+	q.By = audit.Actor{Kind: "analyst", Name: c.Name, KeyID: pub}
+	body, err := json.Marshal(q)
+	if err != nil {
+		return Reply{}, fmt.Errorf("auditquery: encode: %w", err)
+	}
+	h, err := analyst.SignBody(body, c.Key)
+	if err != nil {
+		return Reply{}, err
+	}
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	m, err := c.NC.RequestMsgWithContext(ctx, &nats.Msg{Subject: bus.AuditQuerySubject(c.Tenant), Data: body, Header: h})
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return Reply{}, errors.New("no engine is serving audit queries for this tenant (is `responder serve` running?)")
+		}
+		return Reply{}, fmt.Errorf("auditquery: %s: %w", q.Op, err)
+	}
+	var rep Reply
+	if err := json.Unmarshal(m.Data, &rep); err != nil {
+		return Reply{}, fmt.Errorf("auditquery: undecodable reply: %w", err)
+	}
+	if !rep.OK {
+		if rep.Error == "" {
+			rep.Error = "refused"
+		}
+		return rep, errors.New(strings.TrimSpace(rep.Error))
+	}
+	return rep, nil
+}
+
+// List calls fn for every stored message f selects, in stream order, page by
+// page, up to the stream's end when the first page was read. It returns the
+// stream's first and last sequence as the first page saw them.
+func (c Client) List(ctx context.Context, f Filter, fn func(Item) error) (first, last uint64, err error) {
+	var after uint64
+	for page := 0; ; page++ {
+		rep, err := c.Do(ctx, Query{Op: OpList, Filter: f, AfterSeq: after})
+		if err != nil {
+			return first, last, err
+		}
+		if page == 0 {
+			first, last = rep.FirstSeq, rep.LastSeq
+		}
+		for _, it := range rep.Items {
+			if it.Seq > last {
+				return first, last, nil
+			}
+			if err := fn(it); err != nil {
+				return first, last, err
+			}
+		}
+		if !rep.More || rep.NextSeq <= after || rep.NextSeq >= last {
+			return first, last, nil
+		}
+		after = rep.NextSeq
+	}
+}
+
+// Get returns the record with this record id, or the latest of the request
+// with this id.
+func (c Client) Get(ctx context.Context, id string) (audit.Record, error) {
+	rep, err := c.Do(ctx, Query{Op: OpGet, RecordID: id})
+	if err != nil {
+		return audit.Record{}, err
+	}
+	if len(rep.Items) != 1 {
+		return audit.Record{}, fmt.Errorf("%w: %q", audit.ErrNotFound, id)
+	}
+	var r audit.Record
+	if err := json.Unmarshal(rep.Items[0].Data, &r); err != nil {
+		return audit.Record{}, fmt.Errorf("auditquery: undecodable record: %w", err)
+	}
+	return r, nil
+}
