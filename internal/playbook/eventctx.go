@@ -22,15 +22,20 @@ const maxEmbeddedJSON = 64 << 10
 // record is decoded lazily: scanned once for its top-level members when a
 // condition first reads it, and each member decoded when first read.
 type evalCtx struct {
-	env     *event.Envelope
-	set     *Set
-	rawErr  error
-	helpers map[string]any
-	exprEnv map[string]any
+	env    *event.Envelope
+	set    *Set
+	rawErr error
+
+	// The forwarding helpers' values (forward.go), once per event.
+	recip                       []string
+	fwd, ext                    []any
+	recipDone, fwdDone, extDone bool
+	exprEnv                     map[string]any
 
 	scanned bool
 	isObj   bool     // the record (inside any wrapper) is a JSON object
 	members []member // its top-level members
+	outer   []member // the wrapper's members when members are a wrapped record's
 	full    any      // the whole record, decoded on demand (expr, raw)
 	fullOK  bool
 
@@ -39,6 +44,8 @@ type evalCtx struct {
 	refMemo    []refMemo
 	memberMemo []memberMemo
 	matchMemo  []matchMemo
+	memoUsed   []int32   // memo entries filled since reset (all, when as long as memo)
+	refUsed    []int32   // the same for refMemo
 	keyNodes   []keyNode // member keys by signature, for generation sigGen
 	keyTab     [keyTabSize]int32
 	sigGen     uint32
@@ -61,20 +68,39 @@ func newEvalCtx(s *Set, env *event.Envelope) *evalCtx {
 
 // reset makes c fresh for another event, keeping its buffers.
 func (c *evalCtx) reset(s *Set, env *event.Envelope) {
-	clear(c.members[:cap(c.members)])
+	// Entries past len were cleared by an earlier reset.
+	clear(c.members)
 	members := c.members[:0]
 	// The memo is kept: beginMatch moves to a new generation, which makes
 	// every entry stale (whichever set it was filled for). What the last
 	// event left in it and in the buffers is cleared here, so that a pooled
 	// context holds on to no event (beginMatch only truncates).
-	clear(c.memo)
-	clear(c.refMemo)
+	c.clearMemo()
 	clear(c.valBuf[:c.valHW])
 	clear(c.leafBuf[:c.leafHW])
 	clear(c.virtBuf[:cap(c.virtBuf)])
 	*c = evalCtx{env: env, set: s, members: members,
-		memo: c.memo, refMemo: c.refMemo, memberMemo: c.memberMemo, matchMemo: c.matchMemo, keyNodes: c.keyNodes[:0], gen: c.gen,
+		memo: c.memo, refMemo: c.refMemo, memoUsed: c.memoUsed[:0], refUsed: c.refUsed[:0], memberMemo: c.memberMemo, matchMemo: c.matchMemo, keyNodes: c.keyNodes[:0], gen: c.gen,
 		valBuf: c.valBuf[:0], virtBuf: c.virtBuf[:0], leafBuf: c.leafBuf[:0], lowBuf: c.lowBuf[:0], reasons: c.reasons, matchBuf: c.matchBuf[:0]}
+}
+
+// clearMemo drops what the memo holds of the events since reset: only the
+// entries filled (a program has hundreds; an event fills a few).
+func (c *evalCtx) clearMemo() {
+	if len(c.memoUsed) >= len(c.memo) {
+		clear(c.memo)
+	} else {
+		for _, id := range c.memoUsed {
+			c.memo[id] = fieldMemo{}
+		}
+	}
+	if len(c.refUsed) >= len(c.refMemo) {
+		clear(c.refMemo)
+	} else {
+		for _, id := range c.refUsed {
+			c.refMemo[id] = refMemo{}
+		}
+	}
 }
 
 // scan finds the record's top-level members, looking through a diagnostic-
@@ -101,12 +127,13 @@ func (c *evalCtx) scan() {
 	}
 	c.isObj = true
 	c.members = ms
+	outer := ms
 	// Wrappers: {time, category, properties:{…}} and {…, auditData:{CreationTime…}}.
 	if cat, ok := c.member("category"); ok {
 		if s, _ := cat.(string); s != "" {
 			if m := c.memberRef("properties"); m != nil && len(m.val) > 0 && m.val[0] == '{' {
 				if inner, err := scanObject(m.val, nil); err == nil {
-					c.members = inner
+					c.members, c.outer = inner, outer
 					return
 				}
 			}
@@ -116,7 +143,7 @@ func (c *evalCtx) scan() {
 		if inner, err := scanObject(m.val, nil); err == nil {
 			for i := range inner {
 				if string(inner[i].key) == "CreationTime" {
-					c.members = inner
+					c.members, c.outer = inner, outer
 					return
 				}
 			}
@@ -293,30 +320,80 @@ func (c *evalCtx) resolve(r ref, elem any) (any, bool) {
 }
 
 func (c *evalCtx) helper(name string) any {
-	if v, ok := c.helpers[name]; ok {
-		return v
-	}
-	if c.helpers == nil {
-		c.helpers = map[string]any{}
-	}
-	var out []any
 	switch name {
 	case helperForwardRecipients:
-		for _, r := range ForwardRecipients(c.env) {
-			out = append(out, r)
-		}
-	case helperExternalRecipients:
-		for _, r := range ForwardRecipients(c.env) {
-			if c.set.isExternal(r, c.env.User) {
-				out = append(out, r)
+		if !c.fwdDone {
+			c.fwdDone = true
+			c.fwd = []any{}
+			for _, r := range c.forwardRecipients() {
+				c.fwd = append(c.fwd, r)
 			}
 		}
+		return c.fwd
+	case helperExternalRecipients:
+		if !c.extDone {
+			c.extDone = true
+			c.ext = []any{}
+			for _, r := range c.forwardRecipients() {
+				if c.set.isExternal(r, c.env.User) {
+					c.ext = append(c.ext, r)
+				}
+			}
+		}
+		return c.ext
 	}
-	if out == nil {
-		out = []any{}
+	return []any{}
+}
+
+// forwardRecipients is ForwardRecipients(c.env), once per event. Only a
+// record with a top-level "Operation" naming an operation that forwards
+// (New-InboxRule, Set-InboxRule, Set-Mailbox, UpdateInboxRules, any case)
+// can have recipients: the others are answered from the scanned members,
+// without decoding the record.
+func (c *evalCtx) forwardRecipients() []string {
+	if c.recipDone {
+		return c.recip
 	}
-	c.helpers[name] = out
-	return out
+	c.recipDone = true
+	c.scan()
+	if !c.isObj {
+		c.recip = ForwardRecipients(c.env)
+		return c.recip
+	}
+	// The record's own top-level members, exact keys, the last of
+	// duplicates (as json.Unmarshal into a map reads them).
+	top, own := c.members, true
+	if c.outer != nil {
+		top, own = c.outer, false
+	}
+	var op, params, props *member
+	for i := range top {
+		switch string(top[i].key) {
+		case "Operation":
+			op = &top[i]
+		case "Parameters":
+			params = &top[i]
+		case "OperationProperties":
+			props = &top[i]
+		}
+	}
+	value := func(m *member) any {
+		if m == nil {
+			return nil
+		}
+		if own {
+			v, _ := c.memberValue(m)
+			return v
+		}
+		v, _ := decodeValue(m.val)
+		return v
+	}
+	opName, _ := value(op).(string)
+	if !forwardingOperation(opName) {
+		return nil
+	}
+	c.recip = forwardRecipientsOf(opName, value(params), value(props))
+	return c.recip
 }
 
 // decodeEmbedded decodes a string that holds a JSON object or array.

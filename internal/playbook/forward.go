@@ -31,12 +31,27 @@ func ForwardRecipients(env *event.Envelope) []string {
 	return forwardRecipients(raw)
 }
 
+// forwardingOperation: the operations forwardRecipients reads recipients of.
+func forwardingOperation(op string) bool {
+	switch strings.ToLower(op) {
+	case "new-inboxrule", "set-inboxrule", "set-mailbox", "updateinboxrules":
+		return true
+	}
+	return false
+}
+
 func forwardRecipients(raw any) []string {
 	rec, ok := raw.(map[string]any)
 	if !ok {
 		return nil
 	}
 	op, _ := rec["Operation"].(string)
+	return forwardRecipientsOf(op, rec["Parameters"], rec["OperationProperties"])
+}
+
+// forwardRecipientsOf is forwardRecipients of a record's Operation,
+// Parameters and OperationProperties.
+func forwardRecipientsOf(op string, params, props any) []string {
 	var out []string
 	seen := map[string]bool{}
 	add := func(v string) {
@@ -50,23 +65,23 @@ func forwardRecipients(raw any) []string {
 	switch strings.ToLower(op) {
 	case "new-inboxrule", "set-inboxrule":
 		for _, name := range inboxRuleForwardParams {
-			for _, v := range nameValues(rec["Parameters"], name) {
+			for _, v := range nameValues(params, name) {
 				add(v)
 			}
 		}
-		for _, v := range nameValues(rec["OperationProperties"], "RuleActions") {
+		for _, v := range nameValues(props, "RuleActions") {
 			for _, r := range ruleActionRecipients(v) {
 				add(r)
 			}
 		}
 	case "set-mailbox":
 		for _, name := range mailboxForwardParams {
-			for _, v := range nameValues(rec["Parameters"], name) {
+			for _, v := range nameValues(params, name) {
 				add(v)
 			}
 		}
 	case "updateinboxrules":
-		for _, v := range nameValues(rec["OperationProperties"], "RuleActions") {
+		for _, v := range nameValues(props, "RuleActions") {
 			for _, r := range ruleActionRecipients(v) {
 				add(r)
 			}

@@ -131,45 +131,7 @@ func skipValue(data []byte, i, depth int) (int, error) {
 		end, _, err := scanString(data, i)
 		return end, err
 	case '{', '[':
-		closer := byte('}')
-		if c == '[' {
-			closer = ']'
-		}
-		j := skipWS(data, i+1)
-		if j < len(data) && data[j] == closer {
-			return j + 1, nil
-		}
-		for {
-			if c == '{' {
-				if j >= len(data) || data[j] != '"' {
-					return 0, errors.New("object key expected")
-				}
-				end, _, err := scanString(data, j)
-				if err != nil {
-					return 0, err
-				}
-				j = skipWS(data, end)
-				if j >= len(data) || data[j] != ':' {
-					return 0, errors.New("':' expected")
-				}
-				j = skipWS(data, j+1)
-			}
-			end, err := skipValue(data, j, depth+1)
-			if err != nil {
-				return 0, err
-			}
-			j = skipWS(data, end)
-			if j >= len(data) {
-				return 0, errors.New("unterminated value")
-			}
-			if data[j] == closer {
-				return j + 1, nil
-			}
-			if data[j] != ',' {
-				return 0, errors.New("',' expected")
-			}
-			j = skipWS(data, j+1)
-		}
+		return skipContainer(data, i)
 	default:
 		j := i
 		for j < len(data) {
@@ -187,6 +149,47 @@ func skipValue(data []byte, i, depth int) (int, error) {
 		}
 		return j, nil
 	}
+}
+
+// maxScanDepth bounds the nesting skipContainer follows.
+const maxScanDepth = 512
+
+// skipContainer returns the index after the object or array at i: strings
+// are skipped whole, every closer must match its opener, and nesting is
+// bounded. The grammar between brackets (separators, literals) is checked
+// when the value is decoded, as the rest of a value's details are.
+func skipContainer(data []byte, i int) (int, error) {
+	var open [maxScanDepth / 64]uint64 // bit set: '{' at that depth, else '['
+	depth := 0
+	for j := i; j < len(data); j++ {
+		switch c := data[j]; c {
+		case '"':
+			end, _, err := scanString(data, j)
+			if err != nil {
+				return 0, err
+			}
+			j = end - 1
+		case '{', '[':
+			if depth >= maxScanDepth {
+				return 0, errors.New("nesting too deep")
+			}
+			if c == '{' {
+				open[depth/64] |= 1 << (depth % 64)
+			} else {
+				open[depth/64] &^= 1 << (depth % 64)
+			}
+			depth++
+		case '}', ']':
+			depth--
+			if depth < 0 || (open[depth/64]&(1<<(depth%64)) != 0) != (c == '}') {
+				return 0, errors.New("mismatched bracket")
+			}
+			if depth == 0 {
+				return j + 1, nil
+			}
+		}
+	}
+	return 0, errors.New("unterminated value")
 }
 
 // decodeValue decodes one JSON value as encoding/json would into an any

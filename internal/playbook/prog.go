@@ -585,6 +585,7 @@ func (c *evalCtx) beginMatch() {
 		c.refMemo = make([]refMemo, len(p.refs))
 		c.memberMemo = make([]memberMemo, len(p.members))
 		c.matchMemo = make([]matchMemo, p.matches)
+		c.memoUsed, c.refUsed = c.memoUsed[:0], c.refUsed[:0]
 		c.gen = 0
 	}
 	c.gen++
@@ -628,6 +629,9 @@ func (c *evalCtx) field(id int32) *fieldMemo {
 	}
 	f := c.set.prog.fields[id]
 	*m = fieldMemo{gen: c.gen}
+	if len(c.memoUsed) < len(c.memo) {
+		c.memoUsed = append(c.memoUsed, id)
+	}
 	start := len(c.valBuf)
 	if f.virtual != nil {
 		var tmp []any
@@ -686,6 +690,9 @@ func (c *evalCtx) resolveRef(rid int32) (any, bool) {
 		v = nil
 	}
 	*rm = refMemo{gen: c.gen, ok: ok, v: v}
+	if len(c.refUsed) < len(c.refMemo) {
+		c.refUsed = append(c.refUsed, rid)
+	}
 	return v, ok
 }
 
