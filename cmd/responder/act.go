@@ -11,6 +11,7 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/responder-sec/responder/internal/actions"
 	"github.com/responder-sec/responder/internal/analyst"
@@ -186,6 +187,16 @@ func (c *actCommon) send(e *env, action actions.Name, target actions.Target, par
 		Reason:      c.Reason, Ticket: c.Ticket, DryRun: c.DryRun, OverrideProtected: c.OverrideProtected,
 		RequestedAt: time.Now().UTC(),
 	}
+	// A generated password comes back sealed to a key of this process only.
+	var seal nkeys.KeyPair
+	if action == actions.ResetPassword {
+		if seal, err = nkeys.CreateCurveKeys(); err != nil {
+			return err
+		}
+		if req.SealTo, err = seal.PublicKey(); err != nil {
+			return err
+		}
+	}
 	if err := req.Validate(); err != nil {
 		return err
 	}
@@ -227,8 +238,18 @@ func (c *actCommon) send(e *env, action actions.Name, target actions.Target, par
 	if err := json.Unmarshal(msg.Data, &o); err != nil {
 		return fmt.Errorf("undecodable outcome: %w", err)
 	}
+	var password string
+	if len(o.Sealed) > 0 && seal != nil {
+		if password, err = actions.OpenSecret(o, seal); err != nil {
+			return fmt.Errorf("the sealed password could not be opened: %w", err)
+		}
+	}
+	o.Sealed, o.SealedBy = nil, ""
 	if c.JSON {
-		b, _ := json.Marshal(o)
+		b, _ := json.Marshal(struct {
+			actions.Outcome
+			Password string `json:"password,omitempty"`
+		}{o, password})
 		fmt.Fprintln(e.stdout, string(b))
 	} else {
 		line := fmt.Sprintf("%s %s: %s", o.Action, describe(target), o.Outcome)
@@ -239,8 +260,8 @@ func (c *actCommon) send(e *env, action actions.Name, target actions.Target, par
 			line += " [" + o.ErrorCode + "]"
 		}
 		fmt.Fprintf(e.stdout, "%s\n  request %s, audit record %s\n", line, o.RequestID, o.AuditID)
-		if o.Secret != "" {
-			fmt.Fprintf(e.stdout, "  new password (shown once, not stored anywhere): %s\n", o.Secret)
+		if password != "" {
+			fmt.Fprintf(e.stdout, "  new password (shown once, not stored anywhere): %s\n", password)
 		}
 	}
 	switch o.Outcome {

@@ -322,20 +322,16 @@ func (w *Worker) execute(ctx context.Context, j *job) verdict {
 	if res.AlreadyDone {
 		detail = "already done: " + detail
 	}
+	var secret *sealed
 	if res.Secret != "" {
-		if j.req.RequestedBy.Kind == "analyst" {
-			detail += "; the password was returned to the requester only"
-		} else {
-			// Nobody waits for a playbook's or the engine's reply: never put
-			// the secret on the bus where no one is there to take it.
-			res.Secret = ""
-			detail += "; requested by " + j.req.RequestedBy.Kind + " " + j.req.RequestedBy.Name +
-				", so the password was discarded unseen: the user regains access through self-service password reset or an administrator"
-		}
+		var why string
+		secret, why = sealFor(j, res.Secret)
+		res.Secret = ""
+		detail += why
 	}
 	v := w.final(j, audit.Succeeded, j.note+detail)
 	v.rec.Before, v.rec.After, v.rec.GraphRequestIDs = res.Before, res.After, res.GraphRequestIDs
-	v.x = &extra{secret: res.Secret, undo: res.Undo}
+	v.x = &extra{secret: secret, undo: res.Undo}
 	if j.spec.Expires && j.params.Expires > 0 {
 		v.x.expiresAt = w.cfg.Now().UTC().Add(j.params.Expires)
 		v.rec.Detail += "; unblocks automatically at " + v.x.expiresAt.Format(time.RFC3339)

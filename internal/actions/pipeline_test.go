@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/responder-sec/responder/internal/audit"
 	"github.com/responder-sec/responder/internal/bus"
@@ -638,10 +639,25 @@ func TestStageExecuteVerdicts(t *testing.T) {
 
 func TestStageExecuteSecretOnlyToAnalyst(t *testing.T) {
 	r := newRig(t)
-	d := delivery(t, request(ResetPassword, Target{User: "a@contoso.com"}))
+	kp, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	d := delivery(t, request(ResetPassword, Target{User: "a@contoso.com"}, func(q *Request) { q.SealTo = pub }))
 	r.handle(d)
-	if len(r.notices) != 1 || r.notices[0].Secret != "S3cret-pw" {
+	if len(r.notices) != 1 {
 		t.Fatalf("notices %+v", r.notices)
+	}
+	if pw, err := OpenSecret(r.notices[0], kp); err != nil || pw != "S3cret-pw" {
+		t.Fatalf("the requester cannot open the password: %q %v", pw, err)
+	}
+	if strings.Contains(string(r.notices[0].Sealed), "S3cret-pw") {
+		t.Fatal("the password is in the clear on the result subject")
+	}
+	other, _ := nkeys.CreateCurveKeys()
+	if _, err := OpenSecret(r.notices[0], other); err == nil {
+		t.Fatal("another key opens the sealed password")
 	}
 	for _, rec := range r.audit.recs {
 		if strings.Contains(fmt.Sprintf("%+v", rec), "S3cret-pw") {
@@ -657,8 +673,23 @@ func TestStageExecuteSecretOnlyToAnalyst(t *testing.T) {
 	r.handle(delivery(t, request(ResetPassword, Target{User: "a@contoso.com"}, func(q *Request) {
 		q.RequestedBy = audit.Actor{Kind: "playbook", Name: "leaked"}
 	})))
-	if len(r.notices) != 1 || r.notices[0].Secret != "" || !strings.Contains(r.audit.last().Detail, "discarded unseen") {
+	if len(r.notices) != 1 || r.notices[0].Sealed != nil || !strings.Contains(r.audit.last().Detail, "discarded unseen") {
 		t.Fatalf("playbook reset: notices %+v record %q", r.notices, r.audit.last().Detail)
+	}
+	// Released after approval: discarded too (the requester's one-time key is
+	// gone with the act that waited).
+	r = newRig(t, withGate(&memGate{released: true}))
+	r.handle(delivery(t, request(ResetPassword, Target{User: "a@contoso.com"}, func(q *Request) { q.SealTo = pub })))
+	if len(r.notices) != 1 || r.notices[0].Sealed != nil || !strings.Contains(r.audit.last().Detail, "waited for approval") {
+		t.Fatalf("approved reset: notices %+v record %q", r.notices, r.audit.last().Detail)
+	}
+	// An analyst's reset without a key to seal to is rejected before acting.
+	r = newRig(t)
+	d = delivery(t, request(ResetPassword, Target{User: "a@contoso.com"}))
+	r.handle(d)
+	settledAs(t, d, "term")
+	if r.calls[ResetPassword] != 0 || !strings.Contains(r.audit.last().Detail, "needs seal_to") {
+		t.Fatalf("record %q calls %v", r.audit.last().Detail, r.calls)
 	}
 }
 

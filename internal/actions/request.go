@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nkeys"
 	"github.com/responder-sec/responder/internal/audit"
 )
 
@@ -108,6 +109,11 @@ type Request struct {
 	RequestedAt time.Time `json:"requested_at"`
 	// Next holds the remaining steps of a playbook run.
 	Next []Step `json:"next,omitempty"`
+	// SealTo is an X25519 public key (an nkeys curve key, "X…") of the
+	// requester's: a secret the action generates (reset_password's password)
+	// is sealed to it, so nobody else on the bus can read it. An analyst's
+	// reset_password needs one; responder act makes a fresh key per request.
+	SealTo string `json:"seal_to,omitempty"`
 }
 
 // Playbook is the playbook name when a playbook asked.
@@ -202,6 +208,12 @@ func (r *Request) Validate() error {
 	if err := validateTarget(spec, r.Target); err != nil {
 		return err
 	}
+	if r.SealTo != "" && !nkeys.IsValidPublicCurveKey(r.SealTo) {
+		return reject("seal_to %q is not an X25519 public key (an nkeys curve key)", short(r.SealTo))
+	}
+	if r.Action == ResetPassword && r.RequestedBy.Kind == "analyst" && r.SealTo == "" {
+		return reject("an analyst's reset_password needs seal_to: the X25519 public key the new password is sealed to")
+	}
 	if _, err := ParseParams(r.Action, r.Target, r.Params); err != nil {
 		return err
 	}
@@ -247,4 +259,12 @@ func validateTarget(spec Spec, t Target) error {
 		}
 	}
 	return nil
+}
+
+// short bounds a value quoted in a rejection.
+func short(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
 }

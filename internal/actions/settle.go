@@ -39,7 +39,7 @@ func (w *Worker) settle(ctx context.Context, j *job, v verdict) {
 			x = &extra{}
 		}
 		rec := v.rec
-		st := &state{Done: true, Final: &rec, Claimed: w.cfg.Now().UTC(), Undo: x.undo, SecretIssued: x.secret != "", ExpiresAt: x.expiresAt}
+		st := &state{Done: true, Final: &rec, Claimed: w.cfg.Now().UTC(), Undo: x.undo, SecretIssued: x.secret != nil, ExpiresAt: x.expiresAt}
 		// The final state first, so a redelivery cannot act again.
 		if err := w.putState(ctx, j.req.ID, st); err != nil {
 			j.log.Error("store final state; will retry", "err", err)
@@ -48,14 +48,14 @@ func (w *Worker) settle(ctx context.Context, j *job, v verdict) {
 		}
 		w.completeStored(ctx, j, st, x.secret)
 	case complete:
-		w.completeStored(ctx, j, j.st, "")
+		w.completeStored(ctx, j, j.st, nil)
 	}
 }
 
 // completeStored finishes a request whose final state is stored: audit
 // record, expiry schedule, next step, reply (with the secret only on the
 // first delivery), ack.
-func (w *Worker) completeStored(ctx context.Context, j *job, st *state, secret string) {
+func (w *Worker) completeStored(ctx context.Context, j *job, st *state, secret *sealed) {
 	if err := w.tail(ctx, j.req, st, secret); err != nil {
 		j.log.Error("finish request; will retry", "err", err)
 		w.nak(j, time.Second)
@@ -67,7 +67,7 @@ func (w *Worker) completeStored(ctx context.Context, j *job, st *state, secret s
 // tail is what follows the final state: each step is idempotent (the
 // record's id is deterministic, the expiry key and the next request's id are
 // derived from the request), so a redelivery repeats them safely.
-func (w *Worker) tail(ctx context.Context, req *Request, st *state, secret string) error {
+func (w *Worker) tail(ctx context.Context, req *Request, st *state, secret *sealed) error {
 	rec := *st.Final
 	if !st.Audited {
 		stored, err := w.cfg.Audit.Append(ctx, rec)
@@ -89,7 +89,7 @@ func (w *Worker) tail(ctx context.Context, req *Request, st *state, secret strin
 	if err := w.publishNext(ctx, req, rec.Outcome); err != nil {
 		return fmt.Errorf("request next step: %w", err)
 	}
-	if secret == "" && st.SecretIssued {
+	if secret == nil && st.SecretIssued {
 		rec.Detail += "; the password was delivered to the original requester only (run reset_password again if it was lost)"
 	}
 	w.notifyRecord(req, rec, secret)
@@ -117,7 +117,7 @@ func (w *Worker) recordPending(ctx context.Context, j *job, why string) error {
 	if err != nil {
 		return err
 	}
-	w.notifyRecord(j.req, stored, "")
+	w.notifyRecord(j.req, stored, nil)
 	return nil
 }
 

@@ -54,10 +54,13 @@ type Outcome struct {
 	Attempts  int               `json:"attempts,omitempty"`
 	AuditID   string            `json:"audit_id,omitempty"`
 	Time      time.Time         `json:"time"`
-	// Secret is set only on the reply to the requester, only by reset_password
-	// (the generated password). It is never in the audit trail, the KV state,
-	// logs or errors; a redelivered request's reply does not carry it.
-	Secret string `json:"secret,omitempty"`
+	// Sealed is set only on the reply to the requester, only by reset_password:
+	// the generated password sealed (X25519, nkeys curve keys) to the
+	// request's seal_to key by SealedBy, a one-time key of the engine's. The
+	// password is never in the clear on the bus, in the audit trail, the KV
+	// state, logs or errors; a redelivered request's reply does not carry it.
+	Sealed   []byte `json:"sealed,omitempty"`
+	SealedBy string `json:"sealed_by,omitempty"`
 }
 
 // WorkerConfig wires a worker.
@@ -301,7 +304,7 @@ type state struct {
 
 // extra is what finish keeps besides the record: the secret for the reply only.
 type extra struct {
-	secret    string
+	secret    *sealed
 	undo      *Step
 	expiresAt time.Time
 }
@@ -405,12 +408,15 @@ func Publish(ctx context.Context, js jetstream.Publisher, tenant string, r *Requ
 }
 
 // notifyRecord tells the requester the outcome a record states.
-func (w *Worker) notifyRecord(req *Request, rec audit.Record, secret string) {
-	w.notify(req.RequestedBy, Outcome{
+func (w *Worker) notifyRecord(req *Request, rec audit.Record, secret *sealed) {
+	o := Outcome{
 		RequestID: req.ID, Action: req.Action, Target: rec.Target, Outcome: rec.Outcome,
 		Detail: rec.Detail, ErrorCode: rec.ErrorCode, Attempts: rec.Attempts, AuditID: rec.ID, Time: rec.Time,
-		Secret: secret,
-	})
+	}
+	if secret != nil {
+		o.Sealed, o.SealedBy = secret.box, secret.by
+	}
+	w.notify(req.RequestedBy, o)
 }
 
 func (w *Worker) notify(requester audit.Actor, o Outcome) {
@@ -423,6 +429,6 @@ func (w *Worker) notify(requester audit.Actor, o Outcome) {
 	}
 	b, _ := json.Marshal(o)
 	if nc := w.cfg.JS.Conn(); nc != nil {
-		_ = nc.Publish(bus.ResultSubject(w.cfg.Tenant, o.RequestID), b)
+		_ = nc.Publish(bus.ResultSubjectFor(w.cfg.Tenant, requester.KeyID, o.RequestID), b)
 	}
 }

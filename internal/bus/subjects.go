@@ -68,13 +68,6 @@ func AuditSelect(tenant, outcome, action string) string {
 	return "responder." + tok(tenant) + ".audit." + tok(outcome) + "." + tok(action)
 }
 
-// ResultSubject is where the engine announces the final outcome of one request
-// (core NATS, not stored: the audit trail is the record; this is the reply channel
-// for a waiting analyst).
-func ResultSubject(tenant, requestID string) string {
-	return "responder." + Token(tenant) + ".result." + Token(requestID)
-}
-
 // KeyPart encodes s as one token of a KV key. KV keys allow only letters, digits
 // and - _ / = . with '.' separating tokens; every other byte (and '.', '=') is
 // written as =XX (hex), so the encoding is injective and stays readable:

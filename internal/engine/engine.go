@@ -254,7 +254,15 @@ func (e *Engine) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sign := &signer{js: e.bus.JS, tenant: tenant, kp: e.engineKP}
+	enginePub, _ := e.engineKP.PublicKey()
+	sign := &signer{js: e.bus.JS, kv: kv, tenant: tenant, kp: e.engineKP, audit: e.recorder, log: e.log.With("part", "publisher"),
+		isEngine: func(key string) bool {
+			if key == enginePub {
+				return true
+			}
+			a, ok := e.directory.Load().Lookup(key)
+			return ok && a.Role == analyst.RoleEngine
+		}}
 	idp := e.cfg.IdentityProtectionBudget
 	if idp == nil {
 		idp = feeds.NewIdentityProtectionBudget()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/responder-sec/responder/internal/analyst"
 	"github.com/responder-sec/responder/internal/approval"
 	"github.com/responder-sec/responder/internal/audit"
+	"github.com/responder-sec/responder/internal/bus"
 )
 
 // gate implements actions.Gate: signed requests (analyst package) and approvals
@@ -154,16 +156,31 @@ func (g *gate) Hold(ctx context.Context, req *actions.Request, d actions.Deliver
 }
 
 // signer signs what the engine publishes with its own key: playbook requests
-// as the engine, follow-up steps as relays of the original requester.
+// as the engine, follow-up steps as relays of the original requester. It
+// notices when a publish is acknowledged as a duplicate of a message someone
+// else published first with the id the engine derived (an attempt to
+// pre-empt a playbook step, an inverse or an expiry): it audits that as an
+// attack and re-issues the request under a fresh id instead of letting it be
+// silently dropped.
 type signer struct {
 	js     jetstream.JetStream
+	kv     actions.StateStore
 	tenant string
 	kp     nkeys.KeyPair
+	// isEngine reports whether a public key is an engine's (this one or a
+	// cluster peer's in the analysts file).
+	isEngine func(key string) bool
+	audit    actions.Recorder
+	log      *slog.Logger
 }
 
 // publish signs req as the engine (playbook and engine requests).
 func (s *signer) publish(ctx context.Context, req *actions.Request) error {
-	return analyst.Publish(ctx, s.js, s.tenant, req, s.kp)
+	signed, err := analyst.Sign(req, s.kp)
+	if err != nil {
+		return err
+	}
+	return s.send(ctx, req, signed, func(r *actions.Request) (analyst.Signed, error) { return analyst.Sign(r, s.kp) })
 }
 
 // relay signs a follow-up request whose requester stays the original one.
@@ -172,5 +189,78 @@ func (s *signer) relay(ctx context.Context, req *actions.Request) error {
 	if err != nil {
 		return err
 	}
-	return analyst.PublishSigned(ctx, s.js, s.tenant, req, signed)
+	return s.send(ctx, req, signed, func(r *actions.Request) (analyst.Signed, error) { return analyst.Relay(r, s.kp) })
+}
+
+// maxReissues bounds how often one request is re-issued after collisions.
+const maxReissues = 3
+
+func (s *signer) send(ctx context.Context, req *actions.Request, signed analyst.Signed, resign func(*actions.Request) (analyst.Signed, error)) error {
+	for attempt := 0; ; attempt++ {
+		ack, err := s.js.PublishMsg(ctx, signed.Msg(bus.ActionSubject(s.tenant, string(req.Action))), jetstream.WithMsgID(req.ID))
+		if err != nil {
+			return fmt.Errorf("publish request %s: %w", req.ID, err)
+		}
+		if !ack.Duplicate {
+			return nil
+		}
+		who, forged, err := s.firstPublisher(ctx, req.ID, ack.Sequence)
+		if err != nil {
+			return err // retried by the caller (its message is redelivered)
+		}
+		if !forged {
+			return nil // our own earlier publish (a re-handled event or a redelivery)
+		}
+		if attempt >= maxReissues {
+			return fmt.Errorf("request %s: the id collided %d times; giving up", req.ID, attempt+1)
+		}
+		fresh := *req
+		fresh.ID = bus.DerivedID(req.ID, "collision")
+		rec := audit.Record{
+			ID: bus.RecordID(req.ID, "collision"), TenantID: s.tenant, RequestID: req.ID, Action: string(req.Action),
+			Target: req.Target.Map(), Actor: audit.Actor{Kind: "engine", Name: "publisher"}, Outcome: audit.Rejected,
+			Reason: req.Reason, EventID: req.EventID,
+			Detail: fmt.Sprintf("id collision: request id %s, which the engine derived, was published first by %s (stream sequence %d); treated as an attack: that message is not the engine's, and the engine's request is re-issued as %s",
+				req.ID, who, ack.Sequence, fresh.ID),
+		}
+		if _, err := s.audit.Append(ctx, rec); err != nil {
+			return fmt.Errorf("audit id collision of %s: %w", req.ID, err)
+		}
+		s.log.Warn("request id pre-empted by another publisher; re-issued", "request", req.ID, "first_publisher", who, "reissued_as", fresh.ID)
+		if signed, err = resign(&fresh); err != nil {
+			return err
+		}
+		req = &fresh
+	}
+}
+
+// firstPublisher tells who published the message a duplicate ack points at:
+// forged when it was not signed by an engine key. When the message has left
+// the work queue already, the request's state says whether a worker admitted
+// it (a verified request: not forged) or not (it was rejected: forged).
+func (s *signer) firstPublisher(ctx context.Context, id string, seq uint64) (string, bool, error) {
+	st, err := s.js.Stream(ctx, bus.StreamActions)
+	if err != nil {
+		return "", false, err
+	}
+	msg, err := st.GetMsg(ctx, seq)
+	switch {
+	case err == nil:
+		key := msg.Header.Get(analyst.HeaderKey)
+		if key != "" && s.isEngine(key) {
+			return "engine " + key, false, nil
+		}
+		if key == "" {
+			return "an unsigned publisher", true, nil
+		}
+		return "key " + key, true, nil
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
+		return "", false, err
+	}
+	if _, err := s.kv.Get(ctx, bus.RequestStateKey(id)); err == nil {
+		return "a verified publisher", false, nil
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", false, err
+	}
+	return "a publisher whose message was rejected", true, nil
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/responder-sec/responder/internal/actions"
@@ -62,10 +64,16 @@ func TestDisableEnableAndUndo(t *testing.T) {
 func TestResetPasswordSecretGoesToRequesterOnly(t *testing.T) {
 	h := newHarness(t, hopts{})
 	req := request(actions.ResetPassword, user("bob@contoso.com"), nil)
+	ck, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SealTo, _ = ck.PublicKey()
 	o, rec := h.do(req)
 	want(t, o, audit.Succeeded, "must change it at next sign-in")
-	if len(o.Secret) < 16 {
-		t.Fatalf("reply carries no password: %+v", o)
+	secret, err := actions.OpenSecret(o, ck)
+	if err != nil || len(secret) < 16 {
+		t.Fatalf("reply carries no password the requester can open: %+v %v", o, err)
 	}
 	u, _ := h.sim.User("bob@contoso.com")
 	if u.PasswordChanges != 1 || !u.ForceChangePasswordNextSignIn {
@@ -73,21 +81,21 @@ func TestResetPasswordSecretGoesToRequesterOnly(t *testing.T) {
 	}
 	for _, r := range h.records() {
 		b, _ := json.Marshal(r)
-		if strings.Contains(string(b), o.Secret) {
+		if strings.Contains(string(b), secret) {
 			t.Errorf("audit record %s holds the password", r.ID)
 		}
 	}
 	keys, _ := h.kv.ListKeys(context.Background())
 	for k := range keys.Keys() {
 		e, _ := h.kv.Get(context.Background(), k)
-		if e != nil && strings.Contains(string(e.Value()), o.Secret) {
+		if e != nil && strings.Contains(string(e.Value()), secret) {
 			t.Errorf("KV %s holds the password", k)
 		}
 	}
 	_ = rec
 	// A redelivery never acts twice and never returns the password again.
 	o2, _ := h.doRaw(req, req.ID+"-redelivered")
-	if o2.Secret != "" || !strings.Contains(o2.Detail, "delivered to the original requester") {
+	if o2.Sealed != nil || !strings.Contains(o2.Detail, "delivered to the original requester") {
 		t.Errorf("redelivery reply: %+v", o2)
 	}
 	if u, _ := h.sim.User("bob@contoso.com"); u.PasswordChanges != 1 {
@@ -103,7 +111,7 @@ func TestResetPasswordByPlaybookDiscardsSecret(t *testing.T) {
 	req.RequestedBy = audit.Actor{Kind: "playbook", Name: "leaked-credentials"}
 	o, rec := h.do(req)
 	want(t, o, audit.Succeeded, "the password was discarded unseen")
-	if o.Secret != "" {
+	if o.Sealed != nil {
 		t.Errorf("a playbook's reply carries the password")
 	}
 	if u, _ := h.sim.User("bob@contoso.com"); u.PasswordChanges != 1 || !u.ForceChangePasswordNextSignIn {

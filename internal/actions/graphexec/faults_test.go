@@ -82,8 +82,8 @@ func TestEngineWideDryRunChangesNothing(t *testing.T) {
 	} {
 		o, rec := h.do(r)
 		want(t, o, audit.DryRun, "dry run (engine)")
-		if !rec.DryRun || o.Secret != "" {
-			t.Errorf("%s: record dry_run=%t secret=%q", r.Action, rec.DryRun, o.Secret)
+		if !rec.DryRun || o.Sealed != nil {
+			t.Errorf("%s: record dry_run=%t sealed=%d bytes", r.Action, rec.DryRun, len(o.Sealed))
 		}
 	}
 	for _, w := range h.sim.WireLog() {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -110,8 +112,20 @@ func newHarness(t *testing.T, o hopts) *harness {
 }
 
 func request(action actions.Name, target actions.Target, params map[string]any) *actions.Request {
-	return &actions.Request{Version: actions.Version, ID: uuid.NewString(), Action: action, Target: target, Params: params,
+	r := &actions.Request{Version: actions.Version, ID: uuid.NewString(), Action: action, Target: target, Params: params,
 		RequestedBy: audit.Actor{Kind: "analyst", Name: "tester"}, Reason: "test", RequestedAt: time.Now().UTC()}
+	if action == actions.ResetPassword {
+		// An analyst's reset names a key to seal the password to.
+		ck, _ := nkeys.CreateCurveKeys()
+		r.SealTo, _ = ck.PublicKey()
+	}
+	return r
+}
+
+// anyResult matches the outcome of one request whoever asked (the harness
+// has the engine's access).
+func anyResult(tenant, requestID string) string {
+	return "responder." + bus.Token(tenant) + ".result.*." + bus.Token(requestID)
 }
 
 // do publishes req and waits for its outcome and final audit record.
@@ -126,7 +140,7 @@ func (h *harness) doRaw(req *actions.Request, msgID string) (actions.Outcome, au
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	sub, err := h.b.NC.SubscribeSync(bus.ResultSubject(h.tenant, req.ID))
+	sub, err := h.b.NC.SubscribeSync(anyResult(h.tenant, req.ID))
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -154,7 +168,7 @@ func (h *harness) doRaw(req *actions.Request, msgID string) (actions.Outcome, au
 // undo's inverse, an expiry's unblock); the returned func waits for it.
 func (h *harness) expect(requestID string) func() (actions.Outcome, audit.Record) {
 	h.t.Helper()
-	sub, err := h.b.NC.SubscribeSync(bus.ResultSubject(h.tenant, requestID))
+	sub, err := h.b.NC.SubscribeSync(anyResult(h.tenant, requestID))
 	if err != nil {
 		h.t.Fatal(err)
 	}
