@@ -143,7 +143,7 @@ func (c *busClient) start() error {
 		return err
 	}
 	c.js = js
-	sub, err := c.nc.Subscribe("responder."+bus.Token(benchTenant)+".result.*", c.onResult)
+	sub, err := c.nc.Subscribe("responder."+bus.Token(benchTenant)+".result.>", c.onResult)
 	if err != nil {
 		return fmt.Errorf("bench: subscribe to results: %w", err)
 	}

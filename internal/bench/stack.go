@@ -91,7 +91,7 @@ type outcomes struct {
 
 func watchOutcomes(nc *nats.Conn, tenant string) (*outcomes, error) {
 	o := &outcomes{got: map[string]actions.Outcome{}, at: map[string]time.Time{}, ch: make(chan struct{}, 1)}
-	sub, err := nc.Subscribe("responder."+bus.Token(tenant)+".result.*", func(m *nats.Msg) {
+	sub, err := nc.Subscribe("responder."+bus.Token(tenant)+".result.>", func(m *nats.Msg) {
 		var out actions.Outcome
 		if err := decodeOutcome(m.Data, &out); err != nil {
 			return
