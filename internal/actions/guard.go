@@ -1,6 +1,7 @@
 package actions
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -88,6 +89,33 @@ type IPPolicy struct {
 	// MinPrefixV4 and MinPrefixV6 are the broadest prefixes accepted (default
 	// /16 and /48): a shorter prefix is refused.
 	MinPrefixV4, MinPrefixV6 int
+	// NeverBlock are ranges no block may overlap (RESPONDER_NEVER_BLOCK: the
+	// company's own egress, partners), besides the tenant's trusted named
+	// locations (TrustedRanges).
+	NeverBlock []netip.Prefix
+}
+
+// TrustedRanges reads the ranges the tenant trusts (its trusted IP named
+// locations), so that a block never locks the company out. graphexec
+// implements it.
+type TrustedRanges interface {
+	TrustedRanges(ctx context.Context) ([]netip.Prefix, error)
+}
+
+// CheckNeverBlock refuses a prefix that overlaps a never-block range or a
+// trusted one, a pure function.
+func (p IPPolicy) CheckNeverBlock(pfx netip.Prefix, trusted []netip.Prefix) Decision {
+	for _, n := range p.NeverBlock {
+		if n.Overlaps(pfx) {
+			return Decision{Reason: fmt.Sprintf("range %s overlaps %s on the never-block list", pfx, n)}
+		}
+	}
+	for _, n := range trusted {
+		if n.Overlaps(pfx) {
+			return Decision{Reason: fmt.Sprintf("range %s overlaps %s, a trusted named location of the tenant", pfx, n)}
+		}
+	}
+	return Decision{Allow: true}
 }
 
 var specialRanges = func() []netip.Prefix {

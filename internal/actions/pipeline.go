@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/responder-sec/responder/internal/audit"
@@ -203,6 +204,18 @@ func (w *Worker) guard(ctx context.Context, j *job) verdict {
 	}
 	if j.spec.HasGuard(GuardIP) {
 		if d := w.cfg.IP.CheckIP(j.params.Prefix); !d.Allow {
+			return w.final(j, audit.Refused, d.Reason)
+		}
+		var trusted []netip.Prefix
+		if w.cfg.Trusted != nil {
+			t, err := w.cfg.Trusted.TrustedRanges(ctx)
+			if err != nil {
+				// Fail closed: without the list no range is known to be safe.
+				return w.failure(ctx, j, AsError(fmt.Errorf("read the trusted named locations: %w", err)))
+			}
+			trusted = t
+		}
+		if d := w.cfg.IP.CheckNeverBlock(j.params.Prefix, trusted); !d.Allow {
 			return w.final(j, audit.Refused, d.Reason)
 		}
 	}

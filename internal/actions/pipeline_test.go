@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -839,5 +840,36 @@ func TestHandlersMissing(t *testing.T) {
 	delete(h, BlockIP)
 	if got := fmt.Sprint(h.Missing()); got != "[block_ip revoke_sessions]" {
 		t.Fatalf("missing %s", got)
+	}
+}
+
+type trusted []netip.Prefix
+
+func (t trusted) TrustedRanges(context.Context) ([]netip.Prefix, error) { return t, nil }
+
+// A spray from the company's own egress must not lock the company out.
+func TestStageGuardNeverBlocksTrustedOrListedRanges(t *testing.T) {
+	r := newRig(t, func(c *WorkerConfig, _ *rig) {
+		c.IP.NeverBlock = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
+		c.Trusted = trusted{netip.MustParsePrefix("203.0.113.0/25")}
+	})
+	for ip, want := range map[string]string{
+		"198.51.100.7":     "never-block list",
+		"203.0.113.0/24":   "trusted named location",
+		"203.0.113.10":     "trusted named location",
+		"203.0.113.200/32": "",
+	} {
+		r.calls = map[Name]int{}
+		r.handle(delivery(t, request(BlockIP, Target{IP: ip})))
+		rec := r.audit.last()
+		if want == "" {
+			if rec.Outcome != audit.Succeeded || r.calls[BlockIP] != 1 {
+				t.Errorf("%s: %s %q", ip, rec.Outcome, rec.Detail)
+			}
+			continue
+		}
+		if rec.Outcome != audit.Refused || !strings.Contains(rec.Detail, want) || r.calls[BlockIP] != 0 {
+			t.Errorf("%s: %s %q, calls %d; want refused naming %q", ip, rec.Outcome, rec.Detail, r.calls[BlockIP], want)
+		}
 	}
 }

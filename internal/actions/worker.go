@@ -80,8 +80,11 @@ type WorkerConfig struct {
 	// Blast bounds requests per action and per playbook (zero value:
 	// DefaultBlastLimits; set Window alone to disable every limit).
 	Blast BlastLimits
-	// IP bounds what block_ip may block (defaults /16 and /48).
-	IP IPPolicy
+	// IP bounds what block_ip may block (defaults /16 and /48), with the
+	// never-block list; Trusted reads the tenant's trusted named locations
+	// (nil: none are checked).
+	IP      IPPolicy
+	Trusted TrustedRanges
 	// Gate authenticates senders and holds requests for approval (nil: admit all,
 	// hold none, refuse past the blast radius).
 	Gate Gate
