@@ -16,31 +16,6 @@ import (
 // Version of the action request message.
 const Version = 1
 
-// Name is an action's message name (disable_user); its CLI name uses dashes.
-type Name string
-
-// The catalogue.
-const (
-	DisableUser         Name = "disable_user"
-	EnableUser          Name = "enable_user"
-	RevokeSessions      Name = "revoke_sessions"
-	ResetPassword       Name = "reset_password"
-	ConfirmCompromised  Name = "confirm_compromised"
-	DismissRisk         Name = "dismiss_risk"
-	DisableForwardRules Name = "disable_forward_rules"
-	EnableForwardRules  Name = "enable_forward_rules"
-	DeleteForwardRules  Name = "delete_forward_rules"
-	RestoreForwardRules Name = "restore_forward_rules"
-	// Mailbox-level forwarding (Set-Mailbox), through the Exchange Online
-	// admin API: Microsoft Graph does not expose it.
-	RemoveMailboxForwarding  Name = "remove_mailbox_forwarding"
-	RestoreMailboxForwarding Name = "restore_mailbox_forwarding"
-	PurgeMail                Name = "purge_mail"
-	BlockIP                  Name = "block_ip"
-	UnblockIP                Name = "unblock_ip"
-	Undo                     Name = "undo"
-)
-
 // CLIName turns disable_user into disable-user.
 func (n Name) CLIName() string { return strings.ReplaceAll(string(n), "_", "-") }
 
