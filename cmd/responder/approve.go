@@ -9,7 +9,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
 	"github.com/responder-sec/responder/internal/analyst"
@@ -50,9 +49,9 @@ func sendCommand(e *env, cf clientFlags, sf signerFlags, c approval.Command) (ap
 	c.By = audit.Actor{Kind: "analyst", Name: name}
 	ctx, cancel := context.WithTimeout(e.ctx, sf.Timeout)
 	defer cancel()
-	nc, err := nats.Connect(url, nats.Name("responder-"+c.Op), nats.Timeout(5*time.Second))
+	nc, err := connectNATS(url, "responder-"+c.Op, cf.natsAuthFlags, kp)
 	if err != nil {
-		return approval.Reply{}, fmt.Errorf("connect to the engine's NATS at %s: %w", url, err)
+		return approval.Reply{}, err
 	}
 	defer nc.Close()
 	rep, err := approval.Send(ctx, nc, tenant, c, kp)

@@ -1,16 +1,22 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
+	"github.com/responder-sec/responder/internal/analyst"
 	"github.com/responder-sec/responder/internal/audit"
+	"github.com/responder-sec/responder/internal/auditquery"
 )
 
 type auditCmd struct {
@@ -59,8 +65,10 @@ func (f auditFilter) filter() (audit.Filter, error) {
 		Outcome: f.Outcome, Playbook: f.Playbook, RequestID: f.Request}, nil
 }
 
-// connectJS connects to the engine's NATS for reading.
-func connectJS(ctx context.Context, cf clientFlags) (*nats.Conn, jetstream.JetStream, error) {
+// connectJS connects as the engine, for the operator's commands that work on
+// the engine's own state (feeds status, feeds backfill): with the engine key of
+// the data directory, or the --nats-nkey / --nats-creds given.
+func connectJS(_ context.Context, cf clientFlags) (*nats.Conn, jetstream.JetStream, error) {
 	url := cf.NatsURL
 	if url == "" {
 		if lc, err := readContext(cf.DataDir); err == nil {
@@ -70,9 +78,17 @@ func connectJS(ctx context.Context, cf clientFlags) (*nats.Conn, jetstream.JetSt
 	if url == "" {
 		url = "nats://127.0.0.1:4222"
 	}
-	nc, err := nats.Connect(url, nats.Name("responder-audit"), nats.Timeout(5*time.Second))
+	var kp nkeys.KeyPair
+	if cf.NatsNkey == "" && cf.NatsCreds == "" {
+		k, err := analyst.ReadKeyFile(analyst.EngineKeyPath(cf.DataDir))
+		if err != nil {
+			return nil, nil, fmt.Errorf("this command works on the engine's state and connects as the engine: %w", err)
+		}
+		kp = k
+	}
+	nc, err := connectNATS(url, "responder-operator", cf.natsAuthFlags, kp)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+		return nil, nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -82,8 +98,63 @@ func connectJS(ctx context.Context, cf clientFlags) (*nats.Conn, jetstream.JetSt
 	return nc, js, nil
 }
 
-type auditListCmd struct {
+// auditSource reads the audit trail through the engine's query service
+// (internal/auditquery), as the holder of the command's key: no identity but
+// the engine may read the AUDIT stream itself. It is the one place the CLI
+// reads records.
+type auditSource struct {
+	nc     *nats.Conn
+	client auditquery.Client
+}
+
+// auditAccess are the flags of a command that reads the audit trail.
+type auditAccess struct {
 	clientFlags
+	signerFlags
+}
+
+func openAuditSource(a auditAccess) (*auditSource, error) {
+	url, tenant, err := a.resolve()
+	if err != nil {
+		return nil, err
+	}
+	kp, name, err := a.keyPair(a.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := connectNATS(url, "responder-audit", a.natsAuthFlags, kp)
+	if err != nil {
+		return nil, err
+	}
+	return &auditSource{nc: nc, client: auditquery.Client{NC: nc, Tenant: tenant, Key: kp, Name: name, Timeout: a.Timeout}}, nil
+}
+
+func (s *auditSource) Close() { s.nc.Close() }
+
+// each calls fn for every stored message f selects, as stored (stream
+// sequence, subject, bytes), in stream order, up to the end of the stream when
+// it began; first and last are the stream's sequences then.
+func (s *auditSource) each(ctx context.Context, f audit.Filter, fn func(seq uint64, subject string, data []byte) error) (first, last uint64, err error) {
+	return s.client.List(ctx, auditquery.FromAudit(f), func(it auditquery.Item) error {
+		return fn(it.Seq, it.Subject, it.Data)
+	})
+}
+
+// records calls fn for every record f selects (messages that are not records
+// are skipped; verify names them).
+func (s *auditSource) records(ctx context.Context, f audit.Filter, fn func(audit.Record) error) error {
+	_, _, err := s.each(ctx, f, func(_ uint64, _ string, data []byte) error {
+		var r audit.Record
+		if json.Unmarshal(data, &r) != nil || !f.Match(r) {
+			return nil
+		}
+		return fn(r)
+	})
+	return err
+}
+
+type auditListCmd struct {
+	auditAccess
 	auditFilter
 	JSON bool `name:"json" help:"One JSON record per line."`
 }
@@ -93,34 +164,34 @@ func (c *auditListCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	nc, js, err := connectJS(e.ctx, c.clientFlags)
+	src, err := openAuditSource(c.auditAccess)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	defer src.Close()
 	if c.JSON {
 		enc := json.NewEncoder(e.stdout)
-		return audit.List(e.ctx, js, f, func(r audit.Record) error { return enc.Encode(r) })
+		return src.records(e.ctx, f, func(r audit.Record) error { return enc.Encode(r) })
 	}
 	tab := audit.NewTable(e.stdout)
 	if err := tab.WriteHeader(); err != nil {
 		return err
 	}
-	return audit.List(e.ctx, js, f, tab.Write)
+	return src.records(e.ctx, f, tab.Write)
 }
 
 type auditShowCmd struct {
-	clientFlags
+	auditAccess
 	ID string `arg:"" help:"Record id or request id."`
 }
 
 func (c *auditShowCmd) Run(e *env) error {
-	nc, js, err := connectJS(e.ctx, c.clientFlags)
+	src, err := openAuditSource(c.auditAccess)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	r, err := audit.Get(e.ctx, js, c.ID)
+	defer src.Close()
+	r, err := src.client.Get(e.ctx, c.ID)
 	if err != nil {
 		return err
 	}
@@ -129,8 +200,13 @@ func (c *auditShowCmd) Run(e *env) error {
 	return nil
 }
 
+// The verify and export commands are in auditverify.go.
+
+// auditVerifyCmd and auditExportCmd read through the engine; their stricter
+// successors (signatures, kept heads, signed export head) live in
+// auditverify.go.
 type auditVerifyCmd struct {
-	clientFlags
+	auditAccess
 	File    string `help:"Verify an exported JSONL file offline instead of the stream." type:"existingfile"`
 	Partial bool   `help:"The file is a filtered export: check each record and the links between consecutive ones, counting gaps."`
 }
@@ -141,72 +217,63 @@ func (e *verifyError) Error() string { return e.msg }
 func (e *verifyError) ExitCode() int { return 4 }
 
 func (c *auditVerifyCmd) Run(e *env) error {
+	var buf bytes.Buffer
+	first := uint64(1)
+	if c.File != "" {
+		b, err := os.ReadFile(c.File)
+		if err != nil {
+			return err
+		}
+		buf.Write(b)
+	} else {
+		src, err := openAuditSource(c.auditAccess)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		if first, _, err = src.each(e.ctx, audit.Filter{}, func(_ uint64, _ string, data []byte) error {
+			buf.Write(data)
+			return buf.WriteByte('\n')
+		}); err != nil {
+			return err
+		}
+	}
 	var (
 		res audit.VerifyResult
 		err error
 	)
-	if c.File != "" {
-		f, ferr := os.Open(c.File)
-		if ferr != nil {
-			return ferr
-		}
-		defer f.Close()
-		if c.Partial {
-			res, err = audit.VerifyPartial(f)
-		} else {
-			res, err = audit.VerifyReader(f)
-		}
+	if c.Partial || first > 1 {
+		res, err = audit.VerifyPartial(&buf)
 	} else {
-		nc, js, cerr := connectJS(e.ctx, c.clientFlags)
-		if cerr != nil {
-			return cerr
-		}
-		defer nc.Close()
-		res, err = audit.Verify(e.ctx, js)
+		res, err = audit.VerifyReader(&buf)
 	}
 	if err != nil {
 		return err
 	}
 	if !res.OK {
-		where := ""
-		switch {
-		case res.FirstBad != nil:
-			where = fmt.Sprintf(" at record #%d (%s)", res.FirstBad.Seq, res.FirstBad.ID)
-		case res.BadLine > 0:
-			where = fmt.Sprintf(" at line %d", res.BadLine)
-		case res.BadSeq > 0:
-			where = fmt.Sprintf(" at stream sequence %d", res.BadSeq)
-		}
-		return &verifyError{msg: fmt.Sprintf("audit chain BROKEN%s: %s (%d records read)", where, res.Reason, res.Records)}
+		return &verifyError{msg: fmt.Sprintf("audit chain BROKEN: %s (%d records read)", res.Reason, res.Records)}
 	}
 	fmt.Fprintf(e.stdout, "audit chain verified: %d records (seq %d..%d), last hash %s\n", res.Records, res.FirstSeq, res.LastSeq, res.LastHash)
-	if res.FirstSeq > 1 {
-		fmt.Fprintf(e.stdout, "note: the stream starts at seq %d: older records were removed by retention\n", res.FirstSeq)
-	}
-	if res.Missing > 0 {
-		fmt.Fprintf(e.stdout, "note: %d records not in this export (filtered)\n", res.Missing)
-	}
-	fmt.Fprintln(e.stdout, "keep the last hash somewhere the engine cannot write: it proves the end of the chain was not cut off or rewritten")
 	return nil
 }
 
 type auditExportCmd struct {
-	clientFlags
+	auditAccess
 	auditFilter
-	Format string `help:"Output format." enum:"jsonl,csv" default:"jsonl"`
 	Output string `short:"o" help:"Write to this file instead of stdout."`
 }
 
+// Run writes each record exactly as stored, one per line (JSONL).
 func (c *auditExportCmd) Run(e *env) error {
 	f, err := c.filter()
 	if err != nil {
 		return err
 	}
-	nc, js, err := connectJS(e.ctx, c.clientFlags)
+	src, err := openAuditSource(c.auditAccess)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	defer src.Close()
 	w := e.stdout
 	if c.Output != "" {
 		file, err := os.OpenFile(c.Output, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
@@ -216,5 +283,10 @@ func (c *auditExportCmd) Run(e *env) error {
 		defer file.Close()
 		w = file
 	}
-	return audit.Export(e.ctx, js, f, c.Format, w)
+	bw := bufio.NewWriter(w)
+	_, _, err = src.each(e.ctx, f, func(_ uint64, _ string, data []byte) error {
+		bw.Write(data)
+		return bw.WriteByte('\n')
+	})
+	return errors.Join(err, bw.Flush())
 }

@@ -17,6 +17,7 @@ type keysCmd struct {
 type keysNewCmd struct {
 	Name string `arg:"" help:"Analyst name (letters, digits, . _ @ -)."`
 	Out  string `help:"Directory for NAME.nk (the seed, mode 0600) and NAME.pub." default:"." type:"path"`
+	Role string `help:"What the key is for: analyst (requests, approvals), reviewer (reads the audit trail, nothing else) or engine." enum:"analyst,reviewer,engine" default:"analyst"`
 }
 
 func (c *keysNewCmd) Run(e *env) error {
@@ -41,7 +42,11 @@ func (c *keysNewCmd) Run(e *env) error {
 	if err := os.WriteFile(filepath.Join(c.Out, c.Name+".pub"), []byte(pub+"\n"), 0o644); err != nil {
 		return fmt.Errorf("write public key: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "public key: %s\nseed:       %s (keep it secret; give it only to %s)\n\nAdd to the analysts file:\n%s",
-		pub, seedPath, c.Name, analyst.FileEntry(c.Name, pub))
+	section, entry := "analysts", analyst.FileEntry(c.Name, pub)
+	if c.Role != "analyst" {
+		section, entry = c.Role+"s", fmt.Sprintf("  - name: %s\n    public_key: %s\n", c.Name, pub)
+	}
+	fmt.Fprintf(e.stdout, "public key: %s\nseed:       %s (keep it secret; give it only to %s; it is also their NATS user: `nats --nkey %s`)\n\nAdd under %q in the analysts file:\n%s",
+		pub, seedPath, c.Name, seedPath, section+":", entry)
 	return nil
 }

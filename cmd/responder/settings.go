@@ -46,6 +46,7 @@ func (f tenantFlags) credentials() (m365.Credentials, error) {
 
 // busFlags say where NATS is.
 type busFlags struct {
+	natsAuthFlags
 	NatsURL string `help:"External NATS URL; empty runs an embedded server." env:"RESPONDER_NATS_URL"`
 	DataDir string `help:"Data directory (embedded NATS store, local context)." env:"RESPONDER_DATA_DIR" default:"${default_data_dir}"`
 }
@@ -86,6 +87,7 @@ func readContext(dataDir string) (localContext, error) {
 
 // clientFlags are for commands that talk to a running engine.
 type clientFlags struct {
+	natsAuthFlags
 	NatsURL  string `help:"NATS URL of the engine (default: from the local context, else nats://127.0.0.1:4222)." env:"RESPONDER_NATS_URL"`
 	DataDir  string `help:"Data directory holding the local context." env:"RESPONDER_DATA_DIR" default:"${default_data_dir}"`
 	TenantID string `help:"Tenant id (default: from the local context)." env:"RESPONDER_TENANT_ID"`
