@@ -1,9 +1,13 @@
 package playbook
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -188,4 +192,97 @@ func TestFastPrimitives(t *testing.T) {
 			}
 		}
 	}
+}
+
+// decodeRef is encoding/json's decoding into an any.
+func decodeRef(b []byte) (any, bool) {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, false
+	}
+	return v, true
+}
+
+// TestDecodeValue: the hand-written decoder gives what encoding/json gives,
+// on every member of every public record and on edge cases.
+func TestDecodeValue(t *testing.T) {
+	cases := []string{`{}`, `[]`, `{"a":1,"a":2}`, `[1,-0,0.5,1e3,-2E-2,1e400]`, `{"a":"\u00e9\n","b":"\xff"}`, "{\"a\":\"caf\xc3\xa9\"}",
+		`[01]`, `[1.]`, `[.5]`, `[-]`, `[1e]`, `{"a" 1}`, `{"a":1,}`, `[1,]`, `[tru]`, `[nul]`, `{"a":"x` + "\x01" + `"}`, `[[[[]]]]`,
+		`{"k":[true,false,null,{"x":[]}]}`, ` [ 1 , 2 ] `, `[1] x`, `{"\u0041":1}`, `["\ud800"]`, strings.Repeat("[", 300) + strings.Repeat("]", 300)}
+	var n int
+	check := func(b []byte) {
+		got, gotOK := decodeValue(b)
+		want, wantOK := decodeRef(b)
+		if gotOK != wantOK || !reflect.DeepEqual(got, want) {
+			t.Errorf("%.200q: got %v %v, want %v %v", b, got, gotOK, want, wantOK)
+		}
+		n++
+	}
+	for _, c := range cases {
+		check([]byte(c))
+	}
+	recs := publicRecordsForTest(t)
+	for _, r := range recs {
+		ms, err := scanObject(bytes.TrimSpace(r), nil)
+		if err != nil {
+			continue
+		}
+		for _, m := range ms {
+			check(m.val)
+		}
+	}
+	t.Logf("%d values", n)
+}
+
+// FuzzDecodeValue: the hand-written decoder gives what encoding/json gives.
+func FuzzDecodeValue(f *testing.F) {
+	for _, s := range []string{`{"a":[1,2,{"b":null}],"c":"\u00e9"}`, `[1e400]`, `{"a":1,"a":true}`, "[\"\xff\"]"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || (b[0] != '{' && b[0] != '[') {
+			return
+		}
+		got, gotOK := decodeValue(b)
+		want, wantOK := decodeRef(b)
+		if gotOK != wantOK || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: got %v %v, want %v %v", b, got, gotOK, want, wantOK)
+		}
+	})
+}
+
+// publicRecordsForTest reads the records of the public fixtures' JSON
+// files (a record, a list, or a Graph list response).
+func publicRecordsForTest(t *testing.T) []json.RawMessage {
+	t.Helper()
+	var out []json.RawMessage
+	err := filepath.WalkDir(fixtures(t), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".json") {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		var list struct {
+			Value []json.RawMessage `json:"value"`
+		}
+		var arr []json.RawMessage
+		switch {
+		case json.Unmarshal(data, &arr) == nil:
+			out = append(out, arr...)
+		case json.Unmarshal(data, &list) == nil && list.Value != nil:
+			out = append(out, list.Value...)
+		case json.Valid(data):
+			out = append(out, data)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) < 50 {
+		t.Fatalf("only %d records", len(out))
+	}
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Lazy decoding: a record is scanned once for its top-level members (key and
@@ -193,15 +194,16 @@ func skipContainer(data []byte, i int) (int, error) {
 }
 
 // decodeValue decodes one JSON value as encoding/json would into an any
-// (numbers as float64), with fast paths for plain strings and literals.
+// (numbers as float64), with a hand-written decoder for the common cases.
 func decodeValue(b []byte) (any, bool) {
 	if len(b) == 0 {
 		return nil, false
 	}
 	switch b[0] {
 	case '"':
-		if len(b) >= 2 && bytes.IndexByte(b[1:len(b)-1], '\\') < 0 && bytes.IndexByte(b[1:len(b)-1], '"') < 0 {
-			return string(b[1 : len(b)-1]), true
+		d := valueDecoder{data: b}
+		if v, ok := d.str(); ok && d.pos == len(b) {
+			return v, true
 		}
 	case 't':
 		if string(b) == "true" {
@@ -221,12 +223,229 @@ func decodeValue(b []byte) (any, bool) {
 				return f, true
 			}
 		}
+	case '{', '[':
+		// A hand-written decoder for objects and lists; anything it is not
+		// sure of (an escape, invalid UTF-8, deep nesting, a number out of
+		// range) is left to encoding/json, whose result it otherwise equals.
+		d := valueDecoder{data: b}
+		if v, ok := d.value(0); ok && skipWS(b, d.pos) == len(b) {
+			return v, true
+		} else if !d.unsure {
+			return nil, false
+		}
 	}
 	var v any
 	if err := json.Unmarshal(b, &v); err != nil {
 		return nil, false
 	}
 	return v, true
+}
+
+// valueDecoder decodes JSON into the values encoding/json gives an any:
+// map[string]any, []any, string, float64, bool and nil. It fails with unsure
+// set where encoding/json may decide otherwise, and without where the input
+// is not JSON.
+type valueDecoder struct {
+	data   []byte
+	pos    int
+	unsure bool
+}
+
+// maxDecodeDepth: deeper values are left to encoding/json.
+const maxDecodeDepth = 256
+
+func (d *valueDecoder) value(depth int) (any, bool) {
+	d.pos = skipWS(d.data, d.pos)
+	if d.pos >= len(d.data) {
+		return nil, false
+	}
+	switch c := d.data[d.pos]; c {
+	case '{':
+		if depth >= maxDecodeDepth {
+			d.unsure = true
+			return nil, false
+		}
+		d.pos++
+		m := make(map[string]any)
+		d.pos = skipWS(d.data, d.pos)
+		if d.pos < len(d.data) && d.data[d.pos] == '}' {
+			d.pos++
+			return m, true
+		}
+		for {
+			d.pos = skipWS(d.data, d.pos)
+			if d.pos >= len(d.data) || d.data[d.pos] != '"' {
+				return nil, false
+			}
+			k, ok := d.str()
+			if !ok {
+				return nil, false
+			}
+			d.pos = skipWS(d.data, d.pos)
+			if d.pos >= len(d.data) || d.data[d.pos] != ':' {
+				return nil, false
+			}
+			d.pos++
+			v, ok := d.value(depth + 1)
+			if !ok {
+				return nil, false
+			}
+			m[k] = v // the last of duplicate keys, as encoding/json
+			d.pos = skipWS(d.data, d.pos)
+			if d.pos >= len(d.data) {
+				return nil, false
+			}
+			if d.data[d.pos] == '}' {
+				d.pos++
+				return m, true
+			}
+			if d.data[d.pos] != ',' {
+				return nil, false
+			}
+			d.pos++
+		}
+	case '[':
+		if depth >= maxDecodeDepth {
+			d.unsure = true
+			return nil, false
+		}
+		d.pos++
+		l := []any{}
+		d.pos = skipWS(d.data, d.pos)
+		if d.pos < len(d.data) && d.data[d.pos] == ']' {
+			d.pos++
+			return l, true
+		}
+		for {
+			v, ok := d.value(depth + 1)
+			if !ok {
+				return nil, false
+			}
+			l = append(l, v)
+			d.pos = skipWS(d.data, d.pos)
+			if d.pos >= len(d.data) {
+				return nil, false
+			}
+			if d.data[d.pos] == ']' {
+				d.pos++
+				return l, true
+			}
+			if d.data[d.pos] != ',' {
+				return nil, false
+			}
+			d.pos++
+		}
+	case '"':
+		return d.str()
+	case 't':
+		return d.literal("true", true)
+	case 'f':
+		return d.literal("false", false)
+	case 'n':
+		return d.literal("null", nil)
+	}
+	return d.number()
+}
+
+func (d *valueDecoder) literal(lit string, v any) (any, bool) {
+	if len(d.data)-d.pos < len(lit) || string(d.data[d.pos:d.pos+len(lit)]) != lit {
+		return nil, false
+	}
+	d.pos += len(lit)
+	return v, true
+}
+
+// str decodes the string at d.pos: plain ones here, escaped or invalid UTF-8
+// ones by encoding/json (which replaces invalid bytes with U+FFFD).
+func (d *valueDecoder) str() (string, bool) {
+	start := d.pos + 1
+	i := start
+	ascii := true
+	for ; i < len(d.data); i++ {
+		c := d.data[i]
+		if c == '"' {
+			break
+		}
+		if c < 0x20 {
+			return "", false // not JSON
+		}
+		if c >= utf8.RuneSelf {
+			ascii = false
+		}
+		if c == '\\' {
+			// left to encoding/json: the string's end is found by the scanner
+			end, _, err := scanString(d.data, d.pos)
+			if err != nil {
+				return "", false
+			}
+			var s string
+			if json.Unmarshal(d.data[d.pos:end], &s) != nil {
+				return "", false
+			}
+			d.pos = end
+			return s, true
+		}
+	}
+	if i >= len(d.data) {
+		return "", false
+	}
+	if !ascii && !utf8.Valid(d.data[start:i]) {
+		var s string
+		if json.Unmarshal(d.data[d.pos:i+1], &s) != nil {
+			return "", false
+		}
+		d.pos = i + 1
+		return s, true
+	}
+	d.pos = i + 1
+	return string(d.data[start:i]), true
+}
+
+// number decodes a JSON number (the grammar exactly) as a float64.
+func (d *valueDecoder) number() (any, bool) {
+	b, i := d.data, d.pos
+	start := i
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		return nil, false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) || b[i] < '0' || b[i] > '9' {
+			return nil, false
+		}
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || b[i] < '0' || b[i] > '9' {
+			return nil, false
+		}
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	}
+	f, err := strconv.ParseFloat(string(b[start:i]), 64)
+	if err != nil {
+		d.unsure = true // out of range: encoding/json's error
+		return nil, false
+	}
+	d.pos = i
+	return f, true
 }
 
 // numberBytes: only the characters of a JSON number.
