@@ -107,7 +107,10 @@ func TestAPIAudit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s, _ := NewServer(Config{Registry: prometheus.NewRegistry(), Audit: b.JS, Tenant: "t1"})
+	s, err := NewServer(Config{Registry: prometheus.NewRegistry(), Audit: b.JS, Tenant: "t1", Token: testToken})
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Through a real listener, as a client sees it.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -122,7 +125,7 @@ func TestAPIAudit(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	resp, err := http.Get("http://" + ln.Addr().String() + "/api/audit?outcome=succeeded&actor=ALICE&since=2025-06-01T09:00:00Z")
+	resp, err := getWithToken("http://" + ln.Addr().String() + "/api/audit?outcome=succeeded&actor=ALICE&since=2025-06-01T09:00:00Z")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +145,7 @@ func TestAPIAudit(t *testing.T) {
 	if n != 2 {
 		t.Fatalf("%d records, want 2", n)
 	}
-	r2, err := http.Get("http://" + ln.Addr().String() + "/api/audit?bogus=1")
+	r2, err := getWithToken("http://" + ln.Addr().String() + "/api/audit?bogus=1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,7 +36,25 @@ type Config struct {
 	Audit jetstream.JetStream
 	// Tenant scopes /api/audit when set.
 	Tenant string
-	Logger *slog.Logger
+	// Token is the bearer token /api/audit requires (Authorization: Bearer
+	// TOKEN; EnsureToken keeps one in the data directory). A client
+	// certificate verified against TLS.ClientCAs (mutual TLS) is accepted in
+	// its place. With Audit set, NewServer refuses a configuration with
+	// neither.
+	Token string
+	// TLS, when set, makes the server speak HTTPS with it; set ClientCAs and
+	// ClientAuth (tls.VerifyClientCertIfGiven keeps /metrics open to
+	// scrapers without a certificate) for mutual TLS.
+	TLS *tls.Config
+	// Hosts are the host names /api/audit answers to besides IP literals and
+	// localhost (any port): any other Host header is refused with 421, so a
+	// page that rebinds its own name to this address reads nothing.
+	Hosts []string
+	// Refused is told about refused /api/audit requests (the engine audits
+	// them as rejected), at most RefusalsPerMinute a minute; the rest are
+	// counted into the next one told.
+	Refused func(ctx context.Context, r Refusal)
+	Logger  *slog.Logger
 	// Now is the clock for relative times in /api/audit (default time.Now).
 	Now func() time.Time
 }
@@ -44,7 +64,16 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 	mux *http.ServeMux
+
+	refMu      sync.Mutex
+	refWindow  time.Time // start of the current minute of told refusals
+	refTold    int       // told in the window
+	refDropped int       // not told since the last one told
 }
+
+// RefusalsPerMinute bounds how many refused /api/audit requests a minute are
+// told to Config.Refused, so a flood cannot fill the audit trail.
+const RefusalsPerMinute = 60
 
 // NewServer builds the server; Run starts it.
 func NewServer(cfg Config) (*Server, error) {
@@ -60,6 +89,14 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Audit != nil && cfg.Token == "" && (cfg.TLS == nil || cfg.TLS.ClientCAs == nil) {
+		return nil, errors.New("ops: /api/audit needs a bearer token or mutual TLS (a TLS configuration with ClientCAs)")
+	}
+	if cfg.Token != "" {
+		if err := CheckToken(cfg.Token); err != nil {
+			return nil, fmt.Errorf("ops: %w", err)
+		}
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("part", "ops"), mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -67,7 +104,7 @@ func NewServer(cfg Config) (*Server, error) {
 	})
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}))
-	s.mux.HandleFunc("GET /api/audit", s.auditList)
+	s.mux.HandleFunc("GET /api/audit", s.guardAudit(s.auditList))
 	return s, nil
 }
 
@@ -92,7 +129,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
-	s.log.Info("operations server listening", "addr", ln.Addr().String())
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS.Clone())
+	}
+	s.log.Info("operations server listening", "addr", ln.Addr().String(), "tls", s.cfg.TLS != nil)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
