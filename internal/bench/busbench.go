@@ -27,6 +27,9 @@ const benchTenant = "00000000-0000-4000-8000-00000000be0c"
 // 150 s = 20 writes/s per app and tenant).
 const busBound = 2000
 
+// busProcs is the GOMAXPROCS the bus scenario runs with.
+const busProcs = 2
+
 // runBus measures action request → acknowledged result throughput with the real
 // worker, audit writer and KV over the embedded NATS server, and a Graph
 // executor that returns at once. N is the number of measured requests (default
@@ -36,6 +39,10 @@ func runBus(ctx context.Context, o Options) (Result, error) {
 	if n <= 0 {
 		n = 20000
 	}
+	// The goal is set for two cores: pin the scheduler to two, whatever this
+	// machine has, and give the setting back afterwards.
+	prev := runtime.GOMAXPROCS(busProcs)
+	defer runtime.GOMAXPROCS(prev)
 	dir, cleanup, err := o.dir()
 	if err != nil {
 		return Result{}, err
@@ -98,21 +105,26 @@ func runBus(ctx context.Context, o Options) (Result, error) {
 		return Result{}, err
 	}
 	rps := float64(n) / st.elapsed.Seconds()
-	return Result{
-		Measured: rps, Unit: "requests/s", Bound: busBound,
+	conc := concurrencyOr(o.Concurrency)
+	res := Result{
+		Measured: rps, Unit: "requests/s", Bound: busBound, N: n, Concurrency: conc,
 		BoundNote: "2,000 requests/s on 2 cores = 100 x Microsoft's sustained Entra write quota (3,000 writes / 150 s)",
 		Goal:      Goal{AtLeast, 1},
 		Extra: map[string]any{
-			"requests":       n,
-			"elapsed_s":      st.elapsed.Seconds(),
-			"p50_ms":         ms(st.p50),
-			"p99_ms":         ms(st.p99),
-			"concurrency":    concurrencyOr(o.Concurrency),
-			"gomaxprocs":     runtime.GOMAXPROCS(0),
-			"executed":       executed.Load(),
-			"left_in_stream": left,
+			"elapsed_s":  st.elapsed.Seconds(),
+			"p50_ms":     ms(st.p50),
+			"p99_ms":     ms(st.p99),
+			"gomaxprocs": runtime.GOMAXPROCS(0),
+			"executed":   executed.Load(),
 		},
-	}, nil
+	}
+	res.AddCheck("nothing left in the stream", left == 0,
+		fmt.Sprintf("%d messages left in %s after every outcome", left, bus.StreamActions))
+	res.AddCheck("every request succeeded", st.bad == 0 && st.outcomes == n,
+		fmt.Sprintf("%d outcomes for %d requests, %d not succeeded", st.outcomes, n, st.bad))
+	res.AddCheck("every request executed once", executed.Load() == int64(warm+n),
+		fmt.Sprintf("%d executions for %d requests (warm-up included)", executed.Load(), warm+n))
+	return res, nil
 }
 
 func concurrencyOr(c int) int {
@@ -177,8 +189,9 @@ func (c *busClient) onResult(m *nats.Msg) {
 }
 
 type roundStats struct {
-	elapsed  time.Duration
-	p50, p99 time.Duration
+	elapsed       time.Duration
+	p50, p99      time.Duration
+	outcomes, bad int
 }
 
 // round publishes n requests as fast as the server acknowledges them and waits
@@ -233,9 +246,6 @@ func (c *busClient) round(ctx context.Context, n int) (roundStats, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.bad) > 0 {
-		return roundStats{}, fmt.Errorf("bench: %d requests did not succeed, e.g. %s", len(c.bad), c.bad[0])
-	}
 	last := start
 	lat := make([]time.Duration, n)
 	for i, d := range c.done {
@@ -245,7 +255,7 @@ func (c *busClient) round(ctx context.Context, n int) (roundStats, error) {
 		lat[i] = d.Sub(sent[i])
 	}
 	slices.Sort(lat)
-	return roundStats{elapsed: last.Sub(start), p50: percentile(lat, 50), p99: percentile(lat, 99)}, nil
+	return roundStats{elapsed: last.Sub(start), p50: percentile(lat, 50), p99: percentile(lat, 99), outcomes: n - c.left, bad: len(c.bad)}, nil
 }
 
 // drained waits (bounded) until the ACTIONS work queue is empty and reports
