@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -201,92 +197,3 @@ func (c *auditShowCmd) Run(e *env) error {
 }
 
 // The verify and export commands are in auditverify.go.
-
-// auditVerifyCmd and auditExportCmd read through the engine; their stricter
-// successors (signatures, kept heads, signed export head) live in
-// auditverify.go.
-type auditVerifyCmd struct {
-	auditAccess
-	File    string `help:"Verify an exported JSONL file offline instead of the stream." type:"existingfile"`
-	Partial bool   `help:"The file is a filtered export: check each record and the links between consecutive ones, counting gaps."`
-}
-
-type verifyError struct{ msg string }
-
-func (e *verifyError) Error() string { return e.msg }
-func (e *verifyError) ExitCode() int { return 4 }
-
-func (c *auditVerifyCmd) Run(e *env) error {
-	var buf bytes.Buffer
-	first := uint64(1)
-	if c.File != "" {
-		b, err := os.ReadFile(c.File)
-		if err != nil {
-			return err
-		}
-		buf.Write(b)
-	} else {
-		src, err := openAuditSource(c.auditAccess)
-		if err != nil {
-			return err
-		}
-		defer src.Close()
-		if first, _, err = src.each(e.ctx, audit.Filter{}, func(_ uint64, _ string, data []byte) error {
-			buf.Write(data)
-			return buf.WriteByte('\n')
-		}); err != nil {
-			return err
-		}
-	}
-	var (
-		res audit.VerifyResult
-		err error
-	)
-	if c.Partial || first > 1 {
-		res, err = audit.VerifyPartial(&buf)
-	} else {
-		res, err = audit.VerifyReader(&buf)
-	}
-	if err != nil {
-		return err
-	}
-	if !res.OK {
-		return &verifyError{msg: fmt.Sprintf("audit chain BROKEN: %s (%d records read)", res.Reason, res.Records)}
-	}
-	fmt.Fprintf(e.stdout, "audit chain verified: %d records (seq %d..%d), last hash %s\n", res.Records, res.FirstSeq, res.LastSeq, res.LastHash)
-	return nil
-}
-
-type auditExportCmd struct {
-	auditAccess
-	auditFilter
-	Output string `short:"o" help:"Write to this file instead of stdout."`
-}
-
-// Run writes each record exactly as stored, one per line (JSONL).
-func (c *auditExportCmd) Run(e *env) error {
-	f, err := c.filter()
-	if err != nil {
-		return err
-	}
-	src, err := openAuditSource(c.auditAccess)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	w := e.stdout
-	if c.Output != "" {
-		file, err := os.OpenFile(c.Output, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-		if err != nil {
-			return err
-		}
-		defer file.Close()
-		w = file
-	}
-	bw := bufio.NewWriter(w)
-	_, _, err = src.each(e.ctx, f, func(_ uint64, _ string, data []byte) error {
-		bw.Write(data)
-		return bw.WriteByte('\n')
-	})
-	return errors.Join(err, bw.Flush())
-}

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -74,7 +75,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	e := &env{ctx: ctx, stdout: stdout, stderr: stderr, log: newLogger(stderr, c.LogLevel, c.LogFormat)}
 	if err := kctx.Run(e, kctx); err != nil {
 		fmt.Fprintln(stderr, "responder:", err)
-		if ec, ok := err.(interface{ ExitCode() int }); ok {
+		var ec interface{ ExitCode() int }
+		if errors.As(err, &ec) { // kong wraps the command's error
 			return ec.ExitCode()
 		}
 		return 1

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/responder-sec/responder/internal/audit"
+	"github.com/responder-sec/responder/internal/bus"
+	"github.com/responder-sec/responder/internal/engine"
+	"github.com/responder-sec/responder/internal/m365"
+	"github.com/responder-sec/responder/internal/m365sim"
+)
+
+// TestAuditExportAndVerify runs `audit export` and `audit verify` against a
+// running engine as an operator would, then plays the attacker on the export
+// file and on the anchors.
+func TestAuditExportAndVerify(t *testing.T) {
+	clearEnv(t)
+	sim, err := m365sim.New(m365sim.Options{Seed: m365sim.SeedSmall})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	info := sim.Info()
+	dataDir := t.TempDir()
+	eng, err := engine.New(context.Background(), engine.Config{
+		Bus: bus.Config{StoreDir: filepath.Join(dataDir, "nats"), Port: -1},
+		Credentials: m365.Credentials{TenantID: info.TenantID, ClientID: info.ClientID, ClientSecret: info.ClientSecret,
+			LoginURL: info.LoginURL, GraphURL: info.GraphURL, HTTPClient: sim.HTTPClient()},
+		DataDir:      dataDir,
+		PlaybookDir:  "../../playbooks",
+		Feeds:        []string{engine.FeedRiskDetections},
+		RiskInterval: time.Hour,
+		Logger:       slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if err := writeContext(dataDir, localContext{NatsURL: eng.Bus().ClientURL(), TenantID: info.TenantID}); err != nil {
+		t.Fatal(err)
+	}
+	cli := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := run(append(args, "--data-dir", dataDir), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	// Records to verify: an analyst's action (accepted, then its outcome).
+	if code, out, errs := cli("act", "revoke-sessions", "--user", "bob@contoso.com", "--reason", "phished", "--wait", "10s", "--json"); code != 0 && !strings.Contains(errs, "no outcome") {
+		t.Fatalf("act: exit %d: %s %s", code, out, errs)
+	}
+
+	code, out, errs := cli("audit", "verify")
+	verified := out
+	if code != 0 || !strings.Contains(out, "verified") || !strings.Contains(out, "signed by trusted engine keys") {
+		t.Fatalf("audit verify: exit %d: %s %s", code, out, errs)
+	}
+
+	// The engine writes its head just after each record: an export right after
+	// the last one may find none yet, and says so.
+	export := filepath.Join(t.TempDir(), "audit.jsonl")
+	for range 100 {
+		code, out, errs = cli("audit", "export", "-o", export)
+		if !strings.Contains(errs, "no signed head") {
+			break
+		}
+	}
+	if code != 0 {
+		t.Fatalf("audit export: exit %d: %s %s", code, out, errs)
+	}
+	data, err := os.ReadFile(export)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(lines) < 3 || !strings.HasPrefix(lines[len(lines)-1], `{"type":"audit_head"`) {
+		t.Fatalf("export does not end with a head: %q (export said %q %q; verify said %q)", lines[len(lines)-1], out, errs, verified)
+	}
+	if code, out, errs := cli("audit", "verify", "--file", export); code != 0 || !strings.Contains(out, "export head") {
+		t.Fatalf("audit verify --file: exit %d: %s %s", code, out, errs)
+	}
+	head, err := audit.ParseHead([]byte(lines[len(lines)-1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := cli("audit", "verify", "--expect-head", head.Hash); code != 0 {
+		t.Fatalf("audit verify --expect-head (the export's head): exit %d: %s %s", code, out, errs)
+	}
+
+	write := func(lines []string) string {
+		p := filepath.Join(t.TempDir(), "edited.jsonl")
+		if err := os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	n := len(lines)
+	attacks := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"tail truncated export", []string{"audit", "verify", "--file", write(append(append([]string{}, lines[:n-2]...), lines[n-1]))}, "dropped"},
+		{"export without its head", []string{"audit", "verify", "--file", write(lines[:n-1])}, "without a signed head"},
+		{"--expect-head with a wrong hash", []string{"audit", "verify", "--expect-head", strings.Repeat("0", 64)}, "no record has hash"},
+		{"a head the engine never had", []string{"audit", "verify", "--expect-head", "999:" + head.Hash}, "ends at seq"},
+	}
+	for _, a := range attacks {
+		code, out, errs := cli(a.args...)
+		if code != 4 || !strings.Contains(errs, "BROKEN") || !strings.Contains(errs, a.want) {
+			t.Errorf("%s: exit %d, %s %s; want exit 4 naming %q", a.name, code, out, errs, a.want)
+		}
+	}
+}
