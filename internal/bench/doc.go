@@ -10,9 +10,10 @@
 //	res.WriteText(os.Stdout) // or json.Marshal(res)
 //
 // The registry is built explicitly by Scenarios (no init-time registration).
-// Scenarios owned by other packages (purge, block-ip, ingest, match) are entries
-// whose Run reports ErrNotBuilt until their owners replace it with a one-line
-// call of their library function.
+// A result is met only when its goal is met and every correctness check of the
+// run passed (Result.Checks; a run without checks is never met), so that a
+// fast run that did the wrong thing cannot pass. Harnesses too large for this
+// package live in its sub-packages (ingest, matchbench).
 //
 // Every scenario owns what it starts (emulator, embedded NATS, engine parts) and
 // stops it before returning; it writes only under Options.Dir (a fresh temporary
