@@ -354,3 +354,18 @@ func TestEmbeddedServerRefusesPlainTextBeyondLoopback(t *testing.T) {
 		t.Fatalf("Open on 0.0.0.0 without TLS: %v", err)
 	}
 }
+
+// docs/nats.md shows the shipped configuration as it is.
+func TestNatsDocShowsTheShippedConfig(t *testing.T) {
+	conf, err := os.ReadFile("../../docs/nats-server.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../../docs/nats.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), "```hcl\n"+string(conf)+"```") {
+		t.Fatal("docs/nats.md does not show docs/nats-server.conf verbatim")
+	}
+}
