@@ -240,7 +240,7 @@ func FuzzDecodeValue(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if len(b) == 0 || (b[0] != '{' && b[0] != '[') {
+		if len(b) == 0 || (b[0] != '{' && b[0] != '[' && b[0] != '"') {
 			return
 		}
 		got, gotOK := decodeValue(b)

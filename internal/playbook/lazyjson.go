@@ -228,6 +228,7 @@ func decodeValue(b []byte) (any, bool) {
 		// sure of (an escape, invalid UTF-8, deep nesting, a number out of
 		// range) is left to encoding/json, whose result it otherwise equals.
 		d := valueDecoder{data: b}
+		d.vals, d.keys = d.scratch[:0], d.kscr[:0]
 		if v, ok := d.value(0); ok && skipWS(b, d.pos) == len(b) {
 			return v, true
 		} else if !d.unsure {
@@ -249,6 +250,11 @@ type valueDecoder struct {
 	data   []byte
 	pos    int
 	unsure bool
+	// the members and items of the containers being decoded, innermost last
+	keys    []string
+	vals    []any
+	scratch [32]any
+	kscr    [16]string
 }
 
 // maxDecodeDepth: deeper values are left to encoding/json.
@@ -266,11 +272,13 @@ func (d *valueDecoder) value(depth int) (any, bool) {
 			return nil, false
 		}
 		d.pos++
-		m := make(map[string]any)
+		// Members are gathered on the decoder's stack, then put in a map
+		// made to size.
+		kb, vb := len(d.keys), len(d.vals)
 		d.pos = skipWS(d.data, d.pos)
 		if d.pos < len(d.data) && d.data[d.pos] == '}' {
 			d.pos++
-			return m, true
+			return map[string]any{}, true
 		}
 		for {
 			d.pos = skipWS(d.data, d.pos)
@@ -290,13 +298,20 @@ func (d *valueDecoder) value(depth int) (any, bool) {
 			if !ok {
 				return nil, false
 			}
-			m[k] = v // the last of duplicate keys, as encoding/json
+			d.keys = append(d.keys, k)
+			d.vals = append(d.vals, v)
 			d.pos = skipWS(d.data, d.pos)
 			if d.pos >= len(d.data) {
 				return nil, false
 			}
 			if d.data[d.pos] == '}' {
 				d.pos++
+				m := make(map[string]any, len(d.keys)-kb)
+				for i := range len(d.keys) - kb {
+					m[d.keys[kb+i]] = d.vals[vb+i] // the last of duplicate keys, as encoding/json
+				}
+				clear(d.vals[vb:])
+				d.keys, d.vals = d.keys[:kb], d.vals[:vb]
 				return m, true
 			}
 			if d.data[d.pos] != ',' {
@@ -310,24 +325,28 @@ func (d *valueDecoder) value(depth int) (any, bool) {
 			return nil, false
 		}
 		d.pos++
-		l := []any{}
+		base := len(d.vals)
 		d.pos = skipWS(d.data, d.pos)
 		if d.pos < len(d.data) && d.data[d.pos] == ']' {
 			d.pos++
-			return l, true
+			return []any{}, true
 		}
 		for {
 			v, ok := d.value(depth + 1)
 			if !ok {
 				return nil, false
 			}
-			l = append(l, v)
+			d.vals = append(d.vals, v)
 			d.pos = skipWS(d.data, d.pos)
 			if d.pos >= len(d.data) {
 				return nil, false
 			}
 			if d.data[d.pos] == ']' {
 				d.pos++
+				l := make([]any, len(d.vals)-base)
+				copy(l, d.vals[base:])
+				clear(d.vals[base:])
+				d.vals = d.vals[:base]
 				return l, true
 			}
 			if d.data[d.pos] != ',' {
