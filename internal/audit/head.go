@@ -228,6 +228,11 @@ type HeadKeeperConfig struct {
 	Signer Signer
 	// Trusted verifies the heads read at Load (the engine keys).
 	Trusted Trusted
+	// Interval is the least time between two writes (default
+	// DefaultHeadInterval): under load the head is at most this far behind, and
+	// the writes cost the stream's appends nothing much; once appends stop the
+	// last record is written.
+	Interval time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger (default: discard).
@@ -237,9 +242,9 @@ type HeadKeeperConfig struct {
 // HeadKeeper keeps the head of the chain outside the stream: a Writer tells it
 // every record it stores (and checks the stream against it before appending),
 // and Run writes the latest one, signed, to the file and the KV key. Writes are
-// coalesced: under load Run writes as fast as it can, never more than one behind;
-// when the engine is idle the kept head is its last record. Run writes once more
-// when it stops, and Flush writes at once.
+// coalesced and at most one per Interval: under load the kept head is at most
+// an Interval behind; once appends stop it is the last record. Run writes once
+// more when it stops, and Flush writes at once.
 type HeadKeeper struct {
 	cfg    HeadKeeperConfig
 	notify chan struct{}
@@ -250,8 +255,14 @@ type HeadKeeper struct {
 	wmu     sync.Mutex // serialises writes (Run and Flush)
 }
 
+// DefaultHeadInterval is HeadKeeperConfig.Interval's default.
+const DefaultHeadInterval = 100 * time.Millisecond
+
 // NewHeadKeeper returns a keeper; call Load before the first append.
 func NewHeadKeeper(cfg HeadKeeperConfig) *HeadKeeper {
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultHeadInterval
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -339,6 +350,9 @@ func (k *HeadKeeper) Run(ctx context.Context) error {
 			if err := k.Flush(ctx); err != nil && ctx.Err() == nil {
 				k.cfg.Logger.Warn("could not write the audit head", "err", err)
 			}
+			// Rate limit: records appended meanwhile are written together
+			// (notify holds one pending wake-up).
+			_ = sleep(ctx, k.cfg.Interval)
 		}
 	}
 }

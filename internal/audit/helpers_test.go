@@ -19,7 +19,7 @@ import (
 var quiet = slog.New(slog.DiscardHandler)
 
 // openBus starts an embedded NATS server with every stream, closed at cleanup.
-func openBus(t *testing.T) *bus.Bus {
+func openBus(t testing.TB) *bus.Bus {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()

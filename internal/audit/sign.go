@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -30,6 +31,39 @@ const (
 type Signer interface {
 	PublicKey() (string, error)
 	Sign(input []byte) ([]byte, error)
+}
+
+// cachedSigner signs with the Ed25519 key derived once: nkeys derives it from
+// the seed on every Sign, which doubles the cost of a signature.
+type cachedSigner struct {
+	pub  string
+	priv ed25519.PrivateKey
+}
+
+func (c *cachedSigner) PublicKey() (string, error) { return c.pub, nil }
+
+func (c *cachedSigner) Sign(input []byte) ([]byte, error) { return ed25519.Sign(c.priv, input), nil }
+
+// fastSigner returns s with its private key derived once when s is an nkeys
+// user key pair, else s itself.
+func fastSigner(s Signer) Signer {
+	kp, ok := s.(nkeys.KeyPair)
+	if !ok {
+		return s
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return s
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return s
+	}
+	_, raw, err := nkeys.DecodeSeed(seed)
+	if err != nil || len(raw) != ed25519.SeedSize {
+		return s
+	}
+	return &cachedSigner{pub: pub, priv: ed25519.NewKeyFromSeed(raw)}
 }
 
 // ErrUntrusted: a record or head carries no signature, or one that does not

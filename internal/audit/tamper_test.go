@@ -22,7 +22,7 @@ import (
 // publish to the AUDIT stream, delete and recreate it, write KV) but not the
 // engine's key: each attempt must make verify fail, naming what was done.
 
-func newKey(t *testing.T) nkeys.KeyPair {
+func newKey(t testing.TB) nkeys.KeyPair {
 	t.Helper()
 	kp, err := nkeys.CreateUser()
 	if err != nil {

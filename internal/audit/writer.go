@@ -109,6 +109,7 @@ func NewWriter(js jetstream.JetStream, opts WriterOptions) *Writer {
 		sem:         make(chan struct{}, 1),
 	}
 	if w.signer != nil {
+		w.signer = fastSigner(w.signer)
 		if w.signerKey, w.signerErr = w.signer.PublicKey(); w.signerErr == nil && w.signerKey == "" {
 			w.signerErr = errors.New("empty public key")
 		}
