@@ -38,6 +38,9 @@ type coalescer struct {
 
 	policyID string
 	policyAt time.Time
+
+	// queued, when set (tests), hears of every request queued for a round.
+	queued chan<- struct{}
 }
 
 // take removes and returns the requests waiting for a round.
@@ -93,7 +96,11 @@ func (e *Executor) changeIP(ctx context.Context, target string, pfx netip.Prefix
 	c.pending = append(c.pending, op)
 	lead := !c.busy
 	c.busy = true
+	queued := c.queued
 	c.mu.Unlock()
+	if queued != nil {
+		queued <- struct{}{}
+	}
 	if lead {
 		// Rounds serve other callers too: they finish even if ctx ends.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
