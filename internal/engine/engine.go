@@ -75,6 +75,11 @@ type Config struct {
 	IdentityProtectionBudget *feeds.TenantBudget
 	// OpsAddr serves /healthz, /readyz, /metrics and /api/audit ("" = off).
 	OpsAddr string
+	// OpsToken is the bearer token /api/audit requires ("" = the one kept in
+	// DataDir, created on first start: see ops.EnsureToken); OpsHosts are
+	// host names it answers to besides IP literals and localhost.
+	OpsToken string
+	OpsHosts []string
 	// Safety and action settings, passed to the workers and the executor.
 	VerifiedDomains []string
 	CAPolicyState   string
@@ -293,6 +298,7 @@ func (e *Engine) run(ctx context.Context) error {
 			Protected:   e.cfg.Protected,
 			Blast:       e.cfg.Blast,
 			IP:          e.cfg.IP,
+			Trusted:     exec,
 			Gate:        &gate{verifier: verifier, store: store, rules: e.cfg.Approvals, now: time.Now},
 			Publish:     sign.relay,
 			DryRun:      e.cfg.DryRun,
@@ -308,7 +314,19 @@ func (e *Engine) run(ctx context.Context) error {
 	}
 	parts["audit-head"] = e.auditHead.Run
 	if e.cfg.OpsAddr != "" {
+		token := e.cfg.OpsToken
+		if token == "" {
+			t, created, err := ops.EnsureToken(e.cfg.DataDir)
+			if err != nil {
+				return fmt.Errorf("engine: operations token: %w", err)
+			}
+			if created {
+				e.log.Info("created the operations token for /api/audit", "path", ops.TokenPath(e.cfg.DataDir))
+			}
+			token = t
+		}
 		srv, err := ops.NewServer(ops.Config{Addr: e.cfg.OpsAddr, Registry: e.registry, Audit: e.bus.JS, Tenant: tenant,
+			Token: token, Hosts: e.cfg.OpsHosts, Refused: ops.AuditRefusals(e.recorder, tenant, e.log.With("part", "ops")),
 			Logger: e.log.With("part", "ops"), Ready: e.ready})
 		if err != nil {
 			return err

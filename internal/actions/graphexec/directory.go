@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +24,8 @@ type directoryCache struct {
 	idsAt     time.Time
 	domains   []string
 	domainsAt time.Time
+	trusted   []netip.Prefix // ranges of the trusted IP named locations
+	trustedAt time.Time
 }
 
 // ProtectedIdentities resolves the listed users (UPN and object id) and the
