@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/responder-sec/responder/internal/actions"
 	"github.com/responder-sec/responder/internal/audit"
@@ -49,7 +50,16 @@ func runBus(ctx context.Context, o Options) (Result, error) {
 	}
 	defer cleanup()
 	log := o.logger()
-	b, err := bus.Open(ctx, bus.Config{StoreDir: dir, Port: -1, Logger: log, Name: "bench-bus"})
+	// The bus is authenticated as in production: the client below is an
+	// analyst with an analyst's permissions (its own inbox prefix and result
+	// subject, no JetStream API), not the engine.
+	analystKey, err := nkeys.CreateUser()
+	if err != nil {
+		return Result{}, fmt.Errorf("bench: analyst key: %w", err)
+	}
+	analystPub, _ := analystKey.PublicKey()
+	b, err := bus.Open(ctx, bus.Config{StoreDir: dir, Port: -1, Logger: log, Name: "bench-bus",
+		Tenant: benchTenant, Identities: []bus.Identity{{PublicKey: analystPub, Analyst: true}}})
 	if err != nil {
 		return Result{}, err
 	}
@@ -58,6 +68,12 @@ func runBus(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	// Audit records are signed and the chain's head kept, as the engine does.
+	auditKey, err := nkeys.CreateUser()
+	if err != nil {
+		return Result{}, fmt.Errorf("bench: audit key: %w", err)
+	}
+	head := audit.NewHeadKeeper(audit.HeadKeeperConfig{Path: audit.HeadPath(dir), KV: kv, Signer: auditKey, Logger: log})
 	var executed atomic.Int64
 	noop := actions.Uniform(func(context.Context, *actions.Request, actions.Params) (actions.Result, error) {
 		executed.Add(1)
@@ -65,25 +81,31 @@ func runBus(ctx context.Context, o Options) (Result, error) {
 	})
 	w := actions.NewWorker(actions.WorkerConfig{
 		Tenant: benchTenant, JS: b.JS, KV: kv, Handlers: noop,
-		Audit:       audit.NewWriter(b.JS, audit.WriterOptions{Logger: log}),
+		Audit:       audit.NewWriter(b.JS, audit.WriterOptions{Logger: log, Signer: auditKey, Head: head}),
 		Blast:       noBlastLimits,
 		Concurrency: o.Concurrency, Logger: log,
 	})
 	runCtx, stop := context.WithCancel(ctx)
-	werr := make(chan error, 1)
+	werr, herr := make(chan error, 1), make(chan error, 1)
 	go func() { werr <- w.Run(runCtx) }()
+	go func() { herr <- head.Run(runCtx) }()
 	defer func() {
 		stop()
 		<-werr
+		<-herr
 	}()
 
 	// A second connection plays the analysts, as in production.
-	nc, err := b.Connect(nats.Name("bench-client"))
+	copts, err := bus.ClientAuth{Key: analystKey}.Options()
+	if err != nil {
+		return Result{}, err
+	}
+	nc, err := nats.Connect(b.ClientURL(), append(copts, nats.Name("bench-client"))...)
 	if err != nil {
 		return Result{}, fmt.Errorf("bench: client connection: %w", err)
 	}
 	defer nc.Close()
-	c := &busClient{nc: nc}
+	c := &busClient{nc: nc, key: analystPub}
 	if err := c.start(); err != nil {
 		return Result{}, err
 	}
@@ -137,6 +159,7 @@ func concurrencyOr(c int) int {
 // busClient publishes requests and collects their outcomes from the result
 // subjects.
 type busClient struct {
+	key string // the analyst's public key: requester and result subject
 	nc  *nats.Conn
 	js  jetstream.JetStream
 	sub *nats.Subscription
@@ -155,7 +178,7 @@ func (c *busClient) start() error {
 		return err
 	}
 	c.js = js
-	sub, err := c.nc.Subscribe("responder."+bus.Token(benchTenant)+".result.>", c.onResult)
+	sub, err := c.nc.Subscribe(bus.ResultsFilterFor(benchTenant, c.key), c.onResult)
 	if err != nil {
 		return fmt.Errorf("bench: subscribe to results: %w", err)
 	}
@@ -205,7 +228,7 @@ func (c *busClient) round(ctx context.Context, n int) (roundStats, error) {
 		r := actions.Request{
 			Version: actions.Version, ID: uuid.NewString(), Action: actions.DisableUser,
 			Target:      actions.Target{User: fmt.Sprintf("user%06d@bench.example", i)},
-			RequestedBy: audit.Actor{Kind: "analyst", Name: "bench"}, Reason: "bench", RequestedAt: now,
+			RequestedBy: audit.Actor{Kind: "analyst", Name: "bench", KeyID: c.key}, Reason: "bench", RequestedAt: now,
 		}
 		b, err := json.Marshal(r)
 		if err != nil {
