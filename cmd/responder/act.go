@@ -185,7 +185,7 @@ func (c *actCommon) send(e *env, action actions.Name, target actions.Target, par
 		Version: actions.Version, ID: uuid.NewString(), Action: action, Target: target, Params: params,
 		RequestedBy: audit.Actor{Kind: "analyst", Name: name},
 		Reason:      c.Reason, Ticket: c.Ticket, DryRun: c.DryRun, OverrideProtected: c.OverrideProtected,
-		RequestedAt: time.Now().UTC(),
+		RequestedAt: time.Now().UTC(), Tenant: tenant,
 	}
 	// A generated password comes back sealed to a key of this process only.
 	var seal nkeys.KeyPair

@@ -128,7 +128,7 @@ func (s *ExpiryScheduler) Tick(ctx context.Context) (int, error) {
 			Params:      map[string]any{"undo_of": x.RequestID},
 			RequestedBy: audit.Actor{Kind: "engine", Name: "expiry"},
 			Reason:      "block from request " + x.RequestID + " expired at " + x.At.Format(time.RFC3339),
-			Ticket:      x.Ticket, RequestedAt: now,
+			Ticket:      x.Ticket, RequestedAt: now, Tenant: s.cfg.Tenant,
 		}
 		publish := s.cfg.Publish
 		if publish == nil {

@@ -134,6 +134,9 @@ func (w *Worker) admit(ctx context.Context, j *job) verdict {
 		j.released = rel
 	}
 	j.verified = true
+	if j.req.Tenant != "" && j.req.Tenant != w.cfg.Tenant {
+		return verdict{kind: rejectV, err: &RejectError{Reason: fmt.Sprintf("the request is signed for tenant %q, not this engine's", short(j.req.Tenant))}}
+	}
 	if j.spec.InverseOnly {
 		why, err := w.checkInverse(ctx, j.req, j.params)
 		if err != nil {

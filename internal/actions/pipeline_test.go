@@ -873,3 +873,20 @@ func TestStageGuardNeverBlocksTrustedOrListedRanges(t *testing.T) {
 		}
 	}
 }
+
+// A request signed for one tenant is refused by another tenant's engine.
+func TestStageAdmitRefusesAnotherTenantsRequest(t *testing.T) {
+	r := newRig(t)
+	d := delivery(t, request(DisableUser, Target{User: "a@contoso.com"}, func(q *Request) { q.Tenant = "other-tenant" }))
+	r.handle(d)
+	settledAs(t, d, "term")
+	if rec := r.audit.last(); rec.Outcome != audit.Rejected || !strings.Contains(rec.Detail, "signed for tenant") || r.calls[DisableUser] != 0 {
+		t.Fatalf("record %+v calls %v", rec, r.calls)
+	}
+	d = delivery(t, request(DisableUser, Target{User: "a@contoso.com"}, func(q *Request) { q.Tenant = "t" }))
+	r.handle(d)
+	settledAs(t, d, "ack")
+	if r.calls[DisableUser] != 1 {
+		t.Fatal("a request naming this tenant did not run")
+	}
+}

@@ -89,6 +89,11 @@ type Request struct {
 	// is sealed to it, so nobody else on the bus can read it. An analyst's
 	// reset_password needs one; responder act makes a fresh key per request.
 	SealTo string `json:"seal_to,omitempty"`
+	// Tenant names the tenant the request is for, inside the signed body, so
+	// a request signed for one tenant is refused by another's engine even
+	// when one cluster carries both. responder act and the engine always set
+	// it; the worker refuses a request that names another tenant.
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // Playbook is the playbook name when a playbook asked.

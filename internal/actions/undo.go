@@ -83,6 +83,7 @@ func (w *Worker) undo(ctx context.Context, j *job) verdict {
 		DryRun:            req.DryRun || w.cfg.DryRun,
 		OverrideProtected: req.OverrideProtected,
 		RequestedAt:       w.cfg.Now().UTC(),
+		Tenant:            w.cfg.Tenant,
 	}
 	if inv.Reason == "undo of request "+origID+": " {
 		inv.Reason = "undo of request " + origID

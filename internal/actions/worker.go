@@ -386,6 +386,7 @@ func (w *Worker) publishNext(ctx context.Context, req *Request, o audit.Outcome)
 		Approval:    step.Approval,
 		RequestedAt: w.cfg.Now().UTC(),
 		Next:        req.Next[1:],
+		Tenant:      req.Tenant,
 	}
 	return w.publish(ctx, &next)
 }

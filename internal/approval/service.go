@@ -49,6 +49,9 @@ type Command struct {
 	Reason    string      `json:"reason,omitempty"`
 	By        audit.Actor `json:"by"`
 	At        time.Time   `json:"at"`
+	// Tenant names the tenant inside the signed body (Send fills it); an
+	// engine refuses a command signed for another tenant.
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // Reply answers a Command.
@@ -220,6 +223,9 @@ func (s *Service) Handle(ctx context.Context, data []byte, hdr nats.Header) Repl
 		}
 		return Reply{Error: err.Error(), Rejected: reason}
 	}
+	if c.Tenant != "" && c.Tenant != s.cfg.Tenant {
+		return Reply{Error: "the command is signed for another tenant", Rejected: analyst.Unauthorised}
+	}
 	switch c.Op {
 	case OpList:
 		all, err := s.cfg.Store.List(ctx, StatePending)
@@ -363,6 +369,9 @@ func Send(ctx context.Context, nc *nats.Conn, tenant string, c Command, kp nkeys
 		c.By.Kind = "analyst"
 	}
 	c.By.KeyID = pub
+	if c.Tenant == "" {
+		c.Tenant = tenant
+	}
 	body, err := json.Marshal(c)
 	if err != nil {
 		return Reply{}, fmt.Errorf("approval: encode command: %w", err)
