@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -85,6 +86,54 @@ type manageClient struct {
 	attempts  int
 	base, max time.Duration
 	onRetry   func(err *APIError) // throttles and transient failures, for metrics
+
+	// hc carries the Management API bearer token to whatever it is sent to:
+	// safe is hc refusing redirects off the API's host, built once.
+	once sync.Once
+	safe *http.Client
+	host *url.URL // scheme and host of root
+	herr error
+}
+
+// errForeignHost: a URL or a redirect leaves the Management API's host.
+var errForeignHost = errors.New("not the Management API's own host; the token is not sent there")
+
+// sameHost says u is on the API's own scheme and host (port included).
+func sameHost(u, api *url.URL) bool {
+	return strings.EqualFold(u.Scheme, api.Scheme) && strings.EqualFold(u.Host, api.Host)
+}
+
+// client returns hc with redirects confined to the API's host: the bearer
+// token goes only to the Management API (content URIs and NextPageUri
+// come from the response and are checked in do; a redirect elsewhere is
+// refused, not followed). Microsoft documents contentUri and NextPageUri on
+// manage.office.com itself:
+// https://learn.microsoft.com/en-us/office/office-365-management-api/office-365-management-activity-api-reference#list-available-content
+func (c *manageClient) client() (*http.Client, *url.URL, error) {
+	c.once.Do(func() {
+		api, err := url.Parse(c.root)
+		if err != nil || !api.IsAbs() || api.Host == "" {
+			c.herr = fmt.Errorf("management API: bad base URL %q", c.root)
+			return
+		}
+		c.host = &url.URL{Scheme: api.Scheme, Host: api.Host}
+		hc := *c.hc
+		prev := hc.CheckRedirect
+		hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+			if !sameHost(req.URL, c.host) {
+				return fmt.Errorf("redirect to %s://%s: %w", req.URL.Scheme, req.URL.Host, errForeignHost)
+			}
+			if prev != nil {
+				return prev(req, via)
+			}
+			if len(via) >= 5 {
+				return errors.New("stopped after 5 redirects")
+			}
+			return nil
+		}
+		c.safe = &hc
+	})
+	return c.safe, c.host, c.herr
 }
 
 // withPublisher adds PublisherIdentifier to u unless it is already there.
@@ -113,6 +162,19 @@ func (c *manageClient) do(ctx context.Context, op, method, u string) (*http.Resp
 	if err != nil {
 		return nil, err
 	}
+	hc, api, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	if p, err := url.Parse(u); err != nil || !sameHost(p, api) {
+		// A listing that names another host (tampered, or a bug) is not
+		// followed: the request would carry the token.
+		where := "an unreadable URL"
+		if err == nil {
+			where = p.Scheme + "://" + p.Host
+		}
+		return nil, &APIError{Op: op, Code: "ForeignHost", Message: where + " is " + errForeignHost.Error()}
+	}
 	var last error
 	for attempt := 1; attempt <= c.attempts; attempt++ {
 		if attempt > 1 {
@@ -132,10 +194,13 @@ func (c *manageClient) do(ctx context.Context, op, method, u string) (*http.Resp
 			return nil, fmt.Errorf("management API %s: %w", op, err)
 		}
 		req.Header.Set("Accept", "application/json")
-		resp, err := c.hc.Do(req)
+		resp, err := hc.Do(req)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("management API %s: %w", op, ctx.Err())
+			}
+			if errors.Is(err, errForeignHost) {
+				return nil, &APIError{Op: op, Code: "ForeignHost", Message: err.Error()}
 			}
 			last = fmt.Errorf("management API %s: %w", op, err)
 			if c.onRetry != nil {

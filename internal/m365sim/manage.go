@@ -1,6 +1,7 @@
 package m365sim
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -445,10 +446,13 @@ func (t *Tenant) contentList(r *req) *resp {
 	}
 	stop := min(off+size, len(bs))
 	out := make([]map[string]string, 0, stop-off)
+	t.fmu.Lock()
+	cbase := cmp.Or(t.contentBase, t.base)
+	t.fmu.Unlock()
 	for _, b := range bs[off:stop] {
 		out = append(out, map[string]string{
 			"contentType": b.contentType, "contentId": b.id,
-			"contentUri":        t.base + "/api/v1.0/" + t.opts.TenantID + "/activity/feed/audit/" + b.id,
+			"contentUri":        cbase + "/api/v1.0/" + t.opts.TenantID + "/activity/feed/audit/" + b.id,
 			"contentCreated":    b.created.UTC().Format("2006-01-02T15:04:05.000Z"),
 			"contentExpiration": b.created.Add(7 * 24 * time.Hour).UTC().Format("2006-01-02T15:04:05.000Z"),
 		})
@@ -483,4 +487,17 @@ func (t *Tenant) getBlob(r *req, id string) *resp {
 	res.body = b.body() // a generated blob is made here and dropped after the response
 	res.hdr.Set("Content-Type", "application/json; charset=utf-8")
 	return res
+}
+
+// SetContentURIBase makes content listings advertise blob URIs under base
+// (scheme and host, e.g. an attacker's http://127.0.0.1:port) instead of the
+// emulator's own address; "" restores it. Not a Microsoft behaviour: a test
+// knob for what a tampered listing would carry, to check that the
+// Management API token is sent to the Management API's own host only.
+// Microsoft lists contentUri under https://manage.office.com/api/v1.0/{tenant}/activity/feed/audit/{id}
+// (https://learn.microsoft.com/en-us/office/office-365-management-api/office-365-management-activity-api-reference#list-available-content).
+func (t *Tenant) SetContentURIBase(base string) {
+	t.fmu.Lock()
+	t.contentBase = base
+	t.fmu.Unlock()
 }

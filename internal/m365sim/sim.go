@@ -80,6 +80,9 @@ type Tenant struct {
 	fmu    sync.Mutex
 	faults []*faultRec
 	nextF  int
+	// contentBase replaces base in the contentUri of content listings
+	// (SetContentURIBase; "" = base), under fmu.
+	contentBase string
 
 	thr *throttler
 

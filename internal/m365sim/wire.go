@@ -154,6 +154,10 @@ type Fault struct {
 	Reset      bool          `json:"reset,omitempty"`       // drop the connection
 	Latency    time.Duration `json:"latency,omitempty"`
 	Jitter     time.Duration `json:"jitter,omitempty"`
+	// Location, with a 3xx Status, makes the fault a redirect there. Not a
+	// Microsoft behaviour: a test knob for a redirect to another host (an
+	// attacker in the path), which a client must not follow with its token.
+	Location string `json:"location,omitempty"`
 }
 
 type faultRec struct {
@@ -237,6 +241,9 @@ func (t *Tenant) faultResp(r *req, f *Fault) *resp {
 	}
 	if f.RetryAfter != "" {
 		res.hdr.Set("Retry-After", f.RetryAfter)
+	}
+	if f.Location != "" && f.Status >= 300 && f.Status < 400 {
+		res.hdr.Set("Location", f.Location)
 	}
 	return res
 }
