@@ -39,6 +39,14 @@ type RiskDetection struct {
 	ActivityDateTime    time.Time `json:"activityDateTime"`
 	DetectedDateTime    time.Time `json:"detectedDateTime"`
 	LastUpdatedDateTime time.Time `json:"lastUpdatedDateTime"`
+	// Late publishes the detection this long after it is injected, with its
+	// original timestamps (lastUpdatedDateTime defaults to detectedDateTime, as
+	// in Microsoft's sample), as Identity Protection does: "Real-time detections
+	// may not show up in reporting for 5 to 10 minutes. Offline detections may
+	// not show up in reporting for 48 hours"
+	// (https://learn.microsoft.com/entra/id-protection/concept-identity-protection-risks).
+	// The user's riskyUsers state changes when the detection shows. See late.go.
+	Late time.Duration `json:"late,omitempty"`
 }
 
 func riskRoutes() []route {
@@ -70,7 +78,7 @@ func (d RiskDetection) obj() map[string]any {
 func (t *Tenant) InjectRiskDetection(d RiskDetection) RiskDetection {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.injectRiskLocked(d, t.now().Add(t.opts.AvailabilityDelay))
+	return t.injectRiskLocked(d, t.now().Add(max(t.opts.AvailabilityDelay, d.Late)))
 }
 
 func (t *Tenant) injectRiskLocked(d RiskDetection, visible time.Time) RiskDetection {
@@ -114,6 +122,9 @@ func (t *Tenant) injectRiskLocked(d RiskDetection, visible time.Time) RiskDetect
 	}
 	if d.LastUpdatedDateTime.IsZero() {
 		d.LastUpdatedDateTime = visible
+		if d.Late > 0 {
+			d.LastUpdatedDateTime = d.DetectedDateTime
+		}
 	}
 	t.st.riskDetections = append(t.st.riskDetections, &item{obj: d.obj(), visible: visible, seq: t.st.nextSeq()})
 	if d.UserID != "" && d.RiskState == "atRisk" {
