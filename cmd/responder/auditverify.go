@@ -54,7 +54,8 @@ type auditVerifyCmd struct {
 	File       string   `help:"Verify an exported JSONL file offline instead of the stream." type:"existingfile"`
 	Partial    bool     `help:"The file is a filtered export: check each record and the links between consecutive ones, counting gaps."`
 	ExpectHead []string `name:"expect-head" help:"A head kept elsewhere (HASH, or SEQ:HASH, as an earlier verify printed it) that the chain must still contain (repeatable)." placeholder:"HASH"`
-	ChainOnly  bool     `name:"chain-only" help:"Check the hash chain only, not the engine signatures nor the kept heads (trails written before records were signed). It cannot see appended or cut-off records."`
+	ChainOnly  bool     `name:"chain-only" help:"Check the hash chain only, not the engine signatures nor the kept heads. It cannot see appended or cut-off records."`
+	Unsigned   bool     `name:"allow-unsigned-prefix" help:"Accept unsigned records before the first signed one (a trail begun before records were signed); every record after it must be signed."`
 }
 
 type verifyError struct{ msg string }
@@ -73,7 +74,7 @@ func (c *auditVerifyCmd) Run(e *env) error {
 		if err != nil {
 			return err
 		}
-		opts.Trusted = tr
+		opts.Trusted, opts.UnsignedPrefix = tr, c.Unsigned
 		for _, s := range c.ExpectHead {
 			a, err := audit.ParseAnchor(s, "--expect-head "+s)
 			if err != nil {
@@ -109,6 +110,9 @@ func (c *auditVerifyCmd) Run(e *env) error {
 	fmt.Fprintf(e.stdout, "audit chain verified: %d records (seq %d..%d), last hash %s\n", res.Records, res.FirstSeq, res.LastSeq, res.LastHash)
 	if !c.ChainOnly {
 		fmt.Fprintf(e.stdout, "signatures: %d records signed by trusted engine keys; %d kept heads found in the chain\n", res.Signed, res.Anchors)
+		if res.Unsigned > 0 {
+			fmt.Fprintf(e.stdout, "note: %d records from before signing were accepted unsigned (--allow-unsigned-prefix)\n", res.Unsigned)
+		}
 	} else {
 		fmt.Fprintln(e.stdout, "note: --chain-only: engine signatures and kept heads were not checked")
 	}

@@ -461,3 +461,26 @@ func TestSignedExport(t *testing.T) {
 		t.Error("ExportSigned without a head did not fail")
 	}
 }
+
+// A trail begun before records were signed verifies with UnsignedPrefix; an
+// unsigned record after the first signed one still fails.
+func TestUnsignedPrefix(t *testing.T) {
+	ctx := testCtx(t)
+	e := newEngineTrail(t)
+	appendN(t, ctx, NewWriter(e.b.JS, WriterOptions{Logger: quiet}), 3) // before the upgrade
+	appendN(t, ctx, e.w, 3)
+	strict := e.verify(t)
+	if strict.OK || strict.BadSeq != 1 || !strings.Contains(strict.Reason, "no signature") {
+		t.Fatalf("strict verify of a trail begun unsigned = %+v", strict)
+	}
+	opts := VerifyOptions{Trusted: trusted(t, e.engine), UnsignedPrefix: true}
+	res, err := VerifyStream(ctx, e.b.JS, opts)
+	if err != nil || !res.OK || res.Unsigned != 3 || res.Signed != 3 {
+		t.Fatalf("VerifyStream(UnsignedPrefix) = %+v, %v", res, err)
+	}
+	appendN(t, ctx, NewWriter(e.b.JS, WriterOptions{Logger: quiet}), 1) // an unsigned record appended later
+	res, err = VerifyStream(ctx, e.b.JS, opts)
+	if err != nil || res.OK || res.BadSeq != 7 || !strings.Contains(res.Reason, "no signature") {
+		t.Fatalf("VerifyStream(UnsignedPrefix) with an unsigned record after signed ones = %+v, %v", res, err)
+	}
+}

@@ -45,8 +45,9 @@ type VerifyResult struct {
 	// Missing counts records absent between FirstSeq and LastSeq that VerifyPartial
 	// skipped (always 0 for Verify and VerifyReader, which fail on a gap).
 	Missing uint64
-	// Signed counts the records whose signature was checked (strict checks only).
-	Signed int
+	// Signed counts the records whose signature was checked (strict checks
+	// only); Unsigned the records accepted unsigned (VerifyOptions.UnsignedPrefix).
+	Signed, Unsigned int
 	// Head is the export's signed head line, when it has one.
 	Head *Head
 	// Anchors counts the expected heads found in the chain; Notes says what could
@@ -66,6 +67,10 @@ type VerifyOptions struct {
 	// Now is the clock that judges whether an anchor missing from the stream
 	// can have aged out (default time.Now).
 	Now func() time.Time
+	// UnsignedPrefix accepts records with no signer and no signature until the
+	// first signed one (a trail begun before records were signed); after it,
+	// every record must be signed. Unsigned counts them.
+	UnsignedPrefix bool
 }
 
 // Anchor is an expected head: the record at Seq must have Hash. Seq 0 means
@@ -136,7 +141,7 @@ func newStrict(mode checkMode, opts VerifyOptions) (*chainCheck, error) {
 	if opts.Trusted.Empty() {
 		return nil, errors.New("audit: verify needs the trusted engine keys (the data directory's engine key, the analysts file's engines, or --trust)")
 	}
-	c := &chainCheck{mode: mode, strict: true, trusted: opts.Trusted, now: opts.Now}
+	c := &chainCheck{mode: mode, strict: true, trusted: opts.Trusted, now: opts.Now, unsignedOK: opts.UnsignedPrefix}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -291,11 +296,15 @@ type chainCheck struct {
 	limits   Limits // how the stream drops records by itself (exports: anything may be missing before)
 	now      func() time.Time
 	signed   int
-	anchors  []anchorState
-	head     *Head
-	headLine int
-	notes    []string
-	finished bool
+	unsigned int
+	// unsignedOK: unsigned records are still accepted (UnsignedPrefix, no
+	// signed record seen yet).
+	unsignedOK bool
+	anchors    []anchorState
+	head       *Head
+	headLine   int
+	notes      []string
+	finished   bool
 }
 
 type anchorState struct {
@@ -349,7 +358,10 @@ func (c *chainCheck) add(data []byte, streamSeq uint64, subject string, line int
 		}
 	}
 
-	if c.strict {
+	if c.strict && c.unsignedOK && rec.Signer == "" && rec.Sig == "" {
+		c.unsigned++
+	} else if c.strict {
+		c.unsignedOK = false
 		if err := c.trusted.VerifyRecord(rec); err != nil {
 			return c.fail(&rec, streamSeq, line, fmt.Sprintf("record %s was not appended by a trusted engine (%v)", rec.ID, err))
 		}
@@ -512,6 +524,7 @@ func (c *chainCheck) result() VerifyResult {
 		FirstSeq: c.first,
 		Missing:  c.missing,
 		Signed:   c.signed,
+		Unsigned: c.unsigned,
 		Head:     c.head,
 		Notes:    c.notes,
 	}
