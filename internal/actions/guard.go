@@ -8,7 +8,7 @@ import (
 )
 
 // DefaultProtectedRoles are protected when Protected.Roles is nil.
-var defaultProtectedRoles = []string{"Global Administrator"}
+var defaultProtectedRoles = []string{"Global Administrator", "Privileged Role Administrator", "Privileged Authentication Administrator"}
 
 // DefaultProtectedRoles returns the directory roles protected by default.
 func DefaultProtectedRoles() []string { return append([]string(nil), defaultProtectedRoles...) }

@@ -31,6 +31,7 @@ func graphRoutes() []route {
 	rs = append(rs, userRoutes()...)
 	rs = append(rs, riskRoutes()...)
 	rs = append(rs, moreRoutes()...)
+	rs = append(rs, roleAssignmentRoutes()...)
 	return rs
 }
 

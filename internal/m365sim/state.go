@@ -91,6 +91,8 @@ type state struct {
 	userOrder []string
 	domains   []map[string]any
 	roles     []*dirRole
+	groups    map[string]*groupRec // by id (roles.go)
+	grants    []*roleGrant         // role assignments to groups, PIM eligibility (roles.go)
 
 	riskDetections []*item
 	riskyUsers     map[string]*item

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -61,38 +60,17 @@ func (e *Executor) protected(ctx context.Context, p actions.Protected) ([]action
 	}
 	var roleIDs []string
 	if names := p.RoleNames(); len(names) > 0 {
-		roles, err := e.list(ctx, c, "directoryRoles", "", "RoleManagement.Read.Directory", e.entraRead(1))
+		roles, err := e.protectedRoles(ctx, c, names)
 		if err != nil {
 			return nil, nil, err
 		}
-		for _, raw := range roles {
-			var r struct {
-				ID             string `json:"id"`
-				DisplayName    string `json:"displayName"`
-				RoleTemplateID string `json:"roleTemplateId"`
-			}
-			if json.Unmarshal(raw, &r) != nil {
-				continue
-			}
-			if !slices.ContainsFunc(names, func(n string) bool {
-				return strings.EqualFold(n, r.DisplayName) || strings.EqualFold(n, r.RoleTemplateID)
-			}) {
-				continue
-			}
-			roleIDs = append(roleIDs, r.RoleTemplateID)
-			members, err := e.list(ctx, c, seg("directoryRoles", r.ID, "members"), query("$select", "id,userPrincipalName"), "RoleManagement.Read.Directory", e.entraRead(1))
+		for _, r := range roles {
+			roleIDs = append(roleIDs, r.templateID)
+			more, err := e.roleHolders(ctx, c, r)
 			if err != nil {
 				return nil, nil, err
 			}
-			for _, m := range members {
-				var x struct {
-					ID  string `json:"id"`
-					UPN string `json:"userPrincipalName"`
-				}
-				if json.Unmarshal(m, &x) == nil && x.ID != "" {
-					ids = append(ids, actions.Identity{ID: x.ID, UPN: x.UPN, Why: "role " + r.DisplayName})
-				}
-			}
+			ids = append(ids, more...)
 		}
 	}
 	e.dir.mu.Lock()
@@ -140,5 +118,123 @@ func (e *Executor) verifiedDomains(ctx context.Context, c *calls) ([]string, err
 	e.dir.mu.Lock()
 	e.dir.domains, e.dir.domainsAt = out, time.Now()
 	e.dir.mu.Unlock()
+	return out, nil
+}
+
+// wellKnownRoles are the template ids of built-in roles, identical in every
+// tenant, for a protected role that no one holds actively (then it is not an
+// activated directoryRole, yet may have eligible members).
+// https://learn.microsoft.com/en-us/entra/identity/role-based-access-control/permissions-reference
+var wellKnownRoles = map[string]string{
+	"global administrator":                    "62e90394-69f5-4237-9190-012177145e10",
+	"privileged role administrator":           "e8611ab8-c189-46e8-94e1-60213ab1f814",
+	"privileged authentication administrator": "7be44c8a-adaf-4e2a-84d6-ab2649e08a13",
+	"security administrator":                  "194ae4cb-b126-40b2-bd5b-6091b380977d",
+	"conditional access administrator":        "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9",
+	"user administrator":                      "fe930be7-5e62-47db-91af-98c3a49a38b1",
+	"exchange administrator":                  "29232cdf-9323-42fd-ade2-1d097af3e4de",
+	"authentication administrator":            "c4e39bd9-1100-46d3-8c65-fb160da0071f",
+	"helpdesk administrator":                  "729827e3-9c14-49f7-bb1b-9608f156bbb8",
+}
+
+type protectedRole struct{ name, templateID string }
+
+// protectedRoles maps the configured names (display names or template ids)
+// to template ids: the tenant's activated directory roles, then the
+// well-known built-in ids. A name neither knows fails the lookup (closed):
+// a typo must not leave a role unprotected silently.
+func (e *Executor) protectedRoles(ctx context.Context, c *calls, names []string) ([]protectedRole, error) {
+	raws, err := e.list(ctx, c, "directoryRoles", "", "RoleManagement.Read.Directory", e.entraRead(1))
+	if err != nil {
+		return nil, err
+	}
+	var out []protectedRole
+	for _, n := range names {
+		found := false
+		for _, raw := range raws {
+			var r struct {
+				DisplayName    string `json:"displayName"`
+				RoleTemplateID string `json:"roleTemplateId"`
+			}
+			if json.Unmarshal(raw, &r) == nil && (strings.EqualFold(n, r.DisplayName) || strings.EqualFold(n, r.RoleTemplateID)) {
+				out, found = append(out, protectedRole{r.DisplayName, r.RoleTemplateID}), true
+				break
+			}
+		}
+		if found {
+			continue
+		}
+		if tid, ok := wellKnownRoles[strings.ToLower(strings.TrimSpace(n))]; ok {
+			out = append(out, protectedRole{n, tid})
+			continue
+		}
+		if isGUID(n) {
+			out = append(out, protectedRole{n, strings.ToLower(n)})
+			continue
+		}
+		return nil, &actions.Error{Class: actions.Permanent, Code: "UnknownProtectedRole",
+			Message: fmt.Sprintf("protected role %q is neither an activated directory role of the tenant nor a known built-in role; give its template id", n)}
+	}
+	return out, nil
+}
+
+// roleHolders resolves everyone who holds the role or may take it: active
+// assignments (users, and role-assignable groups resolved transitively) and
+// PIM-eligible ones (an eligible member activates the role at will, so a
+// playbook must not act on them either).
+//
+// Microsoft: GET /roleManagement/directory/roleAssignments?$filter=roleDefinitionId eq '{id}'&$expand=principal
+// (https://learn.microsoft.com/en-us/graph/api/rbacapplication-list-roleassignments: principals are
+// users, role-assignable groups and service principals; for built-in roles
+// roleDefinitionId is the template id), GET /roleManagement/directory/roleEligibilityScheduleInstances
+// (https://learn.microsoft.com/en-us/graph/api/rbacapplication-list-roleeligibilityscheduleinstances,
+// RoleManagement.Read.Directory), and GET /groups/{id}/transitiveMembers/microsoft.graph.user
+// (https://learn.microsoft.com/en-us/graph/api/group-list-transitivemembers, nested groups flattened).
+func (e *Executor) roleHolders(ctx context.Context, c *calls, r protectedRole) ([]actions.Identity, error) {
+	var out []actions.Identity
+	for _, src := range []struct{ path, why string }{
+		{"roleManagement/directory/roleAssignments", "role " + r.name},
+		{"roleManagement/directory/roleEligibilityScheduleInstances", "eligible for role " + r.name},
+	} {
+		grants, err := e.list(ctx, c, src.path, query("$filter", "roleDefinitionId eq '"+r.templateID+"'", "$expand", "principal"),
+			"RoleManagement.Read.Directory", e.entraRead(1))
+		if err != nil {
+			return nil, err
+		}
+		for _, raw := range grants {
+			var g struct {
+				PrincipalID string `json:"principalId"`
+				Principal   struct {
+					Type string `json:"@odata.type"`
+					ID   string `json:"id"`
+					UPN  string `json:"userPrincipalName"`
+				} `json:"principal"`
+			}
+			if json.Unmarshal(raw, &g) != nil || g.PrincipalID == "" {
+				continue
+			}
+			switch g.Principal.Type {
+			case "#microsoft.graph.group":
+				members, err := e.list(ctx, c, seg("groups", g.PrincipalID, "transitiveMembers", "microsoft.graph.user"),
+					query("$select", "id,userPrincipalName"), "GroupMember.Read.All", e.entraRead(1))
+				if err != nil {
+					return nil, err
+				}
+				for _, m := range members {
+					var x struct {
+						ID  string `json:"id"`
+						UPN string `json:"userPrincipalName"`
+					}
+					if json.Unmarshal(m, &x) == nil && x.ID != "" {
+						out = append(out, actions.Identity{ID: x.ID, UPN: x.UPN, Why: src.why + " through group " + g.PrincipalID})
+					}
+				}
+			default:
+				// A user (or a service principal, which no user action
+				// targets): protect the id, and the UPN when known.
+				out = append(out, actions.Identity{ID: g.PrincipalID, UPN: g.Principal.UPN, Why: src.why})
+			}
+		}
+	}
 	return out, nil
 }
