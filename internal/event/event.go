@@ -30,13 +30,21 @@ type Envelope struct {
 	// ID is unique per source state: the record id, or for records that change
 	// over time (risk detections, risky users) the id plus the state's timestamp.
 	// It is the Nats-Msg-Id of the published event, so re-polls deduplicate.
-	ID       string          `json:"id"`
-	Source   Source          `json:"source"`
-	Kind     string          `json:"kind"` // Operation, riskEventType, riskLevel…
-	Time     time.Time       `json:"time"`
-	TenantID string          `json:"tenant_id"`
-	User     string          `json:"user,omitempty"`    // UPN
-	UserID   string          `json:"user_id,omitempty"` // Entra object id
-	IP       string          `json:"ip,omitempty"`      // bare address, no port
-	Raw      json.RawMessage `json:"raw"`
+	ID       string    `json:"id"`
+	Source   Source    `json:"source"`
+	Kind     string    `json:"kind"` // Operation, riskEventType, riskLevel…
+	Time     time.Time `json:"time"`
+	TenantID string    `json:"tenant_id"`
+	User     string    `json:"user,omitempty"`    // UPN
+	UserID   string    `json:"user_id,omitempty"` // Entra object id
+	IP       string    `json:"ip,omitempty"`      // bare address, no port
+	// Mailbox is the mailbox an Exchange record is about, as the record names
+	// it (a UPN, or one of Exchange's identity forms: path form, alias, display
+	// name, legacyExchangeDN, smtp: address, GUID); User is then whoever acted,
+	// who may be a delegate or an admin. Empty for other records.
+	Mailbox string `json:"mailbox,omitempty"`
+	// RuleID is the inbox rule a mailbox audit record concerns, as its exact
+	// decimal digits (64-bit ids do not survive a float64).
+	RuleID string          `json:"rule_id,omitempty"`
+	Raw    json.RawMessage `json:"raw"`
 }

@@ -302,6 +302,8 @@ type extracted struct {
 	user      []byte
 	userID    []byte
 	ip        netip.Addr
+	mailbox   string
+	ruleID    string
 }
 
 func (r *record) normalize(src Source, tenantID string, raw json.RawMessage) (Envelope, error) {
@@ -354,6 +356,8 @@ func (f *extracted) envelope(src Source, tenantID string, raw []byte) Envelope {
 		User:     s[tenantEnd:userEnd],
 		UserID:   s[userEnd:userIDEnd],
 		IP:       s[userIDEnd:],
+		Mailbox:  f.mailbox,
+		RuleID:   f.ruleID,
 		Raw:      bytes.Clone(raw),
 	}
 	if f.kind != nil {
@@ -380,6 +384,9 @@ func (r *record) audit(f *extracted) error {
 	f.user = firstUPN(r.text(fUserId), r.text(fMailboxOwnerUPN), r.wrapperText(fuserPrincipalName))
 	f.userID = firstGUID(r.text(fUserKey), r.wrapperText(fuserId))
 	f.ip = firstIP(r.text(fClientIP), r.text(fClientIPAddress), r.text(fActorIpAddress))
+	if exchangeOperation(r.text(fOperation), r.fields().has(fMailboxOwnerUPN)) {
+		f.mailbox, f.ruleID = exchangeTargetsOf(r.auditRecordBytes())
+	}
 	return nil
 }
 

@@ -156,6 +156,7 @@ func (r refRecord) audit(env *Envelope) error {
 	env.User = refFirstUPN(o.str("UserId"), o.str("MailboxOwnerUPN"), r.wrapper.str("userPrincipalName"))
 	env.UserID = refFirstGUID("", o.str("UserKey"), r.wrapper.str("userId"))
 	env.IP = refFirstIP(o.str("ClientIP"), o.str("ClientIPAddress"), o.str("ActorIpAddress"))
+	env.Mailbox, env.RuleID = exchangeTargets(o)
 	return nil
 }
 
