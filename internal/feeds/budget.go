@@ -176,3 +176,10 @@ func minTime(a, b time.Time) time.Time {
 	}
 	return a
 }
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}

@@ -19,8 +19,12 @@ type RiskConfig struct {
 	KV       jetstream.KeyValue
 	Interval time.Duration // between polls (default 60s)
 	// Overlap re-reads this much before the cursor, for records that arrive late
-	// (default 5m); records already stored are skipped or deduplicated.
+	// (default 20m: real-time detections show 5 to 10 minutes late); records
+	// already stored are skipped or deduplicated.
 	Overlap time.Duration
+	// Rescan and RescanEvery: see GraphFeedConfig (default: the last 48 h,
+	// hourly, for offline detections).
+	Rescan, RescanEvery time.Duration
 	// Lookback is where a poller with no checkpoint starts (default 24h).
 	Lookback time.Duration
 	// PageGap spaces requests when no Budget is given: Identity Protection allows
@@ -52,7 +56,7 @@ func NewRiskPoller(cfg RiskConfig) *RiskPoller {
 	}
 	return NewRiskDetectionPoller(GraphFeedConfig{
 		Tenant: cfg.Tenant, Graph: cfg.Graph, JS: cfg.JS, KV: cfg.KV, Interval: cfg.Interval, Overlap: cfg.Overlap,
-		Lookback: cfg.Lookback, Budget: b, PageSize: cfg.PageSize, Logger: cfg.Logger, Now: cfg.Now,
+		Rescan: cfg.Rescan, RescanEvery: cfg.RescanEvery, Lookback: cfg.Lookback, Budget: b, PageSize: cfg.PageSize, Logger: cfg.Logger, Now: cfg.Now,
 		Observer: cfg.Observer, OnPublished: cfg.OnPublished,
 	})
 }
