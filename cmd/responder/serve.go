@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 	"github.com/responder-sec/responder/internal/engine"
 	"github.com/responder-sec/responder/internal/m365"
 	"github.com/responder-sec/responder/internal/m365sim"
+	"github.com/responder-sec/responder/internal/ops"
 )
 
 type serveCmd struct {
@@ -31,10 +33,14 @@ type serveCmd struct {
 	Playbooks        string        `help:"Playbook directory." default:"playbooks" env:"RESPONDER_PLAYBOOKS"`
 	PlaybookWatch    time.Duration `help:"How often to look for changed playbook files and reload them (0: only on SIGHUP)." default:"2s" env:"RESPONDER_PLAYBOOK_WATCH"`
 	Protected        string        `help:"Protected identities (UPNs or object ids, comma-separated): never actioned by a playbook." env:"RESPONDER_PROTECTED"`
+	ProtectedRoles   string        `help:"Directory roles (names or template ids, comma-separated) whose members, through role-assignable groups and PIM eligibility too, are protected; 'none' protects no role. Default: Global Administrator, Privileged Role Administrator, Privileged Authentication Administrator." env:"RESPONDER_PROTECTED_ROLES"`
+	NeverBlock       string        `help:"Ranges block_ip never blocks (CIDR or address, comma-separated: the company's egress, partners), besides the tenant's trusted named locations." env:"RESPONDER_NEVER_BLOCK"`
 	DryRun           bool          `help:"Record what would be done and change nothing." env:"RESPONDER_DRY_RUN"`
 	Replicas         int           `help:"Stream and bucket replicas (3 in a three-server cluster; 0 keeps what existing streams have, 1 for new ones)." default:"0" env:"RESPONDER_REPLICAS"`
 	Analysts         string        `help:"Analysts file (YAML: names, public keys, rights); default: only the local administrator key." env:"RESPONDER_ANALYSTS" type:"path"`
 	OpsAddr          string        `help:"Operations HTTP address (/healthz, /readyz, /metrics, /api/audit); empty disables." default:"127.0.0.1:9464" env:"RESPONDER_OPS_ADDR"`
+	OpsToken         string        `help:"Bearer token /api/audit requires (at least 24 characters; default: generated into --data-dir/ops-token, mode 0600)." env:"RESPONDER_OPS_TOKEN"`
+	OpsHosts         []string      `help:"Host names /api/audit answers to besides IP addresses and localhost (DNS-rebinding check)." env:"RESPONDER_OPS_HOSTS"`
 	VerifiedDomains  []string      `help:"The tenant's verified domains (default: read from Graph)." env:"RESPONDER_VERIFIED_DOMAINS"`
 	CAPolicyState    string        `help:"State of the Conditional Access block policy Responder creates." enum:"enabled,enabledForReportingButNotEnforced" default:"enabled" env:"RESPONDER_CA_POLICY_STATE"`
 	ApprovalTTL      time.Duration `help:"How long a request waits for approval before it expires." default:"24h" env:"RESPONDER_APPROVAL_TTL"`
@@ -70,9 +76,32 @@ func (c *serveCmd) Run(e *env) error {
 		b, _ := json.Marshal(shown)
 		e.log.Info("sandbox tenant running", "tenant", string(b))
 	} else {
+		// The PEM holds the application's private key: refused when others
+		// may read it, as key files are.
+		if c.ClientCert != "" {
+			if err := m365.CheckPrivateFile(c.ClientCert); err != nil {
+				return fmt.Errorf("client certificate (--client-cert, RESPONDER_CLIENT_CERT): %w", err)
+			}
+		}
 		var err error
 		if creds, err = c.credentials(); err != nil {
 			return err
+		}
+	}
+	neverBlock, err := parseRanges(c.NeverBlock)
+	if err != nil {
+		return fmt.Errorf("--never-block (RESPONDER_NEVER_BLOCK): %w", err)
+	}
+	var roles []string // nil: the default protected roles
+	switch r := strings.TrimSpace(c.ProtectedRoles); {
+	case strings.EqualFold(r, "none"):
+		roles = []string{}
+	case r != "":
+		roles = splitList(r)
+	}
+	if c.OpsToken != "" {
+		if err := ops.CheckToken(c.OpsToken); err != nil {
+			return fmt.Errorf("--ops-token (RESPONDER_OPS_TOKEN): %w", err)
 		}
 	}
 	if err := checkListen("--ops-addr (RESPONDER_OPS_ADDR)", c.OpsAddr, false); err != nil {
@@ -133,8 +162,9 @@ func (c *serveCmd) Run(e *env) error {
 	eng, err := engine.New(e.ctx, engine.Config{
 		Blast: blast,
 		Bus:   bc, Credentials: creds, PlaybookDir: c.Playbooks, PlaybookWatch: watchEvery(c.PlaybookWatch), DataDir: c.DataDir,
-		Protected: actions.Protected{Users: protected}, DryRun: c.DryRun, Logger: e.log,
-		AnalystsFile: c.Analysts, OpsAddr: c.OpsAddr, Approvals: rules,
+		Protected: actions.Protected{Users: protected, Roles: roles}, DryRun: c.DryRun, Logger: e.log,
+		IP:           actions.IPPolicy{NeverBlock: neverBlock},
+		AnalystsFile: c.Analysts, OpsAddr: c.OpsAddr, OpsToken: c.OpsToken, OpsHosts: c.OpsHosts, Approvals: rules,
 		VerifiedDomains: c.VerifiedDomains, CAPolicyState: c.CAPolicyState,
 	})
 	if err != nil {
@@ -179,6 +209,23 @@ func (c *serveCmd) Run(e *env) error {
 	err = eng.Run(e.ctx)
 	e.log.Info("responder stopped")
 	return err
+}
+
+// parseRanges reads a comma-separated list of CIDR ranges or addresses.
+func parseRanges(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, r := range splitList(s) {
+		if p, err := netip.ParsePrefix(r); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(r)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a CIDR range nor an address", r)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // watchEvery maps --playbook-watch to engine.Config.PlaybookWatch: 0 there
