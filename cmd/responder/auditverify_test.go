@@ -3,12 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/responder-sec/responder/internal/audit"
 	"github.com/responder-sec/responder/internal/bus"
@@ -120,5 +126,56 @@ func TestAuditExportAndVerify(t *testing.T) {
 		if code != 4 || !strings.Contains(errs, "BROKEN") || !strings.Contains(errs, a.want) {
 			t.Errorf("%s: exit %d, %s %s; want exit 4 naming %q", a.name, code, out, errs, a.want)
 		}
+	}
+
+	// With the engine's own access to NATS but not its key: a record chained
+	// to the tail, signed by another key, is named.
+	js := eng.Bus().JS
+	st, err := js.Stream(ctx, bus.StreamAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := st.GetMsg(ctx, st.CachedInfo().State.LastSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tail audit.Record
+	if err := json.Unmarshal(last.Data, &tail); err != nil {
+		t.Fatal(err)
+	}
+	mallory, _ := nkeys.CreateUser()
+	malloryPub, _ := mallory.PublicKey()
+	forged := audit.Record{ID: "forged", Seq: tail.Seq + 1, Time: tail.Time.Add(time.Second), TenantID: tail.TenantID, Action: "disable_user",
+		Target: map[string]string{"user": "ceo@contoso.com"}, Actor: audit.Actor{Kind: "analyst", Name: "local-admin"},
+		Outcome: audit.Denied, PrevHash: tail.Hash, Signer: malloryPub}
+	forged.Hash, _ = forged.ComputeHash()
+	sig, _ := mallory.Sign([]byte("responder.audit.record.v1\n" + forged.Hash))
+	forged.Sig = base64.RawURLEncoding.EncodeToString(sig)
+	data, _ = json.Marshal(forged)
+	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: bus.AuditSubject(forged.TenantID, string(forged.Outcome), forged.Action), Data: data},
+		jetstream.WithExpectLastSequence(tail.Seq)); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = cli("audit", "verify")
+	if code != 4 || !strings.Contains(errs, "forged") || !strings.Contains(errs, "not appended by a trusted engine") {
+		t.Errorf("verify after a forged record: exit %d, %s %s", code, out, errs)
+	}
+
+	// The stream deleted and recreated empty: the kept heads show it, and the
+	// engine appends nothing to the new stream.
+	cfg := st.CachedInfo().Config
+	if err := js.DeleteStream(ctx, bus.StreamAudit); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = cli("audit", "verify")
+	if code != 4 || !strings.Contains(errs, "ends at seq 0") || !strings.Contains(errs, "head") {
+		t.Errorf("verify after the stream was recreated: exit %d, %s %s", code, out, errs)
+	}
+	cli("act", "revoke-sessions", "--user", "alice@contoso.com", "--reason", "after the wipe", "--wait", "3s")
+	if st, err := js.Stream(ctx, bus.StreamAudit); err != nil || st.CachedInfo().State.Msgs != 0 {
+		t.Errorf("the engine appended to the recreated stream: %v", err)
 	}
 }
