@@ -19,6 +19,12 @@ type subscription struct {
 	Status      string         `json:"status"`
 	Webhook     map[string]any `json:"webhook"`
 	started     time.Time
+	// See manage_subs.go: when starts were accepted, the enabled periods
+	// (content created outside them is never listed) and the listings still
+	// to answer AF20023 after the last start.
+	lastStart time.Time
+	spans     []span
+	settle    int
 }
 
 type blob struct {
@@ -201,6 +207,7 @@ func (t *Tenant) StopSubscription(contentType string) error {
 		return fmt.Errorf("m365sim: no subscription to %s", ct)
 	}
 	sub.Status = "disabled"
+	sub.stopLocked(t.now())
 	return nil
 }
 
@@ -333,10 +340,14 @@ func (t *Tenant) subStart(r *req) *resp {
 			return manageError(http.StatusBadRequest, "AF20024", "The subscription is already enabled. No property change.")
 		}
 	}
+	if res := t.startThrottledLocked(sub); res != nil {
+		return res
+	}
 	if sub == nil {
 		sub = &subscription{ContentType: ct, started: t.now()}
 		t.st.subs[ct] = sub
 	}
+	t.startedLocked(sub)
 	sub.Status = "enabled"
 	sub.Webhook = wh
 	return jsonPlain(http.StatusOK, sub)
@@ -354,6 +365,7 @@ func (t *Tenant) subStop(r *req) *resp {
 		return manageError(http.StatusBadRequest, "AF20022", "No subscription found for the specified content type.")
 	}
 	sub.Status = "disabled"
+	sub.stopLocked(t.now())
 	res = newResp(http.StatusOK)
 	return res
 }
@@ -421,6 +433,11 @@ func (t *Tenant) contentList(r *req) *resp {
 	if sub.Status != "enabled" {
 		return manageError(http.StatusBadRequest, "AF20023", "The subscription was disabled.")
 	}
+	if sub.settle > 0 {
+		// Right after a start (manage_subs.go).
+		sub.settle--
+		return manageError(http.StatusBadRequest, "AF20023", "The subscription was disabled.")
+	}
 	snap := now
 	off := 0
 	if np := r.q("nextPage"); np != "" {
@@ -432,7 +449,7 @@ func (t *Tenant) contentList(r *req) *resp {
 	}
 	var bs []*blob
 	for _, b := range t.st.blobs {
-		if b.contentType == ct && !b.listedAt().After(snap) && !b.created.Before(start) && b.created.Before(end) {
+		if b.contentType == ct && !b.listedAt().After(snap) && !b.created.Before(start) && b.created.Before(end) && t.subscribedAtLocked(sub, b.created) {
 			bs = append(bs, b)
 		}
 	}

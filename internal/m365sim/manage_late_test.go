@@ -103,6 +103,7 @@ func TestManagementLateContentStopAndGenerated(t *testing.T) {
 	resp, body := m.call("GET", m.root+"/subscriptions/content?contentType=Audit.General&startTime="+from.UTC().Format("2006-01-02T15:04:05")+
 		"&endTime="+to.UTC().Format("2006-01-02T15:04:05")+pub)
 	afCode(t, resp, body, 400, "AF20023")
+	clk.Advance(15 * time.Minute) // Microsoft refuses starts less than 15 minutes apart (manage_subs.go)
 	if resp, body := m.call("POST", m.root+"/subscriptions/start?contentType=Audit.General"+pub); resp.StatusCode != 200 {
 		t.Fatalf("restart: %d %s", resp.StatusCode, body)
 	}

@@ -86,8 +86,9 @@ type Tenant struct {
 
 	thr *throttler
 
-	noPremium  bool // guarded by mu
-	pageSize   int  // content listing page size, guarded by mu
+	noPremium  bool        // guarded by mu
+	mgmt       manageKnobs // guarded by mu; see manage_subs.go
+	pageSize   int         // content listing page size, guarded by mu
 	routesOnce sync.Once
 	routeTable []route
 }
