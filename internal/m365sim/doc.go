@@ -115,7 +115,11 @@
 // Privileged Role/Authentication Administrator, User/Exchange/Security/CA/
 // Authentication Administrator) needs App.DirectoryRoles to hold "Privileged
 // Authentication Administrator" or "Global Administrator", else 403
-// Authorization_RequestDenied, as in Entra ID. SetRoles affects new tokens
+// Authorization_RequestDenied, as in Entra ID; any app-only password reset
+// also needs "User Administrator" (or one of those two), which the default
+// app holds. An app's directory roles are listed by
+// /roleManagement/directory/roleAssignments with its service principal's id
+// (the token's oid) as principalId. SetRoles affects new tokens
 // only; follow it with ExpireTokens to make a running client pick it up.
 // Advanced user filters (endswith, ne, not, contains) need the
 // ConsistencyLevel: eventual header.

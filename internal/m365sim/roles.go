@@ -136,6 +136,11 @@ func (t *Tenant) principalObjLocked(id string) map[string]any {
 	if g := t.st.groups[id]; g != nil {
 		return groupObj(g)
 	}
+	for _, a := range t.st.apps {
+		if spID(a.ClientID) == id {
+			return map[string]any{"@odata.type": "#microsoft.graph.servicePrincipal", "id": id, "appId": a.ClientID, "displayName": a.DisplayName}
+		}
+	}
 	return nil
 }
 
@@ -168,7 +173,42 @@ func (t *Tenant) grantItemsLocked(r *req, eligible bool) []*item {
 			add(g.ID, g.TemplateID, g.PrincipalID)
 		}
 	}
+	if !eligible {
+		// Service principals hold directory roles too ("Supported principals
+		// are users, role-assignable groups, and service principals",
+		// unifiedRoleAssignment); an app's roles are listed with its
+		// service principal's object id (the token's oid) as principalId.
+		for _, key := range sortedKeys(t.st.apps) {
+			a := t.st.apps[key]
+			for _, name := range a.DirectoryRoles {
+				tid := roleTemplates[name]
+				if tid == "" {
+					tid = exchangeRoleTemplates[name]
+				}
+				if tid == "" {
+					continue
+				}
+				add(tid+"_"+spID(a.ClientID), tid, spID(a.ClientID))
+			}
+		}
+	}
 	return items
+}
+
+// exchangeRoleTemplates are the Exchange directory roles an app may hold
+// (template ids from "Microsoft Entra built-in roles",
+// https://learn.microsoft.com/en-us/entra/identity/role-based-access-control/permissions-reference).
+var exchangeRoleTemplates = map[string]string{
+	"Exchange Recipient Administrator": "31392ffb-586c-42d1-9346-e59415a2cc4e",
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sortStrings(out)
+	return out
 }
 
 func (t *Tenant) listRoleAssignments(r *req, _ []string) *resp {

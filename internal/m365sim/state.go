@@ -113,7 +113,7 @@ func newState(t *Tenant) *state {
 		users: map[string]*userRec{}, riskyUsers: map[string]*item{}, subs: map[string]*subscription{},
 	}
 	s.apps[defaultClientID] = &App{ClientID: defaultClientID, ClientSecret: "sim~" + strings.ReplaceAll(newGUID(), "-", ""),
-		Roles: ResponderRoles(), DisplayName: "Responder", DirectoryRoles: []string{"Exchange Recipient Administrator"}}
+		Roles: ResponderRoles(), DisplayName: "Responder", DirectoryRoles: []string{"Exchange Recipient Administrator", "User Administrator"}}
 	return s
 }
 

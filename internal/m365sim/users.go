@@ -155,6 +155,19 @@ func (t *Tenant) isPrivilegedLocked(userID string) bool {
 	return false
 }
 
+// pwdResetRoles are the directory roles with which an app may set another
+// user's password app-only: User Administrator and the roles above it
+// ("Who can reset passwords",
+// https://learn.microsoft.com/en-us/entra/identity/role-based-access-control/privileged-roles-permissions#who-can-reset-passwords).
+var pwdResetRoles = []string{"User Administrator", "Privileged Authentication Administrator", "Global Administrator"}
+
+// appHasRoleLocked reports whether the calling app's service principal holds
+// one of the directory roles.
+func (t *Tenant) appHasRoleLocked(r *req, roles ...string) bool {
+	app := t.st.apps[strings.ToLower(r.tok.AppID)]
+	return app != nil && slices.ContainsFunc(app.DirectoryRoles, func(s string) bool { return slices.Contains(roles, s) })
+}
+
 func (t *Tenant) patchUser(r *req, p []string) *resp {
 	body, bad := t.readBody(r)
 	if bad != nil {
@@ -196,10 +209,26 @@ func (t *Tenant) patchUser(r *req, p []string) *resp {
 	if u == nil {
 		return t.notFoundEntra(r, p[0])
 	}
+	// App-only password resets need, besides the permission, at least the
+	// User Administrator directory role on the app's service principal:
+	// "In app-only access, the calling app must be assigned the
+	// User-PasswordProfile.ReadWrite.All permission (least privilege) and at
+	// least the User Administrator Microsoft Entra role"
+	// (https://learn.microsoft.com/en-us/graph/api/user-update#permissions,
+	// passwordProfile property). Graph's 403 does not name the role: it is
+	// Authorization_RequestDenied "Insufficient privileges to complete the
+	// operation." (public capture:
+	// https://learn.microsoft.com/en-us/answers/questions/360090/microsoft-graph).
+	if hasPwd && !t.appHasRoleLocked(r, pwdResetRoles...) {
+		r.missingPerm = "User Administrator"
+		return t.graphError(r, http.StatusForbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+	}
+	// Disabling or resetting an administrator is a sensitive action only
+	// Privileged Authentication Administrator (or Global Administrator) may
+	// take ("Who can perform sensitive actions",
+	// https://learn.microsoft.com/en-us/entra/identity/role-based-access-control/privileged-roles-permissions#who-can-perform-sensitive-actions).
 	if (hasEnable || hasPwd) && t.isPrivilegedLocked(u.ID) {
-		app := t.st.apps[strings.ToLower(r.tok.AppID)]
-		ok := app != nil && (slices.Contains(app.DirectoryRoles, "Privileged Authentication Administrator") || slices.Contains(app.DirectoryRoles, "Global Administrator"))
-		if !ok {
+		if !t.appHasRoleLocked(r, "Privileged Authentication Administrator", "Global Administrator") {
 			r.missingPerm = "Privileged Authentication Administrator"
 			return t.graphError(r, http.StatusForbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
 		}

@@ -60,7 +60,7 @@ func (e *Executor) setAccountEnabled(ctx context.Context, user string, enabled b
 	r := e.batch.do(ctx, c, &entraCall{kind: "PATCH user", method: http.MethodPatch, url: "/" + seg("users", user),
 		body: map[string]any{"accountEnabled": enabled}, units: 1, writes: 1, perm: perm})
 	if r.err != nil {
-		return actions.Result{GraphRequestIDs: c.list()}, r.err
+		return actions.Result{GraphRequestIDs: c.list()}, e.roleDenied(ctx, c, user, r.err, perm, false)
 	}
 	return actions.Result{Detail: "account " + verb, Before: bj, After: aj, GraphRequestIDs: c.list(),
 		Undo: &actions.Step{Action: inverse, Target: actions.Target{User: user}}}, nil
@@ -99,7 +99,7 @@ func (e *Executor) resetPassword(ctx context.Context, user, perm string, plan bo
 		"passwordProfile": map[string]any{"password": pw, "forceChangePasswordNextSignIn": true},
 	})
 	if err != nil {
-		return actions.Result{GraphRequestIDs: c.list()}, Classify(err, perm)
+		return actions.Result{GraphRequestIDs: c.list()}, e.roleDenied(ctx, c, user, err, perm, true)
 	}
 	aj, _ := json.Marshal(map[string]any{"passwordProfile": map[string]any{"forceChangePasswordNextSignIn": true, "password": "[never recorded]"}, "at": time.Now().UTC()})
 	return actions.Result{Detail: "password reset to a generated value; the user must change it at next sign-in", After: aj,
