@@ -274,6 +274,10 @@ func envValue(env *event.Envelope, name string) string {
 		return env.UserID
 	case "ip":
 		return env.IP
+	case "mailbox":
+		return env.Mailbox
+	case "rule_id":
+		return env.RuleID
 	}
 	return ""
 }
@@ -335,7 +339,7 @@ func (c *evalCtx) helper(name string) any {
 			c.extDone = true
 			c.ext = []any{}
 			for _, r := range c.forwardRecipients() {
-				if c.set.isExternal(r, c.env.User) {
+				if c.set.isExternal(r, c.env.User) && c.set.isExternal(r, c.env.Mailbox) {
 					c.ext = append(c.ext, r)
 				}
 			}

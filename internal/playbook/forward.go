@@ -13,6 +13,9 @@ var (
 	inboxRuleForwardParams = []string{"ForwardTo", "ForwardAsAttachmentTo", "RedirectTo"}
 	mailboxForwardParams   = []string{"ForwardingSmtpAddress", "ForwardingAddress"}
 	bracketSMTP            = regexp.MustCompile(`(?i)\[smtp:([^\]\s]+)\]`)
+	// "Display Name" [EX:/o=ExchangeLabs/ou=…/cn=Recipients/cn=…]: a recipient
+	// named by its legacyExchangeDN, which only a directory object has.
+	bracketEX = regexp.MustCompile(`(?i)\[(?:ex|x500):(/o=[^\]]+)\]`)
 )
 
 // ForwardRecipients returns the addresses an Exchange record makes mail go to:
@@ -156,8 +159,15 @@ func splitRecipients(v string) []string {
 		tok = strings.TrimSpace(tok)
 		if m := bracketSMTP.FindStringSubmatch(tok); m != nil {
 			tok = m[1]
+		} else if m := bracketEX.FindStringSubmatch(tok); m != nil {
+			tok = m[1]
 		}
 		tok = strings.Trim(tok, `"' <>`)
+		for _, p := range []string{"x500:", "ex:"} {
+			if len(tok) >= len(p) && strings.EqualFold(tok[:len(p)], p) {
+				tok = tok[len(p):]
+			}
+		}
 		if len(tok) >= 5 && strings.EqualFold(tok[:5], "smtp:") {
 			tok = tok[5:]
 		}
@@ -167,6 +177,15 @@ func splitRecipients(v string) []string {
 		}
 	}
 	return out
+}
+
+// isExchangeDN reports whether a recipient is a legacyExchangeDN / X500
+// address ("/o=ExchangeLabs/ou=…/cn=Recipients/cn=…"): an object of the
+// tenant's own directory, whatever its cn holds, so never external. See
+// "legacyExchangeDN" in Exchange's X500 address documentation:
+// https://learn.microsoft.com/exchange/troubleshoot/administration/imceaex-ndr
+func isExchangeDN(addr string) bool {
+	return len(addr) >= 3 && strings.EqualFold(addr[:3], "/o=")
 }
 
 // domainOf returns the lower-cased domain of an address, "" without one.
@@ -184,6 +203,9 @@ func domainOf(addr string) string {
 // Recipients without a domain (aliases, legacyExchangeDN) name directory
 // objects and count as internal.
 func (s *Set) isExternal(addr, user string) bool {
+	if isExchangeDN(addr) {
+		return false
+	}
 	d := domainOf(addr)
 	if d == "" {
 		return false

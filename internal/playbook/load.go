@@ -1084,7 +1084,7 @@ func (l *loader) paramValue(n *yaml.Node, depth int) any {
 
 func (l *loader) suppression(n *yaml.Node) Suppression {
 	s := Suppression{Key: "{{ user || user_id }}"}
-	f, ok := l.fields(n, "suppression", "window", "key")
+	f, ok := l.fields(n, "suppression", "window", "key", "scope")
 	if !ok {
 		return s
 	}
@@ -1099,6 +1099,14 @@ func (l *loader) suppression(n *yaml.Node) Suppression {
 			if !isTemplate(k) {
 				l.errf(v, "suppression.key must use the event, e.g. \"{{ user || user_id }}\"")
 			}
+		}
+	}
+	if v, ok := f["scope"]; ok {
+		if sc, ok := l.str(v, "suppression.scope"); ok {
+			if !validScope(sc) {
+				l.errf(v, "suppression.scope %q: want letters, digits, '-' and '_'", sc)
+			}
+			s.Scope = sc
 		}
 	}
 	t, err := parseTemplate(s.Key)
@@ -1130,4 +1138,18 @@ func (l *loader) blastRadius(n *yaml.Node) BlastRadius {
 		b.Window, _ = l.duration(v, "blast_radius.window")
 	}
 	return b
+}
+
+// validScope accepts a suppression scope name: 1–64 of [A-Za-z0-9_-].
+func validScope(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

@@ -281,7 +281,11 @@ func (p *Playbook) fire(c *evalCtx, where string, rule *SigmaRule, th *Threshold
 		if k == "" {
 			k = c.env.ID
 		}
-		m.SuppressionKey = p.Name + "/" + k
+		if p.Suppression.Scope != "" {
+			m.SuppressionKey = "scope:" + p.Suppression.Scope + "/" + k
+		} else {
+			m.SuppressionKey = p.Name + "/" + k
+		}
 	}
 	return m, nil
 }
@@ -318,7 +322,7 @@ func (st *Step) resolve(c *evalCtx, dryRun bool) (actions.Step, error) {
 		if out.Target.User == "" {
 			return out, errors.New("the event has no user to act on")
 		}
-		if !actions.ValidUser(out.Target.User) {
+		if !actions.ValidUser(out.Target.User) && !(mailboxAction(st.Action) && exchangeIdentity(out.Target.User)) {
 			return out, fmt.Errorf("target user %q is not a UPN or object id", out.Target.User)
 		}
 	case "ip":
@@ -357,4 +361,34 @@ func resolveParams(v any, c *evalCtx) any {
 		return out
 	}
 	return v
+}
+
+// mailboxAction: the actions that act on a mailbox through Exchange, whose
+// target may be any of Exchange's identity forms (resolved to a user through
+// Get-Mailbox before the guards run and before acting).
+func mailboxAction(a actions.Name) bool {
+	switch a {
+	case actions.DisableForwardRules, actions.EnableForwardRules, actions.DeleteForwardRules,
+		actions.RestoreForwardRules, actions.RemoveMailboxForwarding, actions.RestoreMailboxForwarding:
+		return true
+	}
+	return false
+}
+
+// exchangeIdentity accepts a value Get-Mailbox -Identity can resolve: a name,
+// alias, display name, path-form (canonical) name, legacyExchangeDN, smtp:
+// address, GUID or UPN
+// (https://learn.microsoft.com/powershell/module/exchange/get-mailbox#-identity).
+// It refuses what would make it a pattern or a different command: wildcards,
+// control characters, a leading '-', more than 256 bytes.
+func exchangeIdentity(s string) bool {
+	if s == "" || len(s) > 256 || s[0] == '-' || strings.ContainsAny(s, "*?") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
 }

@@ -102,7 +102,12 @@ type Suppression struct {
 	Window time.Duration
 	// Key is the template source of the key ("{{ user || user_id }}" unless set).
 	Key string
-	key *template
+	// Scope, when set, is shared by every playbook that names it: the key is
+	// then "<scope>/<resolved key>" instead of "<playbook>/<resolved key>", so
+	// that one incident reported by two feeds (a sign-in and an Identity
+	// Protection detection) is acted on once, whichever arrives first.
+	Scope string
+	key   *template
 }
 
 // BlastRadius caps how often a playbook acts.

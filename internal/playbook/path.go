@@ -15,7 +15,7 @@ const (
 // envFields are the envelope fields a path may name directly.
 var envFields = map[string]bool{
 	"id": true, "source": true, "kind": true, "time": true, "tenant_id": true,
-	"user": true, "user_id": true, "ip": true,
+	"user": true, "user_id": true, "ip": true, "mailbox": true, "rule_id": true,
 }
 
 // Helpers are derived values computed from the event on demand.
@@ -72,7 +72,7 @@ func parseRef(s string, inElem bool) (ref, error) {
 		}
 		return ref{text: s, root: rootRaw, path: segs}, nil
 	}
-	return ref{}, fmt.Errorf("unknown field %q (want one of id, source, kind, time, tenant_id, user, user_id, ip, %s, %s, or raw.<path>)",
+	return ref{}, fmt.Errorf("unknown field %q (want one of id, source, kind, time, tenant_id, user, user_id, ip, mailbox, rule_id, %s, %s, or raw.<path>)",
 		s, helperForwardRecipients, helperExternalRecipients)
 }
 

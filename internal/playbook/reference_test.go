@@ -446,6 +446,9 @@ func (p *Playbook) fireRef(c *evalCtx, rule *SigmaRule, th *ThresholdFire) (*Mat
 			k = c.env.ID
 		}
 		m.SuppressionKey = p.Name + "/" + k
+		if p.Suppression.Scope != "" {
+			m.SuppressionKey = "scope:" + p.Suppression.Scope + "/" + k
+		}
 	}
 	return m, nil
 }
