@@ -133,12 +133,27 @@ func exoAlias(u *userRec) string {
 	return strings.ToLower(a)
 }
 
-// exoRecipientLocked resolves an Exchange identity: object id, UPN, primary
-// SMTP address (with or without smtp:), alias or display name.
+// exoRecipientLocked resolves an Exchange identity as Get-Mailbox -Identity
+// does: "Name, Alias, Distinguished name (DN), Canonical DN, Domain\Username,
+// Email address, GUID, LegacyExchangeDN, SamAccountName, User ID or user
+// principal name (UPN)"
+// (https://learn.microsoft.com/powershell/module/exchange/get-mailbox#-identity).
+// Exchange Online spells the canonical name in its path form
+// "NAMPR11A004.PROD.OUTLOOK.COM/Microsoft Exchange Hosted Organizations/contoso.onmicrosoft.com/megan.bowen"
+// (seen in the ObjectId of real admin audit records, e.g. the public SEKOIA
+// capture inbox_rule.json, whose last segment is the object id), the DN as
+// "CN=megan.bowen,OU=contoso.onmicrosoft.com,OU=Microsoft Exchange Hosted Organizations,DC=…".
+// Either names the tenant's domain, which must be one of this tenant's.
 func (t *Tenant) exoRecipientLocked(id string) *userRec {
 	id = strings.TrimSpace(id)
 	if len(id) > 5 && strings.EqualFold(id[:5], "smtp:") {
 		id = id[5:]
+	}
+	if name, dom, ok := exoPathName(id); ok {
+		if !t.isTenantDomainLocked(dom) {
+			return nil
+		}
+		id = name
 	}
 	if u := t.st.userLocked(id); u != nil && u.mbox != nil {
 		return u
@@ -148,11 +163,71 @@ func (t *Tenant) exoRecipientLocked(id string) *userRec {
 		if u.mbox == nil {
 			continue
 		}
-		if strings.EqualFold(u.Mail, id) || strings.EqualFold(exoAlias(u), id) || strings.EqualFold(u.DisplayName, id) {
+		if strings.EqualFold(u.Mail, id) || strings.EqualFold(exoAlias(u), id) || strings.EqualFold(u.DisplayName, id) ||
+			strings.EqualFold(exoLegacyDN(u), id) || strings.EqualFold(exoGUID(u), id) {
 			return u
 		}
 	}
 	return nil
+}
+
+// exoHostedOrgs is the container of every Exchange Online tenant's objects.
+const exoHostedOrgs = "Microsoft Exchange Hosted Organizations"
+
+// exoPathName reads the canonical (path) form or the DN form of an Exchange
+// identity: the object's name and the tenant domain it names.
+func exoPathName(id string) (name, domain string, ok bool) {
+	if parts := strings.Split(id, "/"); len(parts) >= 3 && !strings.HasPrefix(id, "/") {
+		for i := 0; i+2 < len(parts); i++ {
+			if strings.EqualFold(parts[i], exoHostedOrgs) {
+				return strings.Join(parts[i+2:], "/"), parts[i+1], true
+			}
+		}
+	}
+	// Without the server and container: "contoso.onmicrosoft.com/megan.bowen".
+	if parts := strings.Split(id, "/"); len(parts) == 2 && strings.Contains(parts[0], ".") {
+		return parts[1], parts[0], true
+	}
+	if len(id) > 3 && strings.EqualFold(id[:3], "CN=") {
+		rdns := strings.Split(id, ",")
+		if len(rdns) >= 3 && len(rdns[1]) > 3 && strings.EqualFold(rdns[1][:3], "OU=") &&
+			strings.EqualFold(strings.TrimSpace(rdns[2]), "OU="+exoHostedOrgs) {
+			return rdns[0][3:], rdns[1][3:], true
+		}
+	}
+	return "", "", false
+}
+
+// isTenantDomainLocked: the tenant id or one of its domains.
+func (t *Tenant) isTenantDomainLocked(s string) bool {
+	if strings.EqualFold(s, t.opts.TenantID) {
+		return true
+	}
+	for _, d := range t.st.domains {
+		if strings.EqualFold(str(d, "id"), s) {
+			return true
+		}
+	}
+	return false
+}
+
+// exoLegacyDN is the mailbox's legacyExchangeDN in Exchange Online's form
+// (/o=ExchangeLabs/ou=Exchange Administrative Group (FYDIBOHF23SPDLT)/cn=Recipients/cn=<hex>-<alias>).
+func exoLegacyDN(u *userRec) string {
+	hex := strings.ReplaceAll(u.ID, "-", "")
+	if len(hex) > 32 {
+		hex = hex[:32]
+	}
+	return "/o=ExchangeLabs/ou=Exchange Administrative Group (FYDIBOHF23SPDLT)/cn=Recipients/cn=" + hex + "-" + exoAlias(u)
+}
+
+// exoGUID is the mailbox's own GUID (ExchangeGuid), distinct from the user's
+// object id: derived from it so that it is stable.
+func exoGUID(u *userRec) string {
+	if len(u.ID) != 36 {
+		return ""
+	}
+	return "e" + u.ID[1:]
 }
 
 func exoMailboxObj(u *userRec) map[string]any {
@@ -167,6 +242,7 @@ func exoMailboxObj(u *userRec) map[string]any {
 		"Identity": alias, "Name": alias, "Alias": alias, "DisplayName": u.DisplayName,
 		"UserPrincipalName": u.UserPrincipalName, "PrimarySmtpAddress": u.Mail,
 		"ExternalDirectoryObjectId": u.ID, "RecipientTypeDetails": "UserMailbox",
+		"LegacyExchangeDN": exoLegacyDN(u), "ExchangeGuid": exoGUID(u),
 		"ForwardingSmtpAddress": nz(u.ForwardingSmtpAddress), "ForwardingAddress": nz(u.ForwardingAddress),
 		"DeliverToMailboxAndForward": u.DeliverToMailboxAndForward,
 	}
