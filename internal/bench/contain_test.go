@@ -93,7 +93,7 @@ func TestContainSmall(t *testing.T) {
 	}
 	t.Logf("contain 60 users, budget 1/100: %.2f s against %.2f s (ratio %.3f), burst ratio %.2f, 429s %v",
 		res.Measured, res.Bound, res.Ratio, res.Extra["burst_ratio"], res.Extra["writes_429"])
-	if !res.Met {
+	if !res.Met && !raceEnabled {
 		t.Errorf("not met: ratio %.3f, goal %s", res.Ratio, res.Goal)
 	}
 }
