@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -363,4 +364,39 @@ func (e *Executor) restoreMailboxForwarding(ctx context.Context, target string, 
 	}
 	return actions.Result{Detail: fmt.Sprintf("set mailbox forwarding of %s back to %s%s", name, describeForwarding(*f), replacing),
 		Before: before, After: forwardingJSON(m, *f), GraphRequestIDs: c.list()}, nil
+}
+
+// ResolveUser resolves an identity in any form Exchange's Get-Mailbox -Identity
+// accepts (name, alias, display name, the canonical path form of audit records'
+// ObjectId "NAMPR11A004.PROD.OUTLOOK.COM/Microsoft Exchange Hosted Organizations/contoso.onmicrosoft.com/megan.bowen",
+// DN, legacyExchangeDN, smtp: address, GUID, UPN, object id:
+// https://learn.microsoft.com/powershell/module/exchange/get-mailbox#-identity)
+// to the mailbox owner's UPN and Entra object id, so that guards compare and
+// actions act on the user, whatever form the record used. It is meant to run
+// before the guard stage (the worker's optional resolver role). A UPN or object
+// id is answered without a call. An identity that names no mailbox, or more
+// than one, is a permanent error naming the identity.
+func (e *Executor) ResolveUser(ctx context.Context, identity string) (upn, id string, err error) {
+	identity = strings.TrimSpace(identity)
+	if actions.ValidUser(identity) {
+		if strings.Contains(identity, "@") {
+			return identity, "", nil
+		}
+		return "", identity, nil
+	}
+	c := newCalls()
+	m, err := e.getMailbox(ctx, c, identity, permission(actions.RemoveMailboxForwarding))
+	if err != nil {
+		var ae *actions.Error
+		if errors.As(err, &ae) && (ae.Status == http.StatusNotFound || ae.Code == "NotFound" || ae.Code == "AmbiguousIdentity") {
+			return "", "", &actions.Error{Class: actions.Permanent, Status: ae.Status, Code: "UnresolvedIdentity", RequestID: ae.RequestID,
+				Message: fmt.Sprintf("cannot resolve mailbox identity %q to a user: %s", identity, ae.Message)}
+		}
+		return "", "", fmt.Errorf("resolve mailbox identity %q: %w", identity, err)
+	}
+	if !actions.ValidUser(m.UserPrincipalName) {
+		return "", "", &actions.Error{Class: actions.Permanent, Code: "UnresolvedIdentity",
+			Message: fmt.Sprintf("mailbox identity %q resolved to %q, which has no user principal name", identity, m.Identity)}
+	}
+	return m.UserPrincipalName, m.ExternalDirectoryObjectID, nil
 }
