@@ -46,13 +46,18 @@
 //	    dry_run: true
 //	    approval: required               # "" or required
 //	suppression: {window: 1h, key: "{{ user || user_id }}"}   # same key + playbook fire once per window
+//	                                     # scope: <name> shares the window between the playbooks naming it
 //	blast_radius: {max: 5, window: 1h}   # past it, the engine holds requests for approval
 //
-// Fields (paths) are: the envelope's id, source, kind, time, tenant_id, user,
-// user_id and ip; raw.<path> into the Microsoft record (keys exact, then
+// Fields (paths) are: the envelope's id, source, kind, time, tenant_id, user
+// (for Exchange records, whoever acted), user_id, ip, mailbox (the mailbox an
+// Exchange record is about, in the record's identity form; mailbox actions
+// accept any such form, resolved through Get-Mailbox before acting) and
+// rule_id (exact digits); raw.<path> into the Microsoft record (keys exact, then
 // case-insensitive; numeric segments index lists; raw["@odata.type"] quotes a
 // key; a JSON-in-a-string value such as RuleActions or additionalInfo is
-// decoded when a path goes into it; a diagnostic-settings or audit-query
+// decoded when a path goes into it, so raw.additionalInfo[Key=userAgent].Value
+// reads Identity Protection's Key/Value pairs; a diagnostic-settings or audit-query
 // wrapper is looked through); and the helpers forward_recipients and
 // external_forward_recipients.
 //
