@@ -59,7 +59,7 @@ func (e *Engine) runFeeds(ctx context.Context, kv jetstream.KeyValue, cred azcor
 		creds.HTTPClient = e.httpClient
 		parts = append(parts, feeds.NewManagementPoller(feeds.ManagementConfig{
 			Tenant: tenant, HTTP: m365.BearerClient(creds, cred, creds.ManageScope()), BaseURL: creds.ManageURL,
-			JS: e.bus.JS, KV: kv, Interval: interval, Logger: e.log, Observer: obs, OnPublished: e.onEvent,
+			JS: e.bus.JS, KV: kv, Interval: interval, Logger: e.log, Observer: obs, OnPublished: e.onEvent, Audit: e.recorder,
 		}).Run)
 	}
 	graphFeed := func(ctor func(feeds.GraphFeedConfig) *feeds.GraphPoller, budget *feeds.TenantBudget) func(context.Context) error {

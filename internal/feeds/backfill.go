@@ -90,7 +90,7 @@ func backfillType(ctx context.Context, p *ManagementPoller, ct string, lower, no
 	}
 	st := p.newCT(ct, bfCP, false)
 	pw.begin(ct, lower, until)
-	if err := st.subscribe(ctx); err != nil {
+	if err := st.ensureSubscribed(ctx); err != nil {
 		return err
 	}
 	for {

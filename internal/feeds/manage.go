@@ -66,6 +66,12 @@ type ManagementConfig struct {
 	Observer          Observer
 	// OnPublished is told about each newly stored event (timeline).
 	OnPublished func(event.Envelope)
+	// Audit, when set, records each window of possible loss (managesubs.go).
+	Audit GapRecorder
+	// SettleAttempts bounds the listings retried, with backoff between
+	// RetryBase and RetryMax, while a subscription just started still answers
+	// AF20023 (default 30: about 25 minutes with the default backoff).
+	SettleAttempts int
 	// AfterRecord, when set, is called after each record is handed to the
 	// publisher (n records of the blob so far); tests use it to stop the poller
 	// mid-blob.
@@ -116,6 +122,9 @@ func (c ManagementConfig) withDefaults() ManagementConfig {
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 6
 	}
+	if c.SettleAttempts <= 0 {
+		c.SettleAttempts = 30
+	}
 	if c.RetryBase <= 0 {
 		c.RetryBase = time.Second
 	}
@@ -145,6 +154,9 @@ type ManagementPoller struct {
 	log    *slog.Logger
 	sem    chan struct{} // blob fetch slots
 	types  []*ctState
+
+	subsMu sync.Mutex
+	subs   map[string]string // content type (lower case) -> status, listed once
 }
 
 // NewManagementPoller applies defaults; it starts nothing.
@@ -244,6 +256,7 @@ type ctState struct {
 	log    *slog.Logger
 
 	subscribed bool
+	startAfter time.Time // Microsoft asked us not to start before this
 
 	mu     sync.Mutex // guards cur, pending
 	cur    mgmtCursor
@@ -284,28 +297,20 @@ func (st *ctState) pollOnce(ctx context.Context) error {
 	return err
 }
 
-func (st *ctState) subscribe(ctx context.Context) error {
-	if err := st.p.client.start(ctx, st.ct); err != nil {
-		return fmt.Errorf("subscribe to %s: %w", st.ct, err)
-	}
-	st.subscribed = true
-	return nil
-}
-
 // poll brings the content type from its checkpoint up to now (or Until).
 func (st *ctState) poll(ctx context.Context) error {
 	cfg := st.p.cfg
 	if st.live {
 		st.status.load(ctx)
-		if !st.subscribed {
-			if err := st.subscribe(ctx); err != nil {
-				return err
-			}
-		}
 	}
 	now := cfg.Now().UTC()
 	if err := st.loadCursor(ctx, now); err != nil {
 		return err
+	}
+	if st.live && !st.subscribed {
+		if err := st.ensureSubscribed(ctx); err != nil {
+			return err
+		}
 	}
 	floor := now.Add(-maxRetention + cfg.EdgeMargin).Truncate(time.Second).Add(time.Second)
 	st.mu.Lock()
@@ -424,6 +429,7 @@ func (st *ctState) listWindow(ctx context.Context, from, to time.Time) ([]conten
 	cfg := st.p.cfg
 	onPage := func() { cfg.Observer.Fetched(FeedManagementActivity, st.ct, "page") }
 	var last error
+	settles := 0
 	for attempt := 1; attempt <= cfg.MaxAttempts; attempt++ {
 		if attempt > 1 {
 			if err := sleepCtx(ctx, backoff(attempt-1, cfg.RetryBase, cfg.RetryMax, 0)); err != nil {
@@ -431,6 +437,17 @@ func (st *ctState) listWindow(ctx context.Context, from, to time.Time) ([]conten
 			}
 		}
 		items, err := st.p.client.list(ctx, st.ct, from, to, onPage)
+		for err != nil && ctx.Err() == nil && settles < cfg.SettleAttempts && st.settling(ctx, err) {
+			// Just started: the subscription settles; not a stop.
+			settles++
+			if serr := sleepCtx(ctx, backoff(settles, cfg.RetryBase, cfg.RetryMax, 0)); serr != nil {
+				return nil, fmt.Errorf("list %s: %w (after %w)", st.ct, serr, err)
+			}
+			items, err = st.p.client.list(ctx, st.ct, from, to, onPage)
+		}
+		if settles > 0 && err == nil {
+			st.log.Info("the subscription answered after settling", "retries", settles)
+		}
 		if err == nil {
 			return items, nil
 		}
@@ -440,9 +457,11 @@ func (st *ctState) listWindow(ctx context.Context, from, to time.Time) ([]conten
 		last = err
 		ae := apiErrorOf(err)
 		switch {
+		case ae != nil && ae.NoSubscription() && settles >= cfg.SettleAttempts:
+			return nil, fmt.Errorf("list %s: the subscription is enabled but still answers %s after %d listings: %w", st.ct, ae.Code, settles, err)
 		case ae != nil && ae.NoSubscription():
 			st.log.Warn("subscription missing or disabled; starting it again", "code", ae.Code)
-			if serr := st.subscribe(ctx); serr != nil {
+			if serr := st.subscribe(ctx, "the subscription was found "+map[bool]string{true: "missing", false: "disabled"}[ae.Code == "AF20022"]); serr != nil {
 				return nil, fmt.Errorf("%w; and %w", err, serr)
 			}
 		case ae != nil && ae.Window():

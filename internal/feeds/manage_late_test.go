@@ -55,7 +55,7 @@ func TestManagementLateContentAndResubscribe(t *testing.T) {
 	if err := e.tn.StopSubscription("Audit.Exchange"); err != nil {
 		t.Fatal(err)
 	}
-	e.clock.Advance(2 * time.Minute)
+	e.clock.Advance(15 * time.Minute) // Microsoft refuses starts less than 15 minutes apart
 	if err := p.PollOnce(ctx); err != nil {
 		t.Fatal(err)
 	}

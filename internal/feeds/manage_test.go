@@ -98,7 +98,10 @@ func TestManagementCrashExactlyOnce(t *testing.T) {
 			defer tm.Stop()
 		}
 		if run == 2 {
-			// Someone disables a subscription: the poller starts it again.
+			// Someone disables a subscription: the poller starts it again
+			// (15 minutes after the first start: Microsoft refuses starts
+			// closer together, see TestManagementStartThrottledAndSettling).
+			e.clock.Advance(15 * time.Minute)
 			manageCall(t, e, "POST", "subscriptions/stop?contentType=Audit.SharePoint&PublisherIdentifier="+in.TenantID)
 		}
 		err := NewManagementPoller(cfg).PollOnce(ctx)

@@ -30,7 +30,21 @@ type StatusLine struct {
 	LastError   string    `json:"last_error"`   // "" after a successful poll
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	UpdatedAt   time.Time `json:"updated_at"`
+	// Gaps are the latest windows of possible loss (at most maxGaps): content
+	// Microsoft no longer lists, such as what was created while a Management
+	// Activity subscription was stopped or before it started.
+	Gaps []Gap `json:"gaps,omitempty"`
 }
+
+// Gap is a window of possible loss: records created in [From, To) may never
+// have been read.
+type Gap struct {
+	From   time.Time `json:"from"`
+	To     time.Time `json:"to"`
+	Reason string    `json:"reason"`
+}
+
+const maxGaps = 10
 
 const statusPrefix = "feed.status."
 
@@ -114,6 +128,9 @@ func WriteStatus(w io.Writer, lines []StatusLine, asJSON bool) error {
 			errText = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", l.Feed, ct, ts(l.Cursor), ts(l.LastSuccess), lag, l.Events, l.Pending, errText)
+		for _, g := range l.Gaps {
+			fmt.Fprintf(tw, "  possible loss\t%s\t%s\tto %s\t\t\t\t%s\n", ct, ts(g.From), ts(g.To), strings.ReplaceAll(g.Reason, "\n", " "))
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("feeds: write status: %w", err)
@@ -140,7 +157,7 @@ func newStatusWriter(kv jetstream.KeyValue, feed, ct string, now func() time.Tim
 		s: StatusLine{Feed: feed, ContentType: ct}}
 }
 
-// load continues the event count of an earlier process.
+// load continues the event count and the gaps of an earlier process.
 func (w *statusWriter) load(ctx context.Context) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -154,6 +171,7 @@ func (w *statusWriter) load(ctx context.Context) {
 	var s StatusLine
 	if json.Unmarshal(e.Value(), &s) == nil {
 		w.s.Events, w.s.LastSuccess, w.s.Cursor = s.Events, s.LastSuccess, s.Cursor
+		w.s.Gaps = append(s.Gaps, w.s.Gaps...)
 	}
 	w.loaded = true
 }
