@@ -33,7 +33,7 @@ func (c *doctorCmd) Run(e *env) error {
 	defer cancel()
 	rep, err := doctor.Check(ctx, doctor.Config{
 		Credential: cred, GraphScope: creds.GraphScope(), ManageScope: creds.ManageScope(), ExchangeScope: creds.ExchangeScope(),
-		Feeds: c.Feeds, Actions: c.Actions,
+		Feeds: c.Feeds, Actions: c.Actions, GraphURL: creds.GraphURL, HTTPClient: creds.HTTPClient,
 	})
 	if err != nil {
 		return err

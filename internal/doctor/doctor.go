@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -44,6 +45,9 @@ type Requirement struct {
 	Name     string
 	Audience string
 	Clauses  []Clause
+	// Role is the directory role the app's service principal needs besides
+	// the permissions (the catalogue's Spec.Role; "" none).
+	Role string
 }
 
 func req(kind, name, aud string, clauses ...Clause) Requirement {
@@ -74,7 +78,9 @@ func Requirements() []Requirement {
 		for i, c := range s.Permissions {
 			clauses[i] = Clause(c)
 		}
-		out = append(out, req(KindAction, string(s.Name), aud, clauses...))
+		r := req(KindAction, string(s.Name), aud, clauses...)
+		r.Role = s.Role
+		out = append(out, r)
 	}
 	return append(out, req(KindGuard, "protected_roles", Graph, Clause{"RoleManagement.Read.Directory", "Directory.Read.All", "RoleManagement.ReadWrite.Directory"}))
 }
@@ -92,6 +98,12 @@ type Config struct {
 	Feeds, Actions []string
 	// SkipGuard leaves out the protected-roles check.
 	SkipGuard bool
+	// GraphURL (m365.Credentials.GraphURL, "" for Microsoft's) and
+	// HTTPClient (nil: a default client) read the service principal's
+	// directory roles; SkipDirectoryRoles leaves that check out.
+	GraphURL           string
+	HTTPClient         *http.Client
+	SkipDirectoryRoles bool
 }
 
 // Row is the verdict on one part.
@@ -100,6 +112,9 @@ type Row struct {
 	OK                   bool
 	Missing              []string // least-privileged permission of each unmet clause
 	Problem              string   // when the check itself could not run
+	// MissingRole names the directory role the service principal lacks;
+	// RoleNote says when a role is needed only in some cases and is absent.
+	MissingRole, RoleNote string
 }
 
 // Report is doctor's answer.
@@ -108,7 +123,11 @@ type Report struct {
 	Roles map[string][]string
 	// TokenErrors per audience.
 	TokenErrors map[string]string
-	Rows        []Row
+	// DirectoryRoles held by the service principal (nil when not read);
+	// DirectoryRolesError says why they could not be read.
+	DirectoryRoles      []string
+	DirectoryRolesError string
+	Rows                []Row
 }
 
 // Check gets a token per needed audience and checks every configured part.
@@ -160,6 +179,17 @@ func Check(ctx context.Context, cfg Config) (Report, error) {
 		}
 		rep.Roles[aud] = roles
 	}
+	needRoles := !cfg.SkipDirectoryRoles && slices.ContainsFunc(selected, func(r Requirement) bool { return r.Role != "" })
+	if needRoles {
+		if names, err := directoryRoles(ctx, cfg); err != nil {
+			rep.DirectoryRolesError = err.Error()
+		} else {
+			rep.DirectoryRoles = names
+			if rep.DirectoryRoles == nil {
+				rep.DirectoryRoles = []string{}
+			}
+		}
+	}
 	for _, r := range selected {
 		row := Row{Kind: r.Kind, Name: r.Name, Audience: r.Audience}
 		roles, ok := rep.Roles[r.Audience]
@@ -172,6 +202,17 @@ func Check(ctx context.Context, cfg Config) (Report, error) {
 				}
 			}
 			row.OK = len(row.Missing) == 0
+		}
+		if need, ok := ParseRole(r.Role); ok && needRoles && row.Problem == "" {
+			switch {
+			case rep.DirectoryRolesError != "":
+				row.OK, row.Problem = false, "cannot read the service principal's directory roles: "+rep.DirectoryRolesError
+			case slices.ContainsFunc(need.AnyOf, func(n string) bool { return slices.Contains(rep.DirectoryRoles, n) }):
+			case need.Conditional:
+				row.RoleNote = "without the directory role " + need.Role + ": " + need.Text
+			default:
+				row.OK, row.MissingRole = false, need.Role
+			}
 		}
 		rep.Rows = append(rep.Rows, row)
 	}
@@ -224,8 +265,8 @@ func (r Report) Err() error {
 	for _, row := range r.Rows {
 		switch {
 		case row.OK:
-		case len(row.Missing) > 0:
-			lines = append(lines, fmt.Sprintf("%s %s: missing %s", row.Kind, row.Name, strings.Join(row.Missing, ", ")))
+		case len(row.Missing) > 0 || row.MissingRole != "":
+			lines = append(lines, fmt.Sprintf("%s %s: missing %s", row.Kind, row.Name, row.missing()))
 		default:
 			lines = append(lines, fmt.Sprintf("%s %s: %s", row.Kind, row.Name, row.Problem))
 		}
@@ -244,8 +285,9 @@ func (r Report) Print(w io.Writer) error {
 		status, missing := "ok", ""
 		switch {
 		case row.OK:
-		case len(row.Missing) > 0:
-			status, missing = "MISSING", strings.Join(row.Missing, ", ")
+			missing = row.RoleNote
+		case len(row.Missing) > 0 || row.MissingRole != "":
+			status, missing = "MISSING", row.missing()
 		default:
 			status, missing = "ERROR", row.Problem
 		}
@@ -256,5 +298,19 @@ func (r Report) Print(w io.Writer) error {
 			fmt.Fprintf(tw, "\ngranted (%s):\t%s\n", aud, strings.Join(roles, ", "))
 		}
 	}
+	if r.DirectoryRoles != nil {
+		fmt.Fprintf(tw, "\ndirectory roles:\t%s\n", strings.Join(r.DirectoryRoles, ", "))
+	} else if r.DirectoryRolesError != "" {
+		fmt.Fprintf(tw, "\ndirectory roles:\tnot read: %s\n", r.DirectoryRolesError)
+	}
 	return tw.Flush()
+}
+
+// missing lists the unmet permissions and the missing directory role.
+func (row Row) missing() string {
+	m := slices.Clone(row.Missing)
+	if row.MissingRole != "" {
+		m = append(m, "directory role "+row.MissingRole)
+	}
+	return strings.Join(m, ", ")
 }

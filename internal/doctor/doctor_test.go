@@ -22,7 +22,7 @@ func simConfig(t *testing.T, sim *m365sim.Tenant) Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Config{Credential: cred, GraphScope: c.GraphScope(), ManageScope: c.ManageScope()}
+	return Config{Credential: cred, GraphScope: c.GraphScope(), ManageScope: c.ManageScope(), GraphURL: info.GraphURL, HTTPClient: sim.HTTPClient()}
 }
 
 func TestDoctorAgainstEmulator(t *testing.T) {
