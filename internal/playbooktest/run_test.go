@@ -106,7 +106,8 @@ func TestRealGraphRecords(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		t.Fatalf("%v: %s", err, out.String())
 	}
-	if r.Source != event.SourceRiskDetection || r.Kind != "anonymizedIPAddress" || r.IP != "178.17.170.23" || len(r.Matches) != 0 {
+	if r.Source != event.SourceRiskDetection || r.Kind != "anonymizedIPAddress" || r.IP != "178.17.170.23" ||
+		len(r.Matches) != 1 || r.Matches[0].Playbook != "risky-detection-anonymous-ip" {
 		t.Errorf("tutorial detection: %+v", r)
 	}
 	high := bytes.Replace(data, []byte(`"riskLevel": "medium"`), []byte(`"riskLevel": "high"`), 1)
@@ -158,22 +159,24 @@ func TestAllFixturesNoPanic(t *testing.T) {
 }
 
 // TestRealRecordsFireAsShipped runs every public fixture through the playbooks
-// as they ship (enabled ones only) and lists exactly what fires. Only the two
-// real Identity Protection detections rated high fire: the anonymised-IP one
-// fires high-risk-user; the password spray, still atRisk, fires high-risk-user
-// and password-spray-success. The real forwarding records name no user (anonymised),
-// so external-forwarding-rule reports that instead of firing. Everything else
-// (sign-ins, directory audits, Graph responses, the tutorial's medium
-// detection, the risky-user and Set-Mailbox system noise) fires nothing.
+// as they ship (enabled ones only) and lists exactly what fires. The two
+// real Identity Protection detections rated high fire high-risk-user; the
+// anonymised-IP ones (high, and the tutorial's medium) fire
+// risky-detection-anonymous-ip; the password spray, still atRisk, fires
+// password-spray-success. The real forwarding records name their mailbox but
+// not the actor (anonymised), so external-forwarding-rule reports that
+// instead of firing. Everything else (sign-ins, directory audits, Graph
+// responses, the risky-user and Set-Mailbox system noise) fires nothing.
 func TestRealRecordsFireAsShipped(t *testing.T) {
 	root := fixtures(t)
 	set := loadShipped(t)
-	const noUser = `playbook "external-forwarding-rule": step 1 (delete_forward_rules): the event has no user to act on`
+	const noUser = `playbook "external-forwarding-rule": step 2 (revoke_sessions): the event has no user to act on`
 	want := map[string]string{
-		"graph/elastic-integrations-azure-identity-protection/test-userriskevents-raw.log#0": "high-risk-user",
-		"graph/elastic-integrations-azure-identity-protection/test-userriskevents-raw.log#1": "high-risk-user,password-spray-success",
-		"o365-audit/sekoia-o365/inbox_rule.json#0":                                           "error: " + noUser,
-		"o365-audit/sekoia-o365/operation_properties_02.json#0":                              "error: " + noUser,
+		"graph/elastic-integrations-azure-identity-protection/test-userriskevents-raw.log#0":               "high-risk-user,risky-detection-anonymous-ip",
+		"graph/ms-graph-docs/concepts_tutorial-riskdetection-api.md.response-riskDetections-atRisk.json#0": "risky-detection-anonymous-ip",
+		"graph/elastic-integrations-azure-identity-protection/test-userriskevents-raw.log#1":               "high-risk-user,password-spray-success",
+		"o365-audit/sekoia-o365/inbox_rule.json#0":                                                         "error: " + noUser,
+		"o365-audit/sekoia-o365/operation_properties_02.json#0":                                            "error: " + noUser,
 	}
 	got := map[string]string{}
 	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
@@ -252,8 +255,10 @@ func TestRunJSON(t *testing.T) {
 	if r0.Source != event.SourceRiskDetection || r0.User != "meganb@contoso.com" || r0.IP != "198.51.100.23" || r0.Index != 0 || r0.File != "in.json" {
 		t.Errorf("record 0: %+v", r0)
 	}
-	if len(r0.Matches) != 1 || r0.Matches[0].Playbook != "high-risk-user" || len(r0.Matches[0].Actions) != 3 ||
-		r0.Matches[0].Actions[0].Target.User != "meganb@contoso.com" {
+	// The sample is an anonymizedIPAddress detection rated high: high-risk-user
+	// and risky-detection-anonymous-ip both answer it.
+	if len(r0.Matches) != 2 || r0.Matches[0].Playbook != "high-risk-user" || len(r0.Matches[0].Actions) != 3 ||
+		r0.Matches[0].Actions[0].Target.User != "meganb@contoso.com" || r0.Matches[1].Playbook != "risky-detection-anonymous-ip" {
 		t.Errorf("record 0 matches: %+v", r0.Matches)
 	}
 	if r1.Index != 1 || len(r1.Matches) != 0 || !strings.Contains(lines[1], `"matches":[]`) {
