@@ -32,7 +32,9 @@ func (f tenantFlags) credentials() (m365.Credentials, error) {
 		LoginURL: f.LoginURL, GraphURL: f.GraphURL, ManageURL: f.ManageURL, ExchangeURL: f.ExchangeURL,
 	}
 	if f.ClientCert != "" {
-		b, err := os.ReadFile(f.ClientCert)
+		// Refused when others can read it, as key files are (every command
+		// that builds credentials, not only serve).
+		b, err := m365.ReadCertPEM(f.ClientCert)
 		if err != nil {
 			return c, fmt.Errorf("client certificate (RESPONDER_CLIENT_CERT): %w", err)
 		}

@@ -19,8 +19,10 @@ type Protected struct {
 	// Users holds UPNs and object ids, compared case-insensitively.
 	Users []string
 	// Roles are directory role names (or role template ids) whose members are
-	// protected, looked up through a Directory. nil means Global Administrator;
-	// an empty non-nil slice protects no role.
+	// protected (active, through role-assignable groups, or PIM-eligible),
+	// looked up through a Directory. nil means DefaultProtectedRoles (Global
+	// Administrator, Privileged Role Administrator, Privileged Authentication
+	// Administrator); an empty non-nil slice protects no role.
 	Roles []string
 }
 
