@@ -30,6 +30,7 @@ import (
 	"github.com/responder-sec/responder/internal/matcher"
 	"github.com/responder-sec/responder/internal/ops"
 	"github.com/responder-sec/responder/internal/playbook"
+	"github.com/responder-sec/responder/internal/run"
 )
 
 // Config is everything one engine process needs.
@@ -333,33 +334,18 @@ func (e *Engine) run(ctx context.Context) error {
 		}
 		parts["ops"] = srv.Run
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, len(parts))
-	for name, run := range parts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := run(ctx); err != nil {
-				errs <- fmt.Errorf("%s: %w", name, err)
-				cancel()
-			}
-		}()
+	var g run.Group
+	for name, fn := range parts {
+		g.Add(name, fn)
 	}
-	wg.Wait()
+	err = g.Run(ctx)
 	// Records the parts appended while stopping: keep the head at the last one.
 	hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	if err := e.auditHead.Flush(hctx); err != nil {
 		e.log.Warn("could not write the audit head at shutdown", "err", err)
 	}
 	hcancel()
-	close(errs)
-	var all []error
-	for err := range errs {
-		all = append(all, err)
-	}
-	return errors.Join(all...)
+	return err
 }
 
 func (e *Engine) onEvent(env event.Envelope) {

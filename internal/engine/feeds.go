@@ -2,19 +2,19 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/responder-sec/responder/internal/bus"
 	"github.com/responder-sec/responder/internal/feeds"
 	"github.com/responder-sec/responder/internal/m365"
 	"github.com/responder-sec/responder/internal/ops"
+	"github.com/responder-sec/responder/internal/run"
 )
 
 // The feeds an engine can run.
@@ -53,11 +53,11 @@ func (e *Engine) runFeeds(ctx context.Context, kv jetstream.KeyValue, cred azcor
 	}
 	obs := feedObserver{m: e.metrics}
 	interval := e.cfg.FeedInterval
-	var parts []func(context.Context) error
+	var parts run.Group
 	if enabled[FeedManagement] {
 		creds := e.cfg.Credentials
 		creds.HTTPClient = e.httpClient
-		parts = append(parts, feeds.NewManagementPoller(feeds.ManagementConfig{
+		parts.Add(FeedManagement, feeds.NewManagementPoller(feeds.ManagementConfig{
 			Tenant: tenant, HTTP: m365.BearerClient(creds, cred, creds.ManageScope()), BaseURL: creds.ManageURL,
 			JS: e.bus.JS, KV: kv, Interval: interval, Logger: e.log, Observer: obs, OnPublished: e.onEvent, Audit: e.recorder,
 		}).Run)
@@ -69,44 +69,25 @@ func (e *Engine) runFeeds(ctx context.Context, kv jetstream.KeyValue, cred azcor
 		}).Run
 	}
 	if enabled[FeedSignIns] {
-		parts = append(parts, graphFeed(feeds.NewSignInPoller, feeds.NewReportsBudget()))
+		parts.Add(FeedSignIns, graphFeed(feeds.NewSignInPoller, feeds.NewReportsBudget()))
 	}
 	if enabled[FeedRiskDetections] {
-		parts = append(parts, feeds.NewRiskPoller(feeds.RiskConfig{
+		parts.Add(FeedRiskDetections, feeds.NewRiskPoller(feeds.RiskConfig{
 			Tenant: tenant, Graph: e.graph, JS: e.bus.JS, KV: kv, Budget: idp, Observer: obs,
 			Interval: e.cfg.RiskInterval, PageGap: e.cfg.PageGap, Logger: e.log, OnPublished: e.onEvent,
 		}).Run)
 	}
 	if enabled[FeedRiskyUsers] {
-		parts = append(parts, graphFeed(feeds.NewRiskyUserPoller, idp))
+		parts.Add(FeedRiskyUsers, graphFeed(feeds.NewRiskyUserPoller, idp))
 	}
-	if len(parts) == 0 {
+	if parts.Len() == 0 {
 		<-ctx.Done()
 		return nil
 	}
 	host, _ := os.Hostname()
 	lease := &feeds.Lease{
-		KV: kv, Name: "feeds." + tenant, Holder: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), uuid.NewString()[:8]),
+		KV: kv, Name: bus.FeedLeaseName(tenant), Holder: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), uuid.NewString()[:8]),
 		TTL: e.cfg.LeaseTTL, Logger: e.log.With("part", "feeds"),
 	}
-	return lease.Run(ctx, func(ctx context.Context) error {
-		var wg sync.WaitGroup
-		errs := make(chan error, len(parts))
-		for _, run := range parts {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-					errs <- err
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		var all []error
-		for err := range errs {
-			all = append(all, err)
-		}
-		return errors.Join(all...)
-	})
+	return lease.Run(ctx, parts.Run)
 }

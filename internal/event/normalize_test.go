@@ -504,7 +504,7 @@ type folderTally struct {
 
 func TestNormalizeEveryPublicFixture(t *testing.T) {
 	if _, err := os.Stat(publicFixtures); err != nil {
-		t.Skipf("public fixtures not found at %s (%v): this test needs the shared workspace", publicFixtures, err)
+		t.Fatalf("public fixtures not found at %s (%v): this test needs the shared workspace beside the checkout", publicFixtures, err)
 	}
 	upnRE := regexp.MustCompile(`^[^\s@:\\/()<>\[\],;"]+@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$`)
 	tallies := map[string]*folderTally{}

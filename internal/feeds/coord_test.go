@@ -4,50 +4,26 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/responder-sec/responder/internal/bus"
+	"github.com/responder-sec/responder/internal/clock/clocktest"
 	"github.com/responder-sec/responder/internal/m365sim"
 )
 
-// Actions outrank polls: an action that arrives while a poll waits goes first.
-func TestTenantBudgetActionsFirst(t *testing.T) {
-	b := NewTenantBudget(1, 50*time.Millisecond)
-	ctx := context.Background()
-	if err := b.Wait(ctx, PriorityPoll); err != nil { // takes the only token
-		t.Fatal(err)
-	}
-	order := make(chan string, 2)
-	pollDone := make(chan struct{})
-	go func() {
-		defer close(pollDone)
-		if err := b.Wait(ctx, PriorityPoll); err == nil {
-			order <- "poll"
-		}
-	}()
-	if err := b.Wait(ctx, PriorityAction); err != nil {
-		t.Fatal(err)
-	}
-	order <- "action"
-	<-pollDone
-	if first := <-order; first != "action" {
-		t.Fatalf("first through the budget: %s", first)
-	}
-	// A cancelled wait returns the context's error.
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	if err := b.Wait(cctx, PriorityPoll); err == nil {
-		t.Fatal("cancelled wait succeeded")
-	}
-}
-
 // One holder at a time; a successor takes over when the holder stops (release)
-// and when it dies without releasing (stale revision after the TTL).
+// and when it dies without releasing (stale revision after the TTL). Time is
+// a fake clock: each step waits for the contenders to arm their timers (an
+// event), then moves the clock.
 func TestLeaseTakeover(t *testing.T) {
 	e := newEnv(t, m365sim.Options{})
 	ctx := context.Background()
+	const ttl = 300 * time.Millisecond
+	clk := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	running := make(chan string, 4)
 	work := func(name string) func(context.Context) error {
 		return func(ctx context.Context) error {
@@ -56,55 +32,75 @@ func TestLeaseTakeover(t *testing.T) {
 			return nil
 		}
 	}
+	lease := func(name, holder string) *Lease {
+		return &Lease{KV: e.kv, Name: name, Holder: holder, TTL: ttl, Clock: clk}
+	}
+	idle := func(step string) {
+		t.Helper()
+		select {
+		case got := <-running:
+			t.Fatalf("%s: %s runs", step, got)
+		default:
+		}
+	}
 	actx, acancel := context.WithCancel(ctx)
 	aDone := make(chan error, 1)
-	go func() { aDone <- RunWithLease(actx, e.kv, "feeds.t1", "a", 300*time.Millisecond, work("a")) }()
+	go func() { aDone <- lease("feeds.t1", "a").Run(actx, work("a")) }()
 	if got := <-running; got != "a" {
 		t.Fatalf("first holder %s", got)
 	}
+	clk.WaitArmed(1) // a's renewal timer
 	bctx, bcancel := context.WithCancel(ctx)
 	defer bcancel()
 	bDone := make(chan error, 1)
-	go func() { bDone <- RunWithLease(bctx, e.kv, "feeds.t1", "b", 300*time.Millisecond, work("b")) }()
-	select {
-	case got := <-running:
-		t.Fatalf("%s runs while a holds the lease", got)
-	case <-time.After(500 * time.Millisecond): // a renews meanwhile
+	go func() { bDone <- lease("feeds.t1", "b").Run(bctx, work("b")) }()
+	clk.WaitArmed(1) // b found the lease held and waits
+	// Five renewal periods, well past the TTL: a renews each time, so b,
+	// which looks every period, never sees the same revision for a TTL.
+	for i := range 5 {
+		clk.Advance(ttl / 3)
+		clk.WaitArmed(2) // a renewed and b looked, and both wait again
+		idle(fmt.Sprintf("period %d while a renews", i))
 	}
 	acancel()
 	if err := <-aDone; err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case got := <-running:
-		if got != "b" {
-			t.Fatalf("successor %s", got)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("b never took over")
+	// a released the lease: b takes it at its next look, not after a TTL.
+	clk.Advance(ttl / 3)
+	if got := <-running; got != "b" {
+		t.Fatalf("successor %s", got)
 	}
+	clk.WaitArmed(1) // b's renewal timer
 	bcancel()
-	<-bDone
+	if err := <-bDone; err != nil {
+		t.Fatal(err)
+	}
 
 	// A holder that died: its record stays and is never renewed.
-	if _, err := e.kv.Put(ctx, "lease.feeds=2Et2", []byte(`{"holder":"dead"}`)); err != nil {
+	if _, err := e.kv.Put(ctx, bus.LeaseKey("feeds.t2"), []byte(`{"holder":"dead"}`)); err != nil {
 		t.Fatal(err)
 	}
 	cctx, ccancel := context.WithCancel(ctx)
 	defer ccancel()
 	cDone := make(chan error, 1)
-	start := time.Now()
-	go func() { cDone <- RunWithLease(cctx, e.kv, "feeds.t2", "c", 200*time.Millisecond, work("c")) }()
-	select {
-	case <-running:
-		if el := time.Since(start); el < 200*time.Millisecond {
-			t.Fatalf("took a live-looking lease after %s", el)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("c never took over from the dead holder")
+	go func() { cDone <- lease("feeds.t2", "c").Run(cctx, work("c")) }()
+	clk.WaitArmed(1) // c saw the record and waits
+	// Up to the TTL the record is live: c looks every TTL/3 and stays out.
+	for i := range 3 {
+		clk.Advance(ttl / 3)
+		clk.WaitArmed(1)
+		idle(fmt.Sprintf("%d/3 of the TTL after the holder died", i+1))
+	}
+	// Past the TTL the unchanged revision is stale: c takes over.
+	clk.Advance(ttl / 3)
+	if got := <-running; got != "c" {
+		t.Fatalf("successor of the dead holder %s", got)
 	}
 	ccancel()
-	<-cDone
+	if err := <-cDone; err != nil {
+		t.Fatal(err)
+	}
 }
 
 // A checkpoint older than Microsoft's 7 days resumes inside the edge; windows

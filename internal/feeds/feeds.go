@@ -37,11 +37,7 @@ type Checkpoint struct {
 
 // NewCheckpoint returns the checkpoint for one feed (and content type).
 func NewCheckpoint(kv jetstream.KeyValue, feed string, part ...string) *Checkpoint {
-	key := "feed." + bus.Token(feed)
-	for _, p := range part {
-		key += "." + bus.Token(p)
-	}
-	return &Checkpoint{kv: kv, key: key}
+	return &Checkpoint{kv: kv, key: bus.CheckpointKey(feed, part...)}
 }
 
 // Load decodes the stored cursor into v; found is false when none is stored.

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/responder-sec/responder/internal/bus"
+	"github.com/responder-sec/responder/internal/clock"
 )
 
 // Lease is a named lease in the state bucket (lease.<name>): one holder at a
@@ -27,6 +28,8 @@ type Lease struct {
 	Logger *slog.Logger
 	// OnChange is told when this process gains (true) or loses (false) the lease.
 	OnChange func(held bool)
+	// Clock measures the TTL and paces renewals and attempts (nil: the real one).
+	Clock clock.Clock
 }
 
 type leaseRecord struct {
@@ -53,14 +56,15 @@ func (l *Lease) Run(ctx context.Context, fn func(context.Context) error) error {
 		log = slog.Default()
 	}
 	log = log.With("lease", l.Name, "holder", l.Holder)
-	key := "lease." + bus.KeyPart(l.Name)
+	clk := clock.Or(l.Clock)
+	key := bus.LeaseKey(l.Name)
 	var (
 		seenRev  uint64
 		seenAt   time.Time
 		interval = ttl / 3
 	)
 	for {
-		rev, err := l.acquire(ctx, key, &seenRev, &seenAt, ttl)
+		rev, err := l.acquire(ctx, clk, key, &seenRev, &seenAt, ttl)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("lease: cannot reach the state bucket", "err", err)
 		}
@@ -69,7 +73,7 @@ func (l *Lease) Run(ctx context.Context, fn func(context.Context) error) error {
 			if l.OnChange != nil {
 				l.OnChange(true)
 			}
-			lost, ferr := l.hold(ctx, key, rev, ttl, fn, log)
+			lost, ferr := l.hold(ctx, clk, key, rev, ttl, fn, log)
 			if l.OnChange != nil {
 				l.OnChange(false)
 			}
@@ -82,7 +86,7 @@ func (l *Lease) Run(ctx context.Context, fn func(context.Context) error) error {
 			log.Warn("lease lost; waiting to take it again")
 			seenRev, seenAt = 0, time.Time{}
 		}
-		if err := sleepCtx(ctx, interval); err != nil {
+		if err := clock.Sleep(ctx, clk, interval); err != nil {
 			return nil
 		}
 	}
@@ -90,8 +94,9 @@ func (l *Lease) Run(ctx context.Context, fn func(context.Context) error) error {
 
 // acquire takes the lease if it is free, ours, or stale; it returns the
 // revision held, 0 if another process holds it.
-func (l *Lease) acquire(ctx context.Context, key string, seenRev *uint64, seenAt *time.Time, ttl time.Duration) (uint64, error) {
-	val, _ := json.Marshal(leaseRecord{Holder: l.Holder, Renewed: time.Now().UTC()})
+func (l *Lease) acquire(ctx context.Context, clk clock.Clock, key string, seenRev *uint64, seenAt *time.Time, ttl time.Duration) (uint64, error) {
+	now := clk.Now()
+	val, _ := json.Marshal(leaseRecord{Holder: l.Holder, Renewed: now.UTC()})
 	rev, err := l.KV.Create(ctx, key, val)
 	if err == nil {
 		return rev, nil
@@ -110,8 +115,8 @@ func (l *Lease) acquire(ctx context.Context, key string, seenRev *uint64, seenAt
 	_ = json.Unmarshal(e.Value(), &cur)
 	stale := false
 	if e.Revision() != *seenRev {
-		*seenRev, *seenAt = e.Revision(), time.Now()
-	} else if time.Since(*seenAt) > ttl {
+		*seenRev, *seenAt = e.Revision(), now
+	} else if now.Sub(*seenAt) > ttl {
 		stale = true
 	}
 	if cur.Holder != l.Holder && !stale {
@@ -126,17 +131,17 @@ func (l *Lease) acquire(ctx context.Context, key string, seenRev *uint64, seenAt
 
 // hold runs fn and renews the lease; lost reports that the lease went to
 // another process (or could not be renewed in time).
-func (l *Lease) hold(ctx context.Context, key string, rev uint64, ttl time.Duration, fn func(context.Context) error, log *slog.Logger) (lost bool, err error) {
+func (l *Lease) hold(ctx context.Context, clk clock.Clock, key string, rev uint64, ttl time.Duration, fn func(context.Context) error, log *slog.Logger) (lost bool, err error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- fn(wctx) }()
-	t := time.NewTicker(ttl / 3)
-	defer t.Stop()
-	lastRenew := time.Now()
+	lastRenew := clk.Now()
 	for {
+		tick, stop := clk.After(ttl / 3)
 		select {
 		case err := <-done:
+			stop()
 			if ctx.Err() != nil {
 				l.release(key, rev, log)
 				return false, nil
@@ -150,20 +155,21 @@ func (l *Lease) hold(ctx context.Context, key string, rev uint64, ttl time.Durat
 			l.release(key, rev, log)
 			return false, nil
 		case <-ctx.Done():
+			stop()
 			cancel()
 			<-done
 			l.release(key, rev, log)
 			return false, nil
-		case <-t.C:
-			val, _ := json.Marshal(leaseRecord{Holder: l.Holder, Renewed: time.Now().UTC()})
+		case <-tick:
+			val, _ := json.Marshal(leaseRecord{Holder: l.Holder, Renewed: clk.Now().UTC()})
 			rctx, rcancel := context.WithTimeout(ctx, ttl/3)
 			nrev, err := l.KV.Update(rctx, key, val, rev)
 			rcancel()
 			if err == nil {
-				rev, lastRenew = nrev, time.Now()
+				rev, lastRenew = nrev, clk.Now()
 				continue
 			}
-			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) || time.Since(lastRenew) > ttl*2/3 {
+			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) || clk.Now().Sub(lastRenew) > ttl*2/3 {
 				// Taken over, or renewals failing for too long: a successor may
 				// start soon, so stop first.
 				log.Warn("lease: cannot renew; stopping the work", "err", err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/responder-sec/responder/internal/event"
 	"github.com/responder-sec/responder/internal/m365"
+	"github.com/responder-sec/responder/internal/run"
 )
 
 // Management Activity API limits.
@@ -193,16 +194,11 @@ func (p *ManagementPoller) newCT(ct string, cp *Checkpoint, live bool) *ctState 
 // logged, recorded in the status and retried at the next interval; Run returns
 // nil when ctx ends.
 func (p *ManagementPoller) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
+	var g run.Group
 	for _, st := range p.types {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			st.loop(ctx)
-		}()
+		g.Add(st.ct, func(ctx context.Context) error { st.loop(ctx); return nil })
 	}
-	wg.Wait()
-	return nil
+	return g.Run(ctx)
 }
 
 // PollOnce subscribes if needed and brings every content type up to now once,

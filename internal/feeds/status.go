@@ -46,22 +46,13 @@ type Gap struct {
 
 const maxGaps = 10
 
-const statusPrefix = "feed.status."
-
-func statusKey(feed, ct string) string {
-	if ct == "" {
-		ct = "_"
-	}
-	return statusPrefix + bus.Token(feed) + "." + bus.KeyPart(ct)
-}
-
 // Status reads every feed's status record from the state bucket, computing the
 // lag against now (time.Now when nil). Lines are sorted by feed and content type.
 func Status(ctx context.Context, kv jetstream.KeyValue, now func() time.Time) ([]StatusLine, error) {
 	if now == nil {
 		now = time.Now
 	}
-	lister, err := kv.ListKeysFiltered(ctx, statusPrefix+">")
+	lister, err := kv.ListKeysFiltered(ctx, bus.FeedStatusFilter())
 	if err != nil {
 		return nil, fmt.Errorf("feeds: list status: %w", err)
 	}
@@ -153,7 +144,7 @@ type statusWriter struct {
 }
 
 func newStatusWriter(kv jetstream.KeyValue, feed, ct string, now func() time.Time) *statusWriter {
-	return &statusWriter{kv: kv, key: statusKey(feed, ct), minGap: 2 * time.Second, now: now,
+	return &statusWriter{kv: kv, key: bus.FeedStatusKey(feed, ct), minGap: 2 * time.Second, now: now,
 		s: StatusLine{Feed: feed, ContentType: ct}}
 }
 

@@ -23,7 +23,7 @@ const fixturesDir = "../../../shared/fixtures/public"
 func fixtures(t *testing.T) string {
 	t.Helper()
 	if _, err := os.Stat(fixturesDir); err != nil {
-		t.Skipf("public fixtures not found at %s (they live outside the repo): %v", fixturesDir, err)
+		t.Fatalf("public fixtures not found at %s (they live outside the repo, in ../shared beside the checkout): %v", fixturesDir, err)
 	}
 	return fixturesDir
 }

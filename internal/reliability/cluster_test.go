@@ -69,8 +69,7 @@ func TestCluster(t *testing.T) {
 		requests = 400
 		rate     = 200 // requests published per second
 	)
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	seed := testSeed(t)
 	rng := rand.New(rand.NewPCG(seed, seed>>1))
 	responderBinary(t) // built before the clock starts
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
@@ -127,7 +126,7 @@ func TestCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaseKey := "lease." + bus.KeyPart("feeds."+tenant)
+	leaseKey := bus.LeaseKey(bus.FeedLeaseName(tenant))
 	// A starts first and takes the feed lease; B joins once A holds it.
 	engA.start()
 	if err := waitLease(ctx, kv, leaseKey, engA); err != nil {

@@ -152,8 +152,7 @@ func TestCrashSafety(t *testing.T) {
 		kills    = 10
 		rate     = 150 // requests published per second
 	)
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	seed := testSeed(t)
 	rng := rand.New(rand.NewPCG(seed, seed>>1))
 
 	srv := startNATS(t)

@@ -81,8 +81,7 @@ func TestGraphFaults(t *testing.T) {
 		requests    = 2000
 		maxAttempts = 5
 	)
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	seed := testSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 7))
 
 	sim, err := m365sim.New(m365sim.Options{Seed: m365sim.SeedSmall})

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -434,4 +435,25 @@ func outcomeCounts(final map[string]audit.Record) string {
 	}
 	b, _ := json.Marshal(c)
 	return string(b)
+}
+
+// SeedEnv names the environment variable that replays a randomised run.
+const SeedEnv = "RESPONDER_TEST_SEED"
+
+// testSeed is the seed of a randomised test: RESPONDER_TEST_SEED when set (to
+// replay a failure), else a fresh one. It is printed either way, so a failing
+// run names the seed that replays it.
+func testSeed(t *testing.T) uint64 {
+	t.Helper()
+	if v := os.Getenv(SeedEnv); v != "" {
+		seed, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("%s=%q is not an unsigned integer: %v", SeedEnv, v, err)
+		}
+		t.Logf("seed %d (from %s)", seed, SeedEnv)
+		return seed
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d (replay with %s=%d)", seed, SeedEnv, seed)
+	return seed
 }

@@ -5,13 +5,12 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/responder-sec/responder/internal/budget"
 )
 
 // Rate is N requests (or resource units) per Per, with a burst of N.
-type Rate struct {
-	N   float64
-	Per time.Duration
-}
+type Rate = budget.Rate
 
 // BudgetConfig are Microsoft's per-service throttling budgets as the engine
 // paces itself (Microsoft Learn, "Microsoft Graph service-specific throttling
@@ -36,10 +35,10 @@ type BudgetConfig struct {
 // DefaultBudgetConfig returns Microsoft's published budgets.
 func DefaultBudgetConfig() BudgetConfig {
 	return BudgetConfig{
-		EntraWrites:          Rate{3000, 150 * time.Second},
-		EntraUnits:           Rate{3500, 10 * time.Second},
+		EntraWrites:          Rate{N: 3000, Per: 150 * time.Second},
+		EntraUnits:           Rate{N: 3500, Per: 10 * time.Second},
 		OutlookConcurrency:   4,
-		IdentityProtectionCA: Rate{1, time.Second},
+		IdentityProtectionCA: Rate{N: 1, Per: time.Second},
 	}
 }
 
@@ -47,7 +46,7 @@ func DefaultBudgetConfig() BudgetConfig {
 // worker of a process: build one per process and pass it to every Executor.
 // It is safe for concurrent use and owns no goroutine.
 type Budgets struct {
-	entraWrites, entraUnits, idpCA *bucket
+	entraWrites, entraUnits, idpCA *budget.Bucket
 	sharedIDPCA                    func(ctx context.Context) error
 	outlookMax                     int
 
@@ -74,10 +73,10 @@ func NewBudgets(c BudgetConfig) *Budgets {
 		// Paced 2% under the write budget: requests that leave together
 		// in one $batch reach Graph together, and a client exactly at the
 		// limit sees the odd 429 (each one costs a Retry-After of seconds).
-		entraWrites: newBucket(c.EntraWrites, 0.02), entraUnits: newBucket(c.EntraUnits, 0),
+		entraWrites: budget.New(c.EntraWrites, 0.02), entraUnits: budget.New(c.EntraUnits, 0),
 		// One request per second leaves no room for network jitter: a request
 		// delayed on the way makes the next one arrive early. Pace 5% slower.
-		idpCA:       newBucket(c.IdentityProtectionCA, 0.05),
+		idpCA:       budget.New(c.IdentityProtectionCA, 0.05),
 		sharedIDPCA: c.SharedIdentityProtectionCA,
 		outlookMax:  c.OutlookConcurrency, mailboxes: map[string]*mailboxSem{},
 	}
@@ -86,12 +85,12 @@ func NewBudgets(c BudgetConfig) *Budgets {
 // Entra waits for units resource units and writes writes.
 func (b *Budgets) Entra(ctx context.Context, units, writes float64) error {
 	if writes > 0 {
-		if err := b.entraWrites.wait(ctx, writes); err != nil {
+		if err := b.entraWrites.WaitN(ctx, writes); err != nil {
 			return err
 		}
 	}
 	if units > 0 {
-		return b.entraUnits.wait(ctx, units)
+		return b.entraUnits.WaitN(ctx, units)
 	}
 	return nil
 }
@@ -101,7 +100,7 @@ func (b *Budgets) IdentityProtectionCA(ctx context.Context) error {
 	if b.sharedIDPCA != nil {
 		return b.sharedIDPCA(ctx)
 	}
-	return b.idpCA.wait(ctx, 1)
+	return b.idpCA.WaitN(ctx, 1)
 }
 
 type mailboxSem struct {
@@ -134,51 +133,5 @@ func (b *Budgets) Mailbox(ctx context.Context, mailbox string) (release func(), 
 	case <-ctx.Done():
 		done()
 		return nil, ctx.Err()
-	}
-}
-
-// bucket is a token bucket that hands out reservations in arrival order: a
-// caller takes its tokens at once (the balance may go negative) and waits until
-// the balance it left behind is paid back.
-type bucket struct {
-	mu       sync.Mutex
-	capacity float64
-	rate     float64 // tokens per second
-	tokens   float64
-	last     time.Time
-}
-
-// newBucket paces at r, slowed by the margin fraction.
-func newBucket(r Rate, margin float64) *bucket {
-	return &bucket{capacity: r.N, rate: r.N / r.Per.Seconds() * (1 - margin), tokens: r.N, last: time.Now()}
-}
-
-func (b *bucket) wait(ctx context.Context, n float64) error {
-	b.mu.Lock()
-	now := time.Now()
-	b.tokens += now.Sub(b.last).Seconds() * b.rate
-	if b.tokens > b.capacity {
-		b.tokens = b.capacity
-	}
-	b.last = now
-	b.tokens -= n
-	var d time.Duration
-	if b.tokens < 0 {
-		d = time.Duration(-b.tokens / b.rate * float64(time.Second))
-	}
-	b.mu.Unlock()
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		b.mu.Lock()
-		b.tokens += n // give the reservation back
-		b.mu.Unlock()
-		return ctx.Err()
 	}
 }
