@@ -27,7 +27,7 @@ const HeaderApproval = "Responder-Approval"
 
 // Subject is where analysts send approval commands (core NATS request/reply;
 // no stream stores them).
-func Subject(tenant string) string { return "responder." + bus.Token(tenant) + ".approval" }
+func Subject(tenant string) string { return bus.ApprovalSubject(tenant) }
 
 // The command operations.
 const (
@@ -327,10 +327,8 @@ func voters(p Pending) string {
 }
 
 // RecordID makes audit record ids deterministic per request and state (the
-// worker's scheme), so a record re-sent after a crash is stored once.
-func RecordID(requestID, what string) string {
-	return uuid.NewSHA1(uuid.NameSpaceOID, []byte("responder/"+requestID+"/"+what)).String()
-}
+// worker's scheme, bus.RecordID), so a record re-sent after a crash is stored once.
+func RecordID(requestID, what string) string { return bus.RecordID(requestID, what) }
 
 // RepublishFunc returns a Release that publishes the held request, unchanged
 // (same body, same signature headers) plus HeaderApproval, to the action

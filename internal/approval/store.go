@@ -16,6 +16,7 @@ import (
 
 	"github.com/responder-sec/responder/internal/analyst"
 	"github.com/responder-sec/responder/internal/audit"
+	"github.com/responder-sec/responder/internal/bus"
 )
 
 // State is where a pending request stands.
@@ -137,15 +138,13 @@ func NewStore(kv jetstream.KeyValue, opts StoreOptions) *Store {
 	return s
 }
 
-const keyPrefix = "approval."
-
 var idRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,128}$`)
 
 func key(id string) (string, error) {
 	if !idRE.MatchString(id) {
 		return "", fmt.Errorf("%w: %q is not a request id", ErrNotFound, id)
 	}
-	return keyPrefix + id, nil
+	return bus.ApprovalKey(id), nil
 }
 
 // Submit stores p as pending. CreatedAt defaults to now, ExpiresAt to
@@ -332,14 +331,14 @@ func (s *Store) Release(ctx context.Context, id string, body []byte, seq uint64)
 
 // List returns the entries in the given states (all when none), oldest first.
 func (s *Store) List(ctx context.Context, states ...State) ([]Pending, error) {
-	lister, err := s.kv.ListKeysFiltered(ctx, keyPrefix+">")
+	lister, err := s.kv.ListKeysFiltered(ctx, bus.ApprovalFilter())
 	if err != nil {
 		return nil, fmt.Errorf("approval: list: %w", err)
 	}
 	defer lister.Stop()
 	var out []Pending
 	for k := range lister.Keys() {
-		p, err := s.Get(ctx, strings.TrimPrefix(k, keyPrefix))
+		p, err := s.Get(ctx, bus.ApprovalKeyID(k))
 		if errors.Is(err, ErrNotFound) {
 			continue // decided and removed meanwhile
 		}

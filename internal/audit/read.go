@@ -99,13 +99,7 @@ func (f Filter) subject() string {
 		}
 		return bus.AuditFilter(f.TenantID)
 	}
-	tok := func(s string) string {
-		if s == "" {
-			return "*"
-		}
-		return bus.Token(s)
-	}
-	return "responder." + tok(f.TenantID) + ".audit." + tok(f.Outcome) + "." + tok(f.Action)
+	return bus.AuditSelect(f.TenantID, f.Outcome, f.Action)
 }
 
 // List calls fn for every record that f matches, in stream order, and returns once

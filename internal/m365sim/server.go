@@ -179,7 +179,7 @@ func (t *Tenant) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 
 	if res == nil {
 		if f := t.matchFault(r); f != nil {
-			if !t.delay(hr, f.Latency, f.Jitter) {
+			if !t.delay(hr, f.Latency, f.Jitter) || !t.hold(hr, f.Hold, f.Arrived) {
 				// Client gone or tenant closing: drop the connection rather
 				// than let net/http answer 200 with an empty body.
 				t.logWire(r, start, 0, inflight)
@@ -305,6 +305,31 @@ func (t *Tenant) writeResp(w http.ResponseWriter, r *req, res *resp) {
 
 // delay sleeps for a fault's latency, returning false if the client or the
 // tenant went away first.
+// hold waits until release is closed (nil: no wait), telling arrived first;
+// false when the client went away or the tenant is closing.
+func (t *Tenant) hold(hr *http.Request, release <-chan struct{}, arrived chan<- struct{}) bool {
+	if release == nil {
+		return true
+	}
+	if arrived != nil {
+		select {
+		case arrived <- struct{}{}:
+		case <-hr.Context().Done():
+			return false
+		case <-t.done:
+			return false
+		}
+	}
+	select {
+	case <-release:
+		return true
+	case <-hr.Context().Done():
+		return false
+	case <-t.done:
+		return false
+	}
+}
+
 func (t *Tenant) delay(hr *http.Request, lat, jitter time.Duration) bool {
 	d := lat
 	if jitter > 0 {

@@ -135,8 +135,10 @@ func TestOutlookConcurrencyAndWireLog(t *testing.T) {
 	tn := startTenant(t, Options{Seed: SeedSmall, Throttling: true})
 	g := tn.Info().GraphURL
 	tok := bearer(t, tn, "https://graph.microsoft.com/.default")
-	// Hold each request long enough that all six overlap.
-	tn.AddFault(Fault{PathPrefix: "/v1.0/users/" + AliceID + "/messages", Latency: 400 * time.Millisecond})
+	// Hold every request inside the tenant until all six are there: they
+	// overlap by construction, not by a latency guessed long enough.
+	release, arrived := make(chan struct{}), make(chan struct{})
+	tn.AddFault(Fault{PathPrefix: "/v1.0/users/" + AliceID + "/messages", Hold: release, Arrived: arrived})
 	var wg sync.WaitGroup
 	codes := make([]int, 6)
 	start := make(chan struct{})
@@ -157,6 +159,10 @@ func TestOutlookConcurrencyAndWireLog(t *testing.T) {
 		}(i)
 	}
 	close(start)
+	for range codes {
+		<-arrived
+	}
+	close(release)
 	wg.Wait()
 	var ok, throttled int
 	for _, c := range codes {

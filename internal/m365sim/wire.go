@@ -158,6 +158,13 @@ type Fault struct {
 	// Microsoft behaviour: a test knob for a redirect to another host (an
 	// attacker in the path), which a client must not follow with its token.
 	Location string `json:"location,omitempty"`
+	// Hold, for in-process tests, keeps each matching request inside the
+	// tenant (counted in flight) until it is closed, after telling Arrived
+	// (when set) that one more request is held: a test synchronises on
+	// these events instead of guessing a latency long enough for requests
+	// to overlap. Not a Microsoft behaviour; not settable over /_sim.
+	Hold    <-chan struct{} `json:"-"`
+	Arrived chan<- struct{} `json:"-"`
 }
 
 type faultRec struct {
