@@ -109,6 +109,11 @@ type Spec struct {
 	// Meta actions act on Responder itself (undo): dry run, blast radius and
 	// approval apply to the request they issue, not to them.
 	Meta bool
+	// MailboxTarget: target.user may name the mailbox in any identity form
+	// Exchange accepts (path form, alias, display name, legacyExchangeDN,
+	// smtp:, GUID); the worker resolves it to the owner (UserResolver) before
+	// the guards run and before acting.
+	MailboxTarget bool
 }
 
 // HasGuard reports whether g applies to the action.
@@ -212,7 +217,7 @@ var catalogue = map[Name]Spec{
 		RepeatSafe: true, BlastLimit: 50, Guards: userGuards,
 	},
 	DisableForwardRules: {
-		Name: DisableForwardRules, CLI: "disable-forward-rules", Target: "user", Inverse: EnableForwardRules,
+		Name: DisableForwardRules, MailboxTarget: true, CLI: "disable-forward-rules", Target: "user", Inverse: EnableForwardRules,
 		Description: "disable every inbox rule that forwards, redirects or forwards as attachment",
 		API:         APIGraph, Permissions: []Clause{mailboxRules},
 		Why:    "list and PATCH inbox `messageRules`",
@@ -221,7 +226,7 @@ var catalogue = map[Name]Spec{
 		RepeatSafe: true, BlastLimit: 50, Guards: userGuards,
 	},
 	EnableForwardRules: {
-		Name: EnableForwardRules, CLI: "enable-forward-rules", Target: "user", Inverse: DisableForwardRules,
+		Name: EnableForwardRules, MailboxTarget: true, CLI: "enable-forward-rules", Target: "user", Inverse: DisableForwardRules,
 		Description: "re-enable the inbox rules a disable_forward_rules disabled",
 		API:         APIGraph, Permissions: []Clause{mailboxRules},
 		Why:    "PATCH inbox `messageRules` back on",
@@ -230,7 +235,7 @@ var catalogue = map[Name]Spec{
 		RepeatSafe: true, Guards: userGuards,
 	},
 	DeleteForwardRules: {
-		Name: DeleteForwardRules, CLI: "delete-forward-rules", Target: "user", Inverse: RestoreForwardRules,
+		Name: DeleteForwardRules, MailboxTarget: true, CLI: "delete-forward-rules", Target: "user", Inverse: RestoreForwardRules,
 		Description: "delete the inbox rules that forward outside the tenant (scope external) or every forwarding rule (scope all), keeping each rule in the audit record",
 		API:         APIGraph, Permissions: []Clause{mailboxRules, {"Domain.Read.All", "Directory.Read.All"}},
 		Why:    "list and DELETE inbox `messageRules`; verified domains decide what is external",
@@ -239,7 +244,7 @@ var catalogue = map[Name]Spec{
 		RepeatSafe: true, BlastLimit: 50, Guards: userGuards,
 	},
 	RestoreForwardRules: {
-		Name: RestoreForwardRules, Target: "user", InverseOnly: true,
+		Name: RestoreForwardRules, MailboxTarget: true, Target: "user", InverseOnly: true,
 		Irreversible: "run delete_forward_rules to remove restored rules again",
 		Description:  "recreate inbox rules exactly from the snapshots a delete_forward_rules kept",
 		API:          APIGraph, Permissions: []Clause{mailboxRules},
@@ -250,7 +255,7 @@ var catalogue = map[Name]Spec{
 		RepeatSafe: true, Guards: userGuards,
 	},
 	RemoveMailboxForwarding: {
-		Name: RemoveMailboxForwarding, CLI: "remove-mailbox-forwarding", Target: "user", Inverse: RestoreMailboxForwarding,
+		Name: RemoveMailboxForwarding, MailboxTarget: true, CLI: "remove-mailbox-forwarding", Target: "user", Inverse: RestoreMailboxForwarding,
 		Description: "clear the mailbox's own forwarding (Set-Mailbox ForwardingSmtpAddress, ForwardingAddress, DeliverToMailboxAndForward), keeping the previous values in the audit record",
 		API:         APIExchange, Permissions: []Clause{exchangeApp}, Role: ExchangeRole,
 		Why:    "mailbox forwarding (`Set-Mailbox -ForwardingSmtpAddress`) is not in Graph: `Get-Mailbox` / `Set-Mailbox` through the Exchange Online admin API (`/adminapi/beta/{tenant}/InvokeCommand`)",
@@ -259,7 +264,7 @@ var catalogue = map[Name]Spec{
 		RepeatSafe: true, Guards: userGuards,
 	},
 	RestoreMailboxForwarding: {
-		Name: RestoreMailboxForwarding, Target: "user", InverseOnly: true,
+		Name: RestoreMailboxForwarding, MailboxTarget: true, Target: "user", InverseOnly: true,
 		Irreversible: "run remove_mailbox_forwarding to remove restored forwarding again",
 		Description:  "set the mailbox forwarding a remove_mailbox_forwarding removed back to its recorded values",
 		API:          APIExchange, Permissions: []Clause{exchangeApp}, Role: ExchangeRole,

@@ -83,6 +83,7 @@ func (w *Worker) stages() []stage {
 		{"decode", w.decode},
 		{"admit", w.admit},
 		{"claim", w.claimStage},
+		{"resolve", w.resolve},
 		{"guard", w.guard},
 		{"dry-run", w.dryRunStage},
 		{"limit", w.limit},
@@ -186,6 +187,29 @@ func (w *Worker) claimStage(ctx context.Context, j *job) verdict {
 	if _, err := w.cfg.Audit.Append(ctx, rec); err != nil {
 		return infraRetry("audit accepted", err)
 	}
+	return next()
+}
+
+// resolve turns a mailbox named in one of Exchange's identity forms into its
+// owner, so the guards and the handler see the real user. One that cannot be
+// resolved is an audited failure naming the identity, never a silent no-op.
+func (w *Worker) resolve(ctx context.Context, j *job) verdict {
+	if !j.spec.MailboxTarget || ValidUser(j.req.Target.User) {
+		return next()
+	}
+	identity := j.req.Target.User
+	if w.cfg.Resolver == nil {
+		return w.failure(ctx, j, &Error{Class: Permanent, Code: "UnresolvedIdentity", Message: "mailbox identity " + identity + " cannot be resolved: no resolver is configured"})
+	}
+	upn, _, err := w.cfg.Resolver.ResolveUser(ctx, identity)
+	if err != nil {
+		return w.failure(ctx, j, AsError(err))
+	}
+	if !ValidUser(upn) {
+		return w.failure(ctx, j, &Error{Class: Permanent, Code: "UnresolvedIdentity", Message: "mailbox identity " + identity + " resolved to " + short(upn) + ", which is not a user"})
+	}
+	j.req.Target.User = upn
+	j.note += "mailbox " + identity + " resolved to " + upn + "; "
 	return next()
 }
 

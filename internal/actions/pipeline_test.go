@@ -890,3 +890,49 @@ func TestStageAdmitRefusesAnotherTenantsRequest(t *testing.T) {
 		t.Fatal("a request naming this tenant did not run")
 	}
 }
+
+type resolver map[string]string
+
+func (r resolver) ResolveUser(_ context.Context, s string) (string, string, error) {
+	if u, ok := r[s]; ok {
+		return u, "", nil
+	}
+	return "", "", &Error{Class: Permanent, Status: 404, Code: "UnresolvedIdentity", Message: "no mailbox is named " + s}
+}
+
+// A mailbox named in Exchange's path form is resolved to its owner before the
+// guards: a protected owner is refused under any of its names, and an
+// identity that names nobody is an audited failure naming it.
+func TestStageResolveMailboxIdentities(t *testing.T) {
+	path := "NAMPR11A004.PROD.OUTLOOK.COM/Microsoft Exchange Hosted Organizations/contoso.onmicrosoft.com/megan.bowen"
+	ceo := "NAMPR11A004.PROD.OUTLOOK.COM/Microsoft Exchange Hosted Organizations/contoso.onmicrosoft.com/ceo"
+	r := newRig(t, func(c *WorkerConfig, _ *rig) {
+		c.Resolver = resolver{path: "megan.bowen@contoso.com", ceo: "ceo@contoso.com"}
+		c.Protected = Protected{Users: []string{"ceo@contoso.com"}, Roles: []string{}}
+	})
+	pb := func(q *Request) { q.RequestedBy = audit.Actor{Kind: "playbook", Name: "external-forwarding-rule"} }
+	var target string
+	r.w.handlers[DeleteForwardRules] = Handler{Execute: func(_ context.Context, q *Request, _ Params) (Result, error) {
+		target = q.Target.User
+		return Result{Detail: "deleted"}, nil
+	}}
+	r.handle(delivery(t, request(DeleteForwardRules, Target{User: path}, pb)))
+	if rec := r.audit.last(); rec.Outcome != audit.Succeeded || target != "megan.bowen@contoso.com" || !strings.Contains(rec.Detail, "resolved to megan.bowen@contoso.com") {
+		t.Fatalf("record %s %q, handler saw %q", rec.Outcome, rec.Detail, target)
+	}
+	target = ""
+	r.handle(delivery(t, request(DeleteForwardRules, Target{User: ceo}, pb)))
+	if rec := r.audit.last(); rec.Outcome != audit.Refused || !strings.Contains(rec.Detail, "protected identity") || target != "" {
+		t.Fatalf("protected owner under another name: %s %q", rec.Outcome, rec.Detail)
+	}
+	r.handle(delivery(t, request(DeleteForwardRules, Target{User: "Nobody Known"}, pb)))
+	if rec := r.audit.last(); rec.Outcome != audit.Failed || rec.ErrorCode != "UnresolvedIdentity" || !strings.Contains(rec.Detail, "Nobody Known") || target != "" {
+		t.Fatalf("unresolvable: %s %q %s", rec.Outcome, rec.Detail, rec.ErrorCode)
+	}
+	// Only mailbox actions take identity forms; wildcards never.
+	for _, bad := range []*Request{request(DisableUser, Target{User: path}), request(DeleteForwardRules, Target{User: "*"})} {
+		d := delivery(t, bad)
+		r.handle(d)
+		settledAs(t, d, "term")
+	}
+}

@@ -153,6 +153,24 @@ func ValidUser(s string) bool {
 	return !strings.HasPrefix(local, ".") && !strings.HasSuffix(local, ".") && !strings.Contains(local, "..")
 }
 
+// ValidMailboxIdentity accepts a value Get-Mailbox -Identity can resolve: a
+// name, alias, display name, path-form (canonical) name, legacyExchangeDN,
+// smtp: address, GUID or UPN
+// (https://learn.microsoft.com/powershell/module/exchange/get-mailbox#-identity).
+// It refuses what would make it a pattern or a different command: wildcards,
+// control characters, a leading '-', more than 256 bytes.
+func ValidMailboxIdentity(s string) bool {
+	if s == "" || len(s) > 256 || s[0] == '-' || strings.ContainsAny(s, "*?") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // ValidIP reports whether s is an address or a CIDR prefix.
 func ValidIP(s string) bool {
 	if _, err := netip.ParsePrefix(s); err == nil {
@@ -218,7 +236,10 @@ func validateTarget(spec Spec, t Target) error {
 		if t.User == "" {
 			return reject("%s needs target.user (a UPN or object id)", spec.Name)
 		}
-		if !ValidUser(t.User) {
+		if !ValidUser(t.User) && !(spec.MailboxTarget && ValidMailboxIdentity(t.User)) {
+			if spec.MailboxTarget {
+				return reject("target.user %q is not a UPN, an object id or a mailbox identity", short(t.User))
+			}
 			return reject("target.user %q is not a UPN or an object id", t.User)
 		}
 	case "ip":

@@ -44,6 +44,13 @@ type StateStore interface {
 	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
 }
 
+// UserResolver resolves a mailbox identity in any form Exchange accepts to
+// the owner's UPN and object id (graphexec, through Get-Mailbox). An identity
+// that names no mailbox is a permanent *Error naming it.
+type UserResolver interface {
+	ResolveUser(ctx context.Context, identity string) (upn, id string, err error)
+}
+
 // PublishFunc sends a request to the ACTIONS stream (signing it, in the engine).
 type PublishFunc func(ctx context.Context, r *Request) error
 

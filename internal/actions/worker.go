@@ -85,6 +85,9 @@ type WorkerConfig struct {
 	// (nil: none are checked).
 	IP      IPPolicy
 	Trusted TrustedRanges
+	// Resolver turns a mailbox identity (any form Exchange accepts) into its
+	// owner before the guards (nil: only UPNs and object ids are accepted).
+	Resolver UserResolver
 	// Gate authenticates senders and holds requests for approval (nil: admit all,
 	// hold none, refuse past the blast radius).
 	Gate Gate

@@ -63,6 +63,8 @@ func scenarios() []scenario {
 			attack: "Identity Protection ties the user to a password spray that guessed the password", play: passwordSpraySuccess},
 		{name: "risky-signin-anonymous-ip", playbook: "risky-signin-anonymous-ip",
 			attack: "the user's account signs in from a Tor exit node", play: anonymousSignIn},
+		{name: "risky-detection-anonymous-ip", playbook: "risky-detection-anonymous-ip",
+			attack: "Identity Protection reports a sign-in from an anonymising address (the detection feed)", play: anonymousDetection},
 	}
 }
 
@@ -181,7 +183,10 @@ func riskyUser(_ context.Context, a *attacker) error {
 	v := a.victim
 	det := a.tenant.InjectRiskDetection(m365sim.RiskDetection{
 		UserID: v.ID, UserPrincipalName: v.UserPrincipalName, UserDisplayName: v.DisplayName,
-		RiskEventType: "anonymizedIPAddress", RiskLevel: "high", IPAddress: torExitIP,
+		// Impossible travel: a high-risk detection of its own, so the scenario
+		// exercises high-risk-user alone (an anonymizedIPAddress detection
+		// also fires risky-detection-anonymous-ip).
+		RiskEventType: "unlikelyTravel", RiskLevel: "high", IPAddress: torExitIP, Activity: "signin",
 	})
 	a.facts.SourceIP = det.IPAddress
 	a.say("the tenant raises a high-risk detection %s (%s) for %s from %s",
@@ -481,4 +486,19 @@ func orNone(s []string) string {
 		return "none"
 	}
 	return strings.Join(s, ", ")
+}
+
+// anonymousDetection is the anonymous-IP incident as the detection feed
+// reports it: a medium-risk anonymizedIPAddress detection of a sign-in.
+func anonymousDetection(_ context.Context, a *attacker) error {
+	v := a.victim
+	det := a.tenant.InjectRiskDetection(m365sim.RiskDetection{
+		UserID: v.ID, UserPrincipalName: v.UserPrincipalName, UserDisplayName: v.DisplayName,
+		RiskEventType: "anonymizedIPAddress", RiskLevel: "medium", IPAddress: torExitIP, Activity: "signin",
+		AdditionalInfo: `[{"Key":"userAgent","Value":"Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"}]`,
+	})
+	a.facts.SourceIP = det.IPAddress
+	a.say("Identity Protection reports a sign-in of %s from the Tor exit %s: detection %s (%s, risk %s)",
+		v.UserPrincipalName, det.IPAddress, det.ID, det.RiskEventType, det.RiskLevel)
+	return nil
 }

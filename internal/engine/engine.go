@@ -294,6 +294,7 @@ func (e *Engine) run(ctx context.Context) error {
 		"actions": actions.NewWorker(actions.WorkerConfig{
 			Tenant: tenant, JS: e.bus.JS, KV: kv,
 			Handlers:    exec.Handlers(),
+			Resolver:    exec,
 			Directory:   exec,
 			Audit:       e.recorder,
 			Protected:   e.cfg.Protected,

@@ -363,32 +363,12 @@ func resolveParams(v any, c *evalCtx) any {
 	return v
 }
 
-// mailboxAction: the actions that act on a mailbox through Exchange, whose
-// target may be any of Exchange's identity forms (resolved to a user through
-// Get-Mailbox before the guards run and before acting).
+// mailboxAction: the actions whose target may be any of Exchange's identity
+// forms (the catalogue's MailboxTarget).
 func mailboxAction(a actions.Name) bool {
-	switch a {
-	case actions.DisableForwardRules, actions.EnableForwardRules, actions.DeleteForwardRules,
-		actions.RestoreForwardRules, actions.RemoveMailboxForwarding, actions.RestoreMailboxForwarding:
-		return true
-	}
-	return false
+	s, ok := actions.Lookup(a)
+	return ok && s.MailboxTarget
 }
 
-// exchangeIdentity accepts a value Get-Mailbox -Identity can resolve: a name,
-// alias, display name, path-form (canonical) name, legacyExchangeDN, smtp:
-// address, GUID or UPN
-// (https://learn.microsoft.com/powershell/module/exchange/get-mailbox#-identity).
-// It refuses what would make it a pattern or a different command: wildcards,
-// control characters, a leading '-', more than 256 bytes.
-func exchangeIdentity(s string) bool {
-	if s == "" || len(s) > 256 || s[0] == '-' || strings.ContainsAny(s, "*?") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < ' ' || s[i] == 0x7f {
-			return false
-		}
-	}
-	return true
-}
+// exchangeIdentity is actions.ValidMailboxIdentity.
+func exchangeIdentity(s string) bool { return actions.ValidMailboxIdentity(s) }
