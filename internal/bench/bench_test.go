@@ -108,6 +108,9 @@ func TestRegistry(t *testing.T) {
 // TestIngestScenarioSmall runs the ingest scenario on 20,000 records: both blob
 // sizes store every record once (checked) and report their figures.
 func TestIngestScenarioSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures peak memory, which the race detector inflates; runs in the full suite")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	res, err := Run(ctx, Scenarios(), "ingest", Options{N: 20000, Dir: t.TempDir()})

@@ -102,6 +102,9 @@ func TestSignInsWithoutLicence(t *testing.T) {
 // state changes is too. Requests respect the shared 1 rps budget (the emulator
 // enforces it: any 429 would be counted).
 func TestRiskFeedsSeeStateChanges(t *testing.T) {
+	if testing.Short() {
+		t.Skip("paces against the emulator's real-time budget; runs in the full suite")
+	}
 	e := newEnv(t, m365sim.Options{Throttling: true})
 	cfg := e.graphConfig(t)
 	cfg.Budget = NewTenantBudget(1, 120*time.Millisecond) // inside the emulator's 1 per 100 ms

@@ -20,6 +20,9 @@ import (
 // (a cascade of 429s, each costing a backoff); now the injected 429 is the only
 // one and the block succeeds.
 func TestCAThrottleResentWithinBudget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("paces against the emulator's real-time budget; runs in the full suite")
+	}
 	const per = 300 * time.Millisecond
 	sim := newSim(t)
 	lim := m365sim.DefaultLimits()
