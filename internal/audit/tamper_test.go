@@ -218,12 +218,28 @@ func TestVerifyDetectsAWipedAndRecreatedStream(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg := info.CachedInfo().Config
-		if err := e.b.JS.DeleteStream(ctx, bus.StreamAudit); err != nil {
-			t.Fatal(err)
-		}
 		cfg.FirstSeq = firstSeq
-		if _, err := e.b.JS.CreateStream(ctx, cfg); err != nil {
-			t.Fatal(err)
+		// Under load the server can answer the create before the deleted
+		// stream's messages are gone from it: recreate until the new stream
+		// is really empty (bounded), so the test sees the attack it means.
+		for attempt := 1; ; attempt++ {
+			if err := e.b.JS.DeleteStream(ctx, bus.StreamAudit); err != nil {
+				t.Fatal(err)
+			}
+			st, err := e.b.JS.CreateStream(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			si, err := st.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if si.State.Msgs == 0 {
+				return
+			}
+			if attempt == 5 {
+				t.Fatalf("the recreated stream still holds %d messages", si.State.Msgs)
+			}
 		}
 	}
 	setup := func(t *testing.T) (*engineTrail, []Record, []Anchor) {
