@@ -273,5 +273,11 @@ func (c *auditExportCmd) Run(e *env) error {
 	_, _, err = src.each(e.ctx, f, func(seq uint64, subject string, data []byte) error {
 		return x.Add(audit.Stored{Seq: seq, Subject: subject, Data: data})
 	})
-	return errors.Join(err, x.Close())
+	if err := errors.Join(err, x.Close()); err != nil {
+		return err
+	}
+	if n := x.Left(); n > 0 && head != nil {
+		fmt.Fprintf(e.stderr, "export ends at seq %d, the engine's latest signed head; %d later messages are left to the next export\n", head.Seq, n)
+	}
+	return nil
 }

@@ -73,11 +73,12 @@ func TestAuditExportAndVerify(t *testing.T) {
 	}
 
 	// The engine writes its head just after each record: an export right after
-	// the last one may find none yet, and says so.
+	// the last one may find none yet, or one that covers only the earlier
+	// records, and says so.
 	export := filepath.Join(t.TempDir(), "audit.jsonl")
 	for range 100 {
 		code, out, errs = cli("audit", "export", "-o", export)
-		if !strings.Contains(errs, "no signed head") {
+		if !strings.Contains(errs, "no signed head") && !strings.Contains(errs, "left to the next export") {
 			break
 		}
 	}

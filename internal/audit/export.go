@@ -88,7 +88,7 @@ type Exporter struct {
 	all    bool
 	head   *Head
 	cw     *csv.Writer // FormatCSV
-	ended  bool        // passed the head
+	left   int         // messages stored after the head, left to the next export
 	closed bool
 }
 
@@ -112,11 +112,8 @@ func NewExporter(w io.Writer, f Filter, format string, head *Head) (*Exporter, e
 
 // Add writes m if the filter matches it; it fails only when writing fails.
 func (x *Exporter) Add(m Stored) error {
-	if x.ended {
-		return nil
-	}
 	if x.head != nil && m.Seq > x.head.Seq {
-		x.ended = true
+		x.left++
 		return nil
 	}
 	if x.cw != nil {
@@ -143,6 +140,10 @@ func (x *Exporter) Add(m Stored) error {
 	}
 	return nil
 }
+
+// Left is how many messages were stored after the head's record: they are left
+// to the next export, whose head will cover them.
+func (x *Exporter) Left() int { return x.left }
 
 // Close writes the head line (JSONL with a head) and flushes.
 func (x *Exporter) Close() error {
