@@ -28,6 +28,10 @@ const (
 	PurgeMail                Name = "purge_mail"
 	BlockIP                  Name = "block_ip"
 	UnblockIP                Name = "unblock_ip"
+	// The Tenant Allow/Block List (senders), through the Exchange Online
+	// admin API.
+	BlockSender   Name = "block_sender"
+	UnblockSender Name = "unblock_sender"
 	Undo                     Name = "undo"
 )
 
@@ -300,6 +304,25 @@ var catalogue = map[Name]Spec{
 		Why:   "remove the range from Responder's named locations",
 		Calls: "GET/PATCH /identity/conditionalAccess/namedLocations",
 		Parse: parseIPParams, RepeatSafe: true,
+	},
+	BlockSender: {
+		Name: BlockSender, CLI: "block-sender", Target: "sender", Inverse: UnblockSender,
+		Description: "block mail from an address or a whole domain in the Tenant Allow/Block List (New-TenantAllowBlockListItems -ListType Sender -Block), with an expiry (default 30 days, at most 90, or never)",
+		API:         APIExchange, Permissions: []Clause{exchangeApp}, Role: TABLRole,
+		Why:    "sender blocks live in the Tenant Allow/Block List, reachable only through Exchange cmdlets: `Get-`/`New-TenantAllowBlockListItems -ListType Sender` through the Exchange Online admin API",
+		Calls:  "Exchange Online admin API: POST /adminapi/beta/{tenant}/InvokeCommand Get-TenantAllowBlockListItems -ListType Sender -Entry; New-TenantAllowBlockListItems -ListType Sender -Block -Entries -ExpirationDate|-NoExpiration -Notes",
+		Params: []string{"expires"}, Parse: parseBlockSender,
+		// The executor reads the list first: an existing block is a no-op.
+		RepeatSafe: true, BlastLimit: 50, Guards: []Guard{GuardDomain},
+	},
+	UnblockSender: {
+		Name: UnblockSender, Target: "sender", InverseOnly: true, Inverse: BlockSender,
+		Description: "remove the Tenant Allow/Block List entry a block_sender created (Remove-TenantAllowBlockListItems -ListType Sender -Ids)",
+		API:         APIExchange, Permissions: []Clause{exchangeApp}, Role: TABLRole,
+		Why:    "`Remove-TenantAllowBlockListItems -Ids` of the entry Responder created (only as the inverse an undo issues)",
+		Calls:  "Exchange Online admin API: POST /adminapi/beta/{tenant}/InvokeCommand Get-TenantAllowBlockListItems -ListType Sender -Entry; Remove-TenantAllowBlockListItems -ListType Sender -Ids",
+		Params: []string{"entry_id"}, Parse: parseUnblockSender,
+		RepeatSafe: true,
 	},
 	Undo: {
 		Name: Undo, CLI: "undo", Target: "request", API: APINone,

@@ -33,6 +33,14 @@ type Params struct {
 	Recipients []string
 	// Forwarding is the mailbox forwarding restore_mailbox_forwarding sets.
 	Forwarding *MailboxForwarding
+	// Sender is block_sender's or unblock_sender's address or domain, lower
+	// case; SenderIsDomain says which. NoExpiration: block_sender's
+	// params.expires "never"; EntryID: the Tenant Allow/Block List entry
+	// unblock_sender removes (the one block_sender created).
+	Sender         string
+	SenderIsDomain bool
+	NoExpiration   bool
+	EntryID        string
 	// UndoOf is the request an inverse request reverses (set by undo).
 	UndoOf string
 }

@@ -246,6 +246,11 @@ func (w *Worker) guard(ctx context.Context, j *job) verdict {
 			return w.final(j, audit.Refused, d.Reason)
 		}
 	}
+	if j.spec.HasGuard(GuardDomain) {
+		if v, stop := w.domainGuard(ctx, j); stop {
+			return v
+		}
+	}
 	return next()
 }
 

@@ -27,6 +27,8 @@ type Target struct {
 	User      string `json:"user,omitempty"` // UPN or object id
 	IP        string `json:"ip,omitempty"`   // address or CIDR
 	MessageID string `json:"message_id,omitempty"`
+	// Sender is an e-mail address or a whole domain (block_sender).
+	Sender string `json:"sender,omitempty"`
 	// RequestID is the request an undo reverses.
 	RequestID string `json:"request_id,omitempty"`
 }
@@ -45,6 +47,9 @@ func (t Target) Map() map[string]string {
 	}
 	if t.RequestID != "" {
 		m["request_id"] = t.RequestID
+	}
+	if t.Sender != "" {
+		m["sender"] = t.Sender
 	}
 	if len(m) == 0 {
 		return nil
@@ -253,6 +258,10 @@ func validateTarget(spec Spec, t Target) error {
 		// purge_mail: a message id, or sender/subject in params (checked there).
 		if t.MessageID != "" && !ValidMessageID(t.MessageID) {
 			return reject("target.message_id %q is not an internet message id like <id@host>", t.MessageID)
+		}
+	case "sender":
+		if _, _, err := ParseSender(t.Sender); err != nil {
+			return err
 		}
 	case "request":
 		if !uuidRE.MatchString(t.RequestID) {

@@ -85,6 +85,10 @@ type WorkerConfig struct {
 	// (nil: none are checked).
 	IP      IPPolicy
 	Trusted TrustedRanges
+	// Domains reads the tenant's verified domains for the domain guard
+	// (block_sender never blocks them; nil: refuse every guarded request,
+	// failing closed).
+	Domains VerifiedDomainSource
 	// Resolver turns a mailbox identity (any form Exchange accepts) into its
 	// owner before the guards (nil: only UPNs and object ids are accepted).
 	Resolver UserResolver
@@ -269,6 +273,8 @@ func describeTarget(t Target) string {
 		return "message " + t.MessageID
 	case t.RequestID != "":
 		return "request " + t.RequestID
+	case t.Sender != "":
+		return "sender " + t.Sender
 	}
 	return "no target"
 }
