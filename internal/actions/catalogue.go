@@ -32,7 +32,7 @@ const (
 	// admin API.
 	BlockSender   Name = "block_sender"
 	UnblockSender Name = "unblock_sender"
-	Undo                     Name = "undo"
+	Undo          Name = "undo"
 )
 
 // Guard names a safety check the worker runs before an action acts.
