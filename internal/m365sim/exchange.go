@@ -90,6 +90,9 @@ func (t *Tenant) exoAdmin(r *req) *resp {
 	for k, v := range in.CmdletInput.Parameters {
 		params[strings.ToLower(k)] = v
 	}
+	if res, ok := t.exoTABL(r, cmdlet, params); ok {
+		return res
+	}
 	need := exoWriteRoles
 	if strings.HasPrefix(strings.ToLower(cmdlet), "get-") {
 		need = exoReadRoles

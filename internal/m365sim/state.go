@@ -104,6 +104,8 @@ type state struct {
 	subs  map[string]*subscription
 	blobs []*blob
 
+	tabl []*TABLEntry // Tenant Allow/Block List (exchange_tabl.go)
+
 	seq int
 }
 
@@ -113,7 +115,7 @@ func newState(t *Tenant) *state {
 		users: map[string]*userRec{}, riskyUsers: map[string]*item{}, subs: map[string]*subscription{},
 	}
 	s.apps[defaultClientID] = &App{ClientID: defaultClientID, ClientSecret: "sim~" + strings.ReplaceAll(newGUID(), "-", ""),
-		Roles: ResponderRoles(), DisplayName: "Responder", DirectoryRoles: []string{"Exchange Recipient Administrator", "User Administrator"}}
+		Roles: ResponderRoles(), DisplayName: "Responder", DirectoryRoles: []string{"Exchange Recipient Administrator", "User Administrator", "Security Administrator"}}
 	return s
 }
 
