@@ -14,6 +14,7 @@ import (
 	msgraphsdk "github.com/microsoftgraph/msgraph-sdk-go"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -233,11 +234,11 @@ func (e *Engine) Run(ctx context.Context) error {
 }
 
 func (e *Engine) run(ctx context.Context) error {
-	kv, err := e.bus.State(ctx)
+	tenant := e.Tenant()
+	kv, err := e.tenantState(ctx, tenant)
 	if err != nil {
 		return err
 	}
-	tenant := e.Tenant()
 	replicas := e.cfg.Bus.Replicas
 	seen, err := analyst.EnsureReplayBucket(ctx, e.bus.JS, replicas, 0)
 	if err != nil {
@@ -301,6 +302,7 @@ func (e *Engine) run(ctx context.Context) error {
 			Blast:       e.cfg.Blast,
 			IP:          e.cfg.IP,
 			Trusted:     exec,
+			Domains:     exec,
 			Gate:        &gate{verifier: verifier, store: store, rules: e.cfg.Approvals, now: time.Now},
 			Publish:     sign.relay,
 			DryRun:      e.cfg.DryRun,
@@ -420,4 +422,23 @@ func newAuditHead(ctx context.Context, b *bus.Bus, dataDir string, kp nkeys.KeyP
 		log.Info("audit chain head kept", "seq", h.Seq, "hash", h.Hash)
 	}
 	return k, nil
+}
+
+// tenantState is the tenant's view of the state bucket (bus.TenantState),
+// after moving the keys an earlier version wrote without a tenant prefix into
+// it. The audit head stays bucket-wide: the AUDIT stream's chain is one for
+// the whole cluster.
+func (e *Engine) tenantState(ctx context.Context, tenant string) (jetstream.KeyValue, error) {
+	raw, err := e.bus.State(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, err := bus.MigrateTenantKeys(ctx, raw, tenant, audit.HeadKey)
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	if n > 0 {
+		e.log.Info("state keys moved into the tenant's namespace", "tenant", tenant, "keys", n)
+	}
+	return bus.TenantState(raw, tenant), nil
 }

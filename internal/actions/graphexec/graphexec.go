@@ -224,6 +224,7 @@ func (e *Executor) Handlers() actions.Handlers {
 	rs := h[actions.RevokeSessions]
 	rs.Probe = e.revokeApplied
 	h[actions.RevokeSessions] = rs
+	e.addTABL(h)
 	return h
 }
 
