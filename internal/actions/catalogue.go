@@ -32,7 +32,15 @@ const (
 	// admin API.
 	BlockSender   Name = "block_sender"
 	UnblockSender Name = "unblock_sender"
-	Undo          Name = "undo"
+	// Microsoft Defender for Endpoint: device isolation and indicators.
+	IsolateDevice   Name = "isolate_device"
+	ReleaseDevice   Name = "release_device"
+	BlockFile       Name = "block_file"
+	BlockURL        Name = "block_url"
+	BlockDomain     Name = "block_domain"
+	BlockDeviceIP   Name = "block_device_ip"
+	RemoveIndicator Name = "remove_indicator"
+	Undo            Name = "undo"
 )
 
 // Guard names a safety check the worker runs before an action acts.
@@ -56,6 +64,9 @@ type API string
 const (
 	APIGraph    API = "graph"
 	APIExchange API = "exchange"
+	// APIDefender is the Microsoft Defender for Endpoint API
+	// (api.securitycenter.microsoft.com, its own token audience).
+	APIDefender API = "defender"
 	APINone     API = "none" // acts on Responder itself (undo)
 )
 
@@ -159,7 +170,13 @@ var (
 	caWrite      = Clause{"Policy.ReadWrite.ConditionalAccess"}
 	caRead       = Clause{"Policy.Read.All"}
 	exchangeApp  = Clause{ExchangePermission}
-	userGuards   = []Guard{GuardIdentity}
+	// Defender for Endpoint application permissions
+	// (https://learn.microsoft.com/defender-endpoint/api/isolate-machine,
+	// …/get-machines, …/import-ti-indicators).
+	machineIsolate = Clause{"Machine.Isolate"}
+	machineRead    = Clause{"Machine.Read.All", "Machine.ReadWrite.All"}
+	tiWrite        = Clause{"Ti.ReadWrite.All"}
+	userGuards     = []Guard{GuardIdentity}
 )
 
 var catalogue = map[Name]Spec{
@@ -322,6 +339,71 @@ var catalogue = map[Name]Spec{
 		Why:    "`Remove-TenantAllowBlockListItems -Ids` of the entry Responder created (only as the inverse an undo issues)",
 		Calls:  "Exchange Online admin API: POST /adminapi/beta/{tenant}/InvokeCommand Get-TenantAllowBlockListItems -ListType Sender -Entry; Remove-TenantAllowBlockListItems -ListType Sender -Ids",
 		Params: []string{"entry_id"}, Parse: parseUnblockSender,
+		RepeatSafe: true,
+	},
+	IsolateDevice: {
+		Name: IsolateDevice, CLI: "isolate-device", Target: "device", Inverse: ReleaseDevice,
+		Description: "isolate the device from the network in Defender for Endpoint (full, or selective: Outlook, Teams and Skype keep working), waiting for the machine action to finish",
+		API:         APIDefender, Permissions: []Clause{machineIsolate, machineRead},
+		Why:    "`POST /api/machines/{id}/isolate`; the read resolves the device name and its tags and platform for the guards, and follows the machine action",
+		Calls:  "Defender API: GET /api/machines?$filter= (or /api/machines/{id}); GET /api/machineactions?$filter=machineId; POST /api/machines/{id}/isolate; GET /api/machineactions/{id} until final",
+		Params: []string{"selective"}, Parse: parseIsolate,
+		// The executor reads the device's machine actions first: an isolation
+		// pending or in force is not requested again.
+		RepeatSafe: true, BlastLimit: 10, Guards: []Guard{GuardDevice},
+	},
+	ReleaseDevice: {
+		Name: ReleaseDevice, CLI: "release-device", Target: "device", Inverse: IsolateDevice,
+		Description: "release the device from isolation in Defender for Endpoint, waiting for the machine action to finish",
+		API:         APIDefender, Permissions: []Clause{machineIsolate, machineRead},
+		Why:        "`POST /api/machines/{id}/unisolate`; the read resolves the device and follows the machine action",
+		Calls:      "Defender API: GET /api/machines?$filter= (or /api/machines/{id}); GET /api/machineactions?$filter=machineId; POST /api/machines/{id}/unisolate; GET /api/machineactions/{id} until final",
+		RepeatSafe: true,
+	},
+	BlockFile: {
+		Name: BlockFile, CLI: "block-file", Target: "file", Inverse: RemoveIndicator,
+		Description: "add a Defender for Endpoint file indicator (SHA-256 or SHA-1) with action BlockAndRemediate and an expiry (default 7 days)",
+		API:         APIDefender, Permissions: []Clause{tiWrite},
+		Why:    "`POST /api/indicators` (many at once: `POST /api/indicators/import`); title and description name the request and reason",
+		Calls:  "Defender API: GET /api/indicators?$filter=indicatorValue; POST /api/indicators or POST /api/indicators/import (up to 500 a call)",
+		Params: []string{"expires"}, Parse: parseIndicator,
+		RepeatSafe: true, BlastLimit: 200, Guards: []Guard{GuardIndicator}, Expires: true,
+	},
+	BlockURL: {
+		Name: BlockURL, CLI: "block-url", Target: "url", Inverse: RemoveIndicator,
+		Description: "add a Defender for Endpoint URL indicator with action Block and an expiry (default 7 days)",
+		API:         APIDefender, Permissions: []Clause{tiWrite},
+		Why:    "`POST /api/indicators` (many at once: `POST /api/indicators/import`); never the tenant's verified domains or Microsoft's",
+		Calls:  "Defender API: GET /api/indicators?$filter=indicatorValue; POST /api/indicators or POST /api/indicators/import (up to 500 a call)",
+		Params: []string{"expires"}, Parse: parseIndicator,
+		RepeatSafe: true, BlastLimit: 200, Guards: []Guard{GuardIndicator}, Expires: true,
+	},
+	BlockDomain: {
+		Name: BlockDomain, CLI: "block-domain", Target: "domain", Inverse: RemoveIndicator,
+		Description: "add a Defender for Endpoint domain indicator with action Block and an expiry (default 7 days)",
+		API:         APIDefender, Permissions: []Clause{tiWrite},
+		Why:    "`POST /api/indicators` (many at once: `POST /api/indicators/import`); never the tenant's verified domains or Microsoft's",
+		Calls:  "Defender API: GET /api/indicators?$filter=indicatorValue; POST /api/indicators or POST /api/indicators/import (up to 500 a call)",
+		Params: []string{"expires"}, Parse: parseIndicator,
+		RepeatSafe: true, BlastLimit: 200, Guards: []Guard{GuardIndicator}, Expires: true,
+	},
+	BlockDeviceIP: {
+		Name: BlockDeviceIP, CLI: "block-device-ip", Target: "ip", Inverse: RemoveIndicator,
+		Description: "add a Defender for Endpoint IP indicator (one address: the API takes no CIDR) with action Block and an expiry (default 7 days), blocking the address on devices",
+		API:         APIDefender, Permissions: []Clause{tiWrite},
+		Why:    "`POST /api/indicators` (many at once: `POST /api/indicators/import`); the IP guard applies as to block_ip",
+		Calls:  "Defender API: GET /api/indicators?$filter=indicatorValue; POST /api/indicators or POST /api/indicators/import (up to 500 a call)",
+		Params: []string{"expires"}, Parse: parseIndicator,
+		RepeatSafe: true, BlastLimit: 200, Guards: []Guard{GuardIP}, Expires: true,
+	},
+	RemoveIndicator: {
+		Name: RemoveIndicator, Target: "indicator", InverseOnly: true,
+		Irreversible: "run the block again to re-create the indicator",
+		Description:  "delete the Defender for Endpoint indicator a block created (only that id, from the stored snapshot)",
+		API:          APIDefender, Permissions: []Clause{tiWrite},
+		Why:    "`DELETE /api/indicators/{id}` of the indicator Responder created (only as the inverse an undo or expiry issues)",
+		Calls:  "Defender API: DELETE /api/indicators/{id}",
+		Params: []string{"indicator_id"}, Parse: parseRemoveIndicator,
 		RepeatSafe: true,
 	},
 	Undo: {

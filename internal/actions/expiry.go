@@ -14,16 +14,31 @@ import (
 	"github.com/responder-sec/responder/internal/bus"
 )
 
-// expiryEntry is one block_ip to undo at At.
+// expiryEntry is one block to undo at At: a block_ip (IP), or another
+// expiring action whose stored inverse (Inverse) is requested as is.
 type expiryEntry struct {
 	RequestID string    `json:"request_id"`
-	IP        string    `json:"ip"`
+	IP        string    `json:"ip,omitempty"`
 	At        time.Time `json:"at"`
 	Ticket    string    `json:"ticket,omitempty"`
+	Inverse   *Step     `json:"inverse,omitempty"`
 }
 
-func scheduleExpiry(ctx context.Context, kv StateStore, req *Request, at time.Time) error {
-	b, _ := json.Marshal(expiryEntry{RequestID: req.ID, IP: req.Target.IP, At: at.UTC(), Ticket: req.Ticket})
+// scheduleExpiry records when req's effect is to be undone. inverse is the
+// stored inverse of the request (Result.Undo): for every expiring action but
+// block_ip it is what the scheduler requests; without one (nothing changed)
+// nothing is scheduled.
+func scheduleExpiry(ctx context.Context, kv StateStore, req *Request, at time.Time, inverse *Step) error {
+	e := expiryEntry{RequestID: req.ID, At: at.UTC(), Ticket: req.Ticket}
+	if req.Action == BlockIP {
+		e.IP = req.Target.IP
+	} else {
+		if inverse == nil {
+			return nil
+		}
+		e.Inverse = inverse
+	}
+	b, _ := json.Marshal(e)
 	if _, err := kv.Put(ctx, bus.ExpiryKey(req.ID), b); err != nil {
 		return fmt.Errorf("schedule expiry of %s: %w", req.ID, err)
 	}
@@ -129,6 +144,16 @@ func (s *ExpiryScheduler) Tick(ctx context.Context) (int, error) {
 			RequestedBy: audit.Actor{Kind: "engine", Name: "expiry"},
 			Reason:      "block from request " + x.RequestID + " expired at " + x.At.Format(time.RFC3339),
 			Ticket:      x.Ticket, RequestedAt: now, Tenant: s.cfg.Tenant,
+		}
+		if x.Inverse != nil {
+			// The stored inverse exactly (the worker accepts an inverse-only
+			// action only when it matches the snapshot).
+			params := map[string]any{}
+			for k, v := range x.Inverse.Params {
+				params[k] = v
+			}
+			params["undo_of"] = x.RequestID
+			req.Action, req.Target, req.Params = x.Inverse.Action, x.Inverse.Target, params
 		}
 		publish := s.cfg.Publish
 		if publish == nil {

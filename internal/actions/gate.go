@@ -32,4 +32,6 @@ type HoldFacts struct {
 	OverLimit string
 	// Protected: the target is a protected identity and an analyst overrode it.
 	Protected bool
+	// Approval says why the handler's guard asks for a human decision ("" none).
+	Approval string
 }

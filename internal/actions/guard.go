@@ -47,6 +47,9 @@ type Decision struct {
 	Allow    bool
 	Override bool // allowed only because an analyst overrode a protection
 	Reason   string
+	// Approval, when set, says why an allowed request must wait for a human
+	// decision first (a playbook isolating a server).
+	Approval string
 }
 
 // Check is the protected-identity guard over the listed users only, a pure

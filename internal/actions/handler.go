@@ -21,6 +21,12 @@ type Handler struct {
 	// Warn is recorded when the request is accepted, before any call (for
 	// example that a hard delete cannot be undone; "" for none).
 	Warn func(req *Request, p Params) string
+	// Guard is the action's own safety check, run in the worker's guard stage
+	// after the catalogue's generic guards, reading only (the Defender
+	// actions: protected devices, servers, verified domains, allowed
+	// hashes). A Decision that does not Allow refuses the request; one with
+	// Approval set holds it for a human decision; an error fails closed.
+	Guard func(ctx context.Context, req *Request, p Params) (Decision, error)
 }
 
 // Handlers maps each action to its handler: an executor's explicit

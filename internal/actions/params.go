@@ -41,6 +41,15 @@ type Params struct {
 	SenderIsDomain bool
 	NoExpiration   bool
 	EntryID        string
+	// Selective: isolate_device's selective isolation (Outlook, Teams and
+	// Skype for Business keep working).
+	Selective bool
+	// Indicator is what a Defender indicator action blocks (block_file,
+	// block_url, block_domain, block_device_ip, remove_indicator);
+	// IndicatorID is the indicator remove_indicator deletes (the one the
+	// block created).
+	Indicator   *Indicator
+	IndicatorID string
 	// UndoOf is the request an inverse request reverses (set by undo).
 	UndoOf string
 }

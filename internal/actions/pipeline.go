@@ -69,6 +69,8 @@ type job struct {
 	// detail of every later record.
 	override bool
 	note     string
+	// approval: the handler's guard asks for a human decision, and why.
+	approval string
 }
 
 // stage is one step of the pipeline.
@@ -251,6 +253,20 @@ func (w *Worker) guard(ctx context.Context, j *job) verdict {
 			return v
 		}
 	}
+	if h, ok := w.handlers[j.req.Action]; ok && h.Guard != nil {
+		d, err := h.Guard(ctx, j.req, j.params)
+		if err != nil {
+			// Fail closed: what the guard could not read is not known safe.
+			return w.failure(ctx, j, AsError(fmt.Errorf("guard: %w", err)))
+		}
+		if !d.Allow {
+			return w.final(j, audit.Refused, j.note+d.Reason)
+		}
+		if d.Override {
+			j.override, j.note = true, j.note+d.Reason+"; "
+		}
+		j.approval = d.Approval
+	}
 	return next()
 }
 
@@ -301,6 +317,10 @@ func (w *Worker) limit(ctx context.Context, j *job) verdict {
 	if w.cfg.Gate == nil && why != "" {
 		return w.final(j, audit.Refused, why)
 	}
+	if w.cfg.Gate == nil && j.approval != "" {
+		// Nobody can approve: refuse what needs a human decision.
+		return w.final(j, audit.Refused, j.note+j.approval+" needs approval, and this engine has no approval gate")
+	}
 	return next()
 }
 
@@ -309,7 +329,7 @@ func (w *Worker) holdStage(ctx context.Context, j *job) verdict {
 	if j.released || j.spec.Meta || w.cfg.Gate == nil {
 		return next()
 	}
-	held, why, err := w.cfg.Gate.Hold(ctx, j.req, j.d, HoldFacts{OverLimit: j.overLimit, Protected: j.override})
+	held, why, err := w.cfg.Gate.Hold(ctx, j.req, j.d, HoldFacts{OverLimit: j.overLimit, Protected: j.override, Approval: j.approval})
 	if err != nil {
 		return infraRetry("approval store unavailable", err)
 	}
@@ -379,7 +399,9 @@ func (w *Worker) execute(ctx context.Context, j *job) verdict {
 	v.x = &extra{secret: secret, undo: res.Undo}
 	if j.spec.Expires && j.params.Expires > 0 {
 		v.x.expiresAt = w.cfg.Now().UTC().Add(j.params.Expires)
-		v.rec.Detail += "; unblocks automatically at " + v.x.expiresAt.Format(time.RFC3339)
+		if j.req.Action == BlockIP || res.Undo != nil {
+			v.rec.Detail += "; unblocks automatically at " + v.x.expiresAt.Format(time.RFC3339)
+		}
 	}
 	return v
 }

@@ -29,6 +29,14 @@ type Target struct {
 	MessageID string `json:"message_id,omitempty"`
 	// Sender is an e-mail address or a whole domain (block_sender).
 	Sender string `json:"sender,omitempty"`
+	// Device is a Defender machine id, an Entra device id or a computer DNS
+	// name (isolate_device, release_device).
+	Device string `json:"device,omitempty"`
+	// File is a SHA-256 or SHA-1 hash (block_file); URL and Domain are what
+	// block_url and block_domain block.
+	File   string `json:"file,omitempty"`
+	URL    string `json:"url,omitempty"`
+	Domain string `json:"domain,omitempty"`
 	// RequestID is the request an undo reverses.
 	RequestID string `json:"request_id,omitempty"`
 }
@@ -50,6 +58,11 @@ func (t Target) Map() map[string]string {
 	}
 	if t.Sender != "" {
 		m["sender"] = t.Sender
+	}
+	for k, v := range map[string]string{"device": t.Device, "file": t.File, "url": t.URL, "domain": t.Domain} {
+		if v != "" {
+			m[k] = v
+		}
 	}
 	if len(m) == 0 {
 		return nil
@@ -236,6 +249,9 @@ func (r *Request) Validate() error {
 }
 
 func validateTarget(spec Spec, t Target) error {
+	if handled, err := validateDefenderTarget(spec, t); handled {
+		return err
+	}
 	switch spec.Target {
 	case "user":
 		if t.User == "" {

@@ -82,7 +82,7 @@ func (w *Worker) tail(ctx context.Context, req *Request, st *state, secret *seal
 		rec = stored
 	}
 	if !st.ExpiresAt.IsZero() && rec.Outcome == audit.Succeeded {
-		if err := scheduleExpiry(ctx, w.cfg.KV, req, st.ExpiresAt); err != nil {
+		if err := scheduleExpiry(ctx, w.cfg.KV, req, st.ExpiresAt, st.Undo); err != nil {
 			return fmt.Errorf("schedule block expiry: %w", err)
 		}
 	}

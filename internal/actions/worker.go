@@ -275,6 +275,14 @@ func describeTarget(t Target) string {
 		return "request " + t.RequestID
 	case t.Sender != "":
 		return "sender " + t.Sender
+	case t.Device != "":
+		return "device " + t.Device
+	case t.File != "":
+		return "file " + t.File
+	case t.URL != "":
+		return "url " + t.URL
+	case t.Domain != "":
+		return "domain " + t.Domain
 	}
 	return "no target"
 }

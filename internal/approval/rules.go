@@ -35,6 +35,9 @@ type Facts struct {
 	// Protected is set when the target is a protected identity (the request
 	// then needs an override, and the override needs approval).
 	Protected bool
+	// Sensitive says why the action's own guard asks for a human decision
+	// (a playbook isolating a server or domain controller); "" none.
+	Sensitive string
 }
 
 // Requirement is the answer of Need: Required == 0 means run now.
@@ -69,6 +72,9 @@ func (r Rules) Need(req *actions.Request, f Facts) Requirement {
 	}
 	if f.Protected && req.OverrideProtected && req.RequestedBy.Kind == "analyst" {
 		add(r.Override, "override of a protected identity")
+	}
+	if f.Sensitive != "" {
+		add(1, f.Sensitive)
 	}
 	return out
 }
