@@ -29,6 +29,11 @@ const (
 	// RoleReviewer reads the audit trail through the engine's query service
 	// and does nothing else: no action, no approval.
 	RoleReviewer Role = "reviewer"
+	// RoleConsole is the web console's key: it signs requests, approval
+	// commands and audit queries on behalf of a person signed in with Entra
+	// ID, whose rights (people and groups in the analysts file) are what the
+	// engine checks. Alone it may do nothing.
+	RoleConsole Role = "console"
 )
 
 // AllActions in an analyst's action list allows every action.
@@ -43,6 +48,11 @@ type Analyst struct {
 	Actions []string
 	// MayApprove: the analyst may approve or deny other people's requests.
 	MayApprove bool
+	// A person signed in to the console (see Directory.Person): their Entra
+	// object id, UPN, the ID token's identifier and the groups that granted
+	// the role; PublicKey is then the console's key.
+	EntraOID, UPN, TokenID string
+	Groups                 []string
 }
 
 // Allowed reports whether a may request action.
@@ -50,16 +60,23 @@ func (a Analyst) Allowed(action string) bool {
 	if a.Role == RoleEngine {
 		return true
 	}
+	if a.Role == RoleConsole || a.Role == RoleReviewer {
+		return false
+	}
 	return slices.Contains(a.Actions, AllActions) || slices.Contains(a.Actions, action)
 }
 
 // MayReview reports whether a may read the audit trail through the engine:
 // reviewers and analysts (an analyst follows their own requests there).
-func (a Analyst) MayReview() bool { return a.Role == RoleReviewer || a.Role == RoleAnalyst }
+// The console key may: it queries for people signed in, each of whom the
+// analysts file lists (every person there may read the trail).
+func (a Analyst) MayReview() bool {
+	return a.Role == RoleReviewer || a.Role == RoleAnalyst || a.Role == RoleConsole
+}
 
 // BusIdentity is what a may do on the bus (bus.Permissions).
 func (a Analyst) BusIdentity() bus.Identity {
-	return bus.Identity{PublicKey: a.PublicKey, Engine: a.Role == RoleEngine, Analyst: a.Role == RoleAnalyst, Reviewer: a.MayReview()}
+	return bus.Identity{PublicKey: a.PublicKey, Engine: a.Role == RoleEngine, Analyst: a.Role == RoleAnalyst || a.Role == RoleConsole, Reviewer: a.MayReview()}
 }
 
 // Actor is how a appears in audit records.
@@ -71,13 +88,16 @@ func (a Analyst) Actor() audit.Actor {
 	case RoleReviewer:
 		kind = "reviewer"
 	}
-	return audit.Actor{Kind: kind, Name: a.Name, KeyID: a.PublicKey}
+	return audit.Actor{Kind: kind, Name: a.Name, KeyID: a.PublicKey, EntraOID: a.EntraOID, UPN: a.UPN, TokenID: a.TokenID, Groups: strings.Join(a.Groups, " ")}
 }
 
 // Directory maps public keys to analysts. It is immutable once built; load a new
 // one to change it (the Verifier takes a func returning the current one).
 type Directory struct {
 	byKey map[string]Analyst
+	// people and groups of the console (people.go), by lower-case object id.
+	people map[string]Person
+	groups map[string]Person
 }
 
 // FileVersion is the version of the analysts file format.
@@ -102,6 +122,11 @@ type file struct {
 	Analysts  []fileEntry `yaml:"analysts"`
 	Engines   []fileEntry `yaml:"engines"`
 	Reviewers []fileEntry `yaml:"reviewers"`
+	// The web console: its keys, and the Entra ID people and groups who may
+	// sign in to it (people.go).
+	Consoles []fileEntry   `yaml:"consoles"`
+	People   []personEntry `yaml:"people"`
+	Groups   []personEntry `yaml:"groups"`
 }
 
 type fileEntry struct {
@@ -173,7 +198,24 @@ func Parse(data []byte) (*Directory, error) {
 		}
 		all = append(all, a)
 	}
-	return NewDirectory(all...)
+	for i, e := range f.Consoles {
+		if len(e.Actions) > 0 || e.MayApprove {
+			return nil, fmt.Errorf("consoles[%d] (%s): a console key has no actions or may_approve (the people signed in have them)", i, e.Name)
+		}
+		a, err := e.analyst(RoleConsole)
+		if err != nil {
+			return nil, fmt.Errorf("consoles[%d] (%s): %w", i, e.Name, err)
+		}
+		all = append(all, a)
+	}
+	d, err := NewDirectory(all...)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.addPeople(f.People, f.Groups); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 func (e fileEntry) analyst(role Role) (Analyst, error) {
@@ -224,6 +266,14 @@ func NewDirectory(entries ...Analyst) (*Directory, error) {
 	return d, nil
 }
 
+func (d *Directory) names() map[string]bool {
+	out := map[string]bool{}
+	for _, a := range d.byKey {
+		out[strings.ToLower(a.Name)] = true
+	}
+	return out
+}
+
 // BusIdentities are the bus rights of every key in d (bus.Permissions).
 func (d *Directory) BusIdentities() []bus.Identity {
 	var out []bus.Identity
@@ -264,5 +314,15 @@ func FileEntry(name, publicKey string) string {
 // With returns a new Directory holding d's entries and more (the engine's own
 // key added to a configured analysts file, say).
 func (d *Directory) With(more ...Analyst) (*Directory, error) {
-	return NewDirectory(append(d.All(), more...)...)
+	n, err := NewDirectory(append(d.All(), more...)...)
+	if err != nil {
+		return nil, err
+	}
+	n.people, n.groups = d.people, d.groups
+	for _, p := range n.people {
+		if n.names()[strings.ToLower(p.Name)] {
+			return nil, fmt.Errorf("%s: name is listed twice", p.Name)
+		}
+	}
+	return n, nil
 }

@@ -176,7 +176,7 @@ func (v *Verifier) Verify(ctx context.Context, req *actions.Request, m Message) 
 	if err != nil {
 		return Analyst{}, err
 	}
-	if err := authorize(signer, req); err != nil {
+	if signer, err = v.authorize(signer, req); err != nil {
 		return Analyst{}, err
 	}
 	if err := v.fresh(ctx, nsRequest, req.ID, req.RequestedAt, m); err != nil {
@@ -194,10 +194,7 @@ func (v *Verifier) Reverify(req *actions.Request, m Message) (Analyst, error) {
 	if err != nil {
 		return Analyst{}, err
 	}
-	if err := authorize(signer, req); err != nil {
-		return Analyst{}, err
-	}
-	return signer, nil
+	return v.authorize(signer, req)
 }
 
 // ReverifyCommand authenticates a stored command (an approver's vote) again
@@ -213,6 +210,37 @@ func (v *Verifier) ReverifyCommand(keyID string, m Message) (Analyst, error) {
 	return signer, nil
 }
 
+// ReverifyCommandBy is ReverifyCommand for a command whose body names its
+// author by: a console's command resolves to the person it speaks for.
+func (v *Verifier) ReverifyCommandBy(by audit.Actor, m Message) (Analyst, error) {
+	signer, err := v.ReverifyCommand(by.KeyID, m)
+	if err != nil {
+		return Analyst{}, err
+	}
+	return v.OnBehalf(signer, by)
+}
+
+// VerifyCommandBy is VerifyCommand for a command whose body names its author
+// by: a console's command resolves to the person it speaks for (see
+// OnBehalf), checked before the id is claimed.
+func (v *Verifier) VerifyCommandBy(ctx context.Context, id string, by audit.Actor, at time.Time, m Message) (Analyst, error) {
+	signer, err := v.authenticate(m, by.KeyID)
+	if err != nil {
+		return Analyst{}, err
+	}
+	if by.KeyID != "" && by.KeyID != signer.PublicKey {
+		return Analyst{}, rejectf(Unauthorised, "signed by %s but the body names key %q", signer.PublicKey, short(by.KeyID))
+	}
+	who, err := v.OnBehalf(signer, by)
+	if err != nil {
+		return Analyst{}, err
+	}
+	if err := v.fresh(ctx, nsCommand, id, at, m); err != nil {
+		return Analyst{}, err
+	}
+	return who, nil
+}
+
 // Allowed says whether who (an actor as a request names it) may request
 // action under the directory as it stands now: "" when allowed, else why not.
 // Engine actors (playbooks, the engine) may request anything.
@@ -224,6 +252,13 @@ func (v *Verifier) Allowed(who audit.Actor, action actions.Name) string {
 	if !ok {
 		return fmt.Sprintf("key %s is not in the analysts file", short(who.KeyID))
 	}
+	if a.Role == RoleConsole {
+		p, err := v.OnBehalf(a, who)
+		if err != nil {
+			return err.Error()
+		}
+		a = p
+	}
 	if !strings.EqualFold(a.Name, who.Name) {
 		return fmt.Sprintf("key %s belongs to %s, not %s", short(who.KeyID), a.Name, short(who.Name))
 	}
@@ -234,8 +269,20 @@ func (v *Verifier) Allowed(who audit.Actor, action actions.Name) string {
 }
 
 // authorize checks that signer may speak for req's requester and request its
-// actions.
-func authorize(signer Analyst, req *actions.Request) error {
+// actions, and returns who the request is from: the signer, or for a console
+// key the person signed in whom it names.
+func (v *Verifier) authorize(signer Analyst, req *actions.Request) (Analyst, error) {
+	if signer.Role == RoleConsole {
+		p, err := v.OnBehalf(signer, req.RequestedBy)
+		if err != nil {
+			return Analyst{}, err
+		}
+		signer = p
+	}
+	return signer, authorizeAs(signer, req)
+}
+
+func authorizeAs(signer Analyst, req *actions.Request) error {
 	by := req.RequestedBy
 	switch {
 	case signer.Role == RoleEngine:

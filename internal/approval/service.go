@@ -184,7 +184,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 			// written before is not written twice): no release without it.
 			last := audit.Actor{Kind: "engine", Name: "approval"}
 			if n := len(p.Approvals); n > 0 {
-				last = audit.Actor{Kind: "analyst", Name: p.Approvals[n-1].Name, KeyID: p.Approvals[n-1].KeyID}
+				last = audit.Actor{Kind: "analyst", Name: p.Approvals[n-1].Name, KeyID: p.Approvals[n-1].KeyID, EntraOID: p.Approvals[n-1].EntraOID}
 			}
 			if _, err := s.cfg.Audit.Append(ctx, s.record(p, audit.Approved, last, "approved by "+voters(p))); err != nil {
 				errs = append(errs, err)
@@ -207,7 +207,7 @@ func (s *Service) Handle(ctx context.Context, data []byte, hdr nats.Header) Repl
 	if err := dec.Decode(&c); err != nil || c.Version != CommandVersion {
 		return Reply{Error: "malformed command: want a version 1 command object"}
 	}
-	who, err := s.cfg.Verifier.VerifyCommand(ctx, c.ID, c.By.KeyID, c.At, analyst.Message{Data: data, Header: hdr})
+	who, err := s.cfg.Verifier.VerifyCommandBy(ctx, c.ID, c.By, c.At, analyst.Message{Data: data, Header: hdr})
 	if err != nil {
 		reason := analyst.ReasonOf(err)
 		if reason == "" {

@@ -46,9 +46,12 @@ var (
 
 // Vote is one approver's decision.
 type Vote struct {
-	Name  string    `json:"name"`
-	KeyID string    `json:"key_id,omitempty"`
-	At    time.Time `json:"at"`
+	Name  string `json:"name"`
+	KeyID string `json:"key_id,omitempty"`
+	// EntraOID is the object id of a person who voted through the console
+	// (KeyID is then the console's key, shared by everyone signed in).
+	EntraOID string    `json:"entra_oid,omitempty"`
+	At       time.Time `json:"at"`
 	// Command and Header are the approver's signed command exactly as
 	// received: the evidence the engine re-verifies when it releases the
 	// request (a vote without it counts for nothing).
@@ -240,9 +243,16 @@ func wrongRevision(err error) bool {
 	return errors.Is(err, jetstream.ErrKeyExists)
 }
 
-// isRequester reports whether a is the requester of p (same name or same key).
+// isRequester reports whether a is the requester of p (same name, or same
+// identity: the Entra object id of a person signed in to the console, else
+// the key).
 func isRequester(p Pending, a analyst.Analyst) bool {
-	return strings.EqualFold(p.Requester.Name, a.Name) || (p.Requester.KeyID != "" && p.Requester.KeyID == a.PublicKey)
+	return analyst.SamePerson(a, p.Requester)
+}
+
+// sameVoter reports whether v was cast by a.
+func sameVoter(v Vote, a analyst.Analyst) bool {
+	return analyst.SamePerson(a, audit.Actor{Name: v.Name, KeyID: v.KeyID, EntraOID: v.EntraOID})
 }
 
 // Approve records by's approval. It refuses the requester, analysts who may not
@@ -270,10 +280,10 @@ func (s *Store) ApproveSigned(ctx context.Context, id string, by analyst.Analyst
 			return fmt.Errorf("%w: %s expired at %s", ErrExpired, id, p.ExpiresAt.Format(time.RFC3339))
 		case isRequester(*p, by):
 			return fmt.Errorf("%w: %s requested %s", ErrOwnRequest, by.Name, id)
-		case slices.ContainsFunc(p.Approvals, func(v Vote) bool { return strings.EqualFold(v.Name, by.Name) || v.KeyID == by.PublicKey }):
+		case slices.ContainsFunc(p.Approvals, func(v Vote) bool { return sameVoter(v, by) }):
 			return fmt.Errorf("%w: %s", ErrAlreadyVote, by.Name)
 		}
-		p.Approvals = append(p.Approvals, Vote{Name: by.Name, KeyID: by.PublicKey, At: now, Command: command, Header: header})
+		p.Approvals = append(p.Approvals, Vote{Name: by.Name, KeyID: by.PublicKey, EntraOID: by.EntraOID, At: now, Command: command, Header: header})
 		if len(p.Approvals) >= p.Required {
 			p.State, p.DecidedAt, complete = StateApproved, now, true
 		}
@@ -300,7 +310,7 @@ func (s *Store) Deny(ctx context.Context, id string, by analyst.Analyst, reason 
 			return fmt.Errorf("%w: %s", ErrNotApprover, by.Name)
 		}
 		p.State, p.DecidedAt = StateDenied, now
-		p.DeniedBy = &Vote{Name: by.Name, KeyID: by.PublicKey, At: now}
+		p.DeniedBy = &Vote{Name: by.Name, KeyID: by.PublicKey, EntraOID: by.EntraOID, At: now}
 		p.Denial = reason
 		return nil
 	})

@@ -41,6 +41,15 @@ type Actor struct {
 	Kind  string `json:"kind"` // playbook | analyst | engine
 	Name  string `json:"name"`
 	KeyID string `json:"key_id,omitempty"`
+	// A person signed in to the console with Entra ID (KeyID is then the
+	// console's key, which vouches for them): their object id, UPN, the ID
+	// token's identifier (uti, else jti) as evidence of the sign-in, and the
+	// group ids from the token that grant them their role in the analysts
+	// file. Empty for everyone else (the struct stays comparable), so older records hash as before.
+	EntraOID string `json:"entra_oid,omitempty"`
+	UPN      string `json:"upn,omitempty"`
+	TokenID  string `json:"token_id,omitempty"`
+	Groups   string `json:"groups,omitempty"` // space-separated object ids
 }
 
 // Record is one entry of the audit trail. Field order is the canonical order: the

@@ -87,7 +87,8 @@ func (g *gate) reverify(req *actions.Request, body []byte, p approval.Pending) s
 			problems = append(problems, v.Name+": "+why)
 			continue
 		}
-		seen[strings.ToLower(who.Name)] = true
+		// Distinct people: an Entra identity through the console, else a key.
+		seen[who.Identity()] = true
 	}
 	if len(seen) < need {
 		why := fmt.Sprintf("%d verified approval(s) of %d required", len(seen), need)
@@ -110,7 +111,7 @@ func (g *gate) verifyVote(req *actions.Request, v approval.Vote) (analyst.Analys
 	if err := json.Unmarshal(v.Command, &c); err != nil {
 		return analyst.Analyst{}, "unreadable command"
 	}
-	who, err := g.verifier.ReverifyCommand(c.By.KeyID, analyst.Message{Data: v.Command, Header: v.Header})
+	who, err := g.verifier.ReverifyCommandBy(c.By, analyst.Message{Data: v.Command, Header: v.Header})
 	switch {
 	case err != nil:
 		return who, err.Error()
@@ -118,7 +119,7 @@ func (g *gate) verifyVote(req *actions.Request, v approval.Vote) (analyst.Analys
 		return who, "the signed command does not approve this request"
 	case !who.MayApprove || who.Role == analyst.RoleEngine:
 		return who, who.Name + " may not approve"
-	case who.PublicKey == req.RequestedBy.KeyID || strings.EqualFold(who.Name, req.RequestedBy.Name) && req.RequestedBy.Kind == "analyst":
+	case who.Identity() == analyst.ActorIdentity(req.RequestedBy) || strings.EqualFold(who.Name, req.RequestedBy.Name) && req.RequestedBy.Kind == "analyst":
 		return who, "the requester cannot approve their own request"
 	}
 	return who, ""
@@ -135,7 +136,7 @@ func (g *gate) Hold(ctx context.Context, req *actions.Request, d actions.Deliver
 	if strings.EqualFold(req.Approval, "required") {
 		step = 1
 	}
-	need := g.rules.Need(req, approval.Facts{StepApprovals: step, OverLimit: f.OverLimit, Protected: f.Protected})
+	need := g.rules.Need(req, approval.Facts{StepApprovals: step, OverLimit: f.OverLimit, Protected: f.Protected, Sensitive: f.Approval})
 	if need.Required == 0 {
 		return false, "", nil
 	}
