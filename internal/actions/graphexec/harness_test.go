@@ -88,7 +88,7 @@ func newHarness(t *testing.T, o hopts) *harness {
 	}
 	h := &harness{t: t, sim: sim, exec: ex, b: b, kv: kv, tenant: sim.Info().TenantID, now: time.Now}
 	wcfg := actions.WorkerConfig{
-		Tenant: h.tenant, JS: b.JS, KV: kv, Handlers: ex.Handlers(), Directory: ex, Trusted: ex,
+		Tenant: h.tenant, JS: b.JS, KV: kv, Handlers: ex.Handlers(), Directory: ex, Trusted: ex, Domains: ex,
 		Audit:     audit.NewWriter(b.JS, audit.WriterOptions{Logger: log}),
 		Protected: ecfg.Protected,
 		RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, MaxAttempts: 4,
