@@ -99,7 +99,7 @@ func (t *Tenant) listNamedLocations(r *req, _ []string) *resp {
 		items = append(items, &item{obj: cloneObj(o)})
 	}
 	t.mu.Unlock()
-	return t.list(r, items, listing{context: namedLocationsCtx, defTop: 100, maxTop: 999})
+	return t.list(r, items, listing{context: namedLocationsCtx, defTop: 100, maxTop: 999, schema: namedLocationSchema()})
 }
 
 func (t *Tenant) createNamedLocation(r *req, _ []string) *resp {
@@ -261,7 +261,7 @@ func (t *Tenant) listPolicies(r *req, _ []string) *resp {
 		items = append(items, &item{obj: cloneObj(o)})
 	}
 	t.mu.Unlock()
-	return t.list(r, items, listing{context: policiesCtx, defTop: 100, maxTop: 999})
+	return t.list(r, items, listing{context: policiesCtx, defTop: 100, maxTop: 999, schema: caPolicySchema()})
 }
 
 func (t *Tenant) createPolicy(r *req, _ []string) *resp {

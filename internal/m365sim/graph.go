@@ -136,9 +136,15 @@ type listing struct {
 	useSkip  bool // Outlook uses $skip instead of $skiptoken
 	entity   string
 	topError func(r *req, top string) *resp
+	// schema, when set, refuses a $filter or $select Graph would refuse
+	// (schema.go).
+	schema *schema
 }
 
 func (t *Tenant) list(r *req, items []*item, l listing) *resp {
+	if res := t.checkQuery(r, l.schema); res != nil {
+		return res
+	}
 	var fnode filterNode
 	if f := r.q("$filter"); f != "" {
 		n, err := parseFilter(f)

@@ -119,7 +119,7 @@ func (t *Tenant) listRules(r *req, p []string) *resp {
 		items = append(items, &item{obj: ruleView(o)})
 	}
 	t.mu.Unlock()
-	return t.list(r, items, listing{context: fmt.Sprintf("users('%s')/mailFolders('inbox')/messageRules", p[0]), defTop: 1000, maxTop: 1000, useSkip: true})
+	return t.list(r, items, listing{context: fmt.Sprintf("users('%s')/mailFolders('inbox')/messageRules", p[0]), defTop: 1000, maxTop: 1000, useSkip: true, schema: messageRuleSchema()})
 }
 
 func (t *Tenant) getRule(r *req, p []string) *resp {
@@ -453,7 +453,7 @@ func (t *Tenant) msgList(r *req, user, folder string) *resp {
 	if folder != "" {
 		ctx = fmt.Sprintf("users('%s')/mailFolders('%s')/messages", user, folder)
 	}
-	return t.list(r, items, listing{context: ctx, defTop: 10, maxTop: 1000, useSkip: true,
+	return t.list(r, items, listing{context: ctx, defTop: 10, maxTop: 1000, useSkip: true, schema: messageSchema(),
 		topError: func(r *req, top string) *resp {
 			return t.graphError(r, http.StatusBadRequest, "ErrorInvalidUrlQuery", "The value specified for the $top query parameter is invalid.")
 		}})
@@ -525,6 +525,9 @@ func (t *Tenant) folderParam(r *req, p []string) (string, *resp) {
 }
 
 func (t *Tenant) msgGet(r *req, user, folder, id string) *resp {
+	if res := t.checkQuery(r, messageSchema()); res != nil {
+		return res
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	_, m, res := t.findMsgLocked(r, user, folder, id)

@@ -217,9 +217,61 @@ func (p *parser) unary() (filterNode, error) {
 				return nil, err
 			}
 			return cmpNode{op, l, r}, nil
+		case "in":
+			p.pos++
+			return p.inList(l)
 		}
 	}
 	return l, nil
+}
+
+// inNode is "property in ('a','b')", which Graph supports on some directory
+// properties (https://learn.microsoft.com/graph/filter-query-parameter#operators-and-functions-supported-in-filter-expressions).
+type inNode struct {
+	l    filterNode
+	vals []filterNode
+}
+
+func (n inNode) eval(o map[string]any) (any, error) {
+	for _, v := range n.vals {
+		ok, err := cmpNode{"eq", n.l, v}.eval(o)
+		if err != nil {
+			return nil, err
+		}
+		if b, _ := ok.(bool); b {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (p *parser) inList(l filterNode) (filterNode, error) {
+	if t := p.peek(); t == nil || t.kind != "lp" {
+		return nil, p.errf()
+	}
+	p.pos++
+	var vals []filterNode
+	for {
+		v, err := p.operand()
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := v.(litNode); !ok {
+			return nil, p.errf()
+		}
+		vals = append(vals, v)
+		t := p.peek()
+		if t == nil {
+			return nil, p.errf()
+		}
+		p.pos++
+		if t.kind == "rp" {
+			return inNode{l, vals}, nil
+		}
+		if t.kind != "comma" {
+			return nil, p.errf()
+		}
+	}
 }
 
 type litNode struct{ v any }
@@ -354,6 +406,12 @@ func (p *parser) operand() (filterNode, error) {
 		}
 		if n := p.peek(); n != nil && n.kind == "lp" {
 			return nil, &filterError{fmt.Sprintf("Invalid filter clause: unknown function '%s'.", t.val)}
+		}
+		// An enum literal: microsoft.graph.riskLevel'medium' (List riskyUsers'
+		// example, https://learn.microsoft.com/graph/api/riskyuser-list).
+		if n := p.peek(); n != nil && n.kind == "str" && strings.Contains(t.val, ".") {
+			p.pos++
+			return litNode{n.val}, nil
 		}
 		return pathNode{strings.Split(t.val, "/")}, nil
 	}

@@ -220,7 +220,7 @@ func (t *Tenant) listRiskDetections(r *req, _ []string) *resp {
 		items = append(items, &item{obj: cloneObj(it.obj), visible: it.visible})
 	}
 	t.mu.Unlock()
-	return t.list(r, items, listing{context: "identityProtection/riskDetections", defTop: 20, maxTop: 500, topError: idpTopError(t)})
+	return t.list(r, items, listing{context: "identityProtection/riskDetections", defTop: 20, maxTop: 500, topError: idpTopError(t), schema: riskDetectionSchema()})
 }
 
 func (t *Tenant) getRiskDetection(r *req, p []string) *resp {
@@ -247,7 +247,7 @@ func (t *Tenant) listRiskyUsers(r *req, _ []string) *resp {
 		}
 	}
 	t.mu.Unlock()
-	return t.list(r, items, listing{context: "identityProtection/riskyUsers", defTop: 20, maxTop: 500, topError: idpTopError(t)})
+	return t.list(r, items, listing{context: "identityProtection/riskyUsers", defTop: 20, maxTop: 500, topError: idpTopError(t), schema: riskyUserSchema()})
 }
 
 func (t *Tenant) getRiskyUser(r *req, p []string) *resp {

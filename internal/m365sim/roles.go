@@ -215,14 +215,14 @@ func (t *Tenant) listRoleAssignments(r *req, _ []string) *resp {
 	t.mu.Lock()
 	items := t.grantItemsLocked(r, false)
 	t.mu.Unlock()
-	return t.list(r, items, listing{context: "roleManagement/directory/roleAssignments", defTop: 100, maxTop: 999})
+	return t.list(r, items, listing{context: "roleManagement/directory/roleAssignments", defTop: 100, maxTop: 999, schema: roleAssignmentSchema()})
 }
 
 func (t *Tenant) listRoleEligibilities(r *req, _ []string) *resp {
 	t.mu.Lock()
 	items := t.grantItemsLocked(r, true)
 	t.mu.Unlock()
-	return t.list(r, items, listing{context: "roleManagement/directory/roleEligibilityScheduleInstances", defTop: 100, maxTop: 999})
+	return t.list(r, items, listing{context: "roleManagement/directory/roleEligibilityScheduleInstances", defTop: 100, maxTop: 999, schema: roleEligibilitySchema()})
 }
 
 // transitiveLocked flattens a group's membership (nested groups included,
@@ -270,7 +270,11 @@ func (t *Tenant) listTransitive(r *req, p []string, usersOnly bool) *resp {
 	if g == nil {
 		return t.notFoundEntra(r, p[0])
 	}
-	return t.list(r, items, listing{context: "directoryObjects", defTop: 100, maxTop: 999})
+	l := listing{context: "directoryObjects", defTop: 100, maxTop: 999}
+	if usersOnly { // the microsoft.graph.user cast: the user's properties
+		l.schema = userSchema()
+	}
+	return t.list(r, items, l)
 }
 
 func (t *Tenant) listTransitiveMembers(r *req, p []string) *resp {

@@ -261,7 +261,7 @@ func (t *Tenant) listSignIns(r *req, _ []string) *resp {
 	}
 	items := t.signInItemsLocked()
 	t.mu.Unlock()
-	return t.list(r, items, listing{context: "auditLogs/signIns", defTop: 1000, maxTop: 1000})
+	return t.list(r, items, listing{context: "auditLogs/signIns", defTop: 1000, maxTop: 1000, schema: signInSchema()})
 }
 
 func (t *Tenant) getSignIn(r *req, p []string) *resp {

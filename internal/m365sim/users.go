@@ -93,7 +93,7 @@ func (t *Tenant) listUsers(r *req, _ []string) *resp {
 		}
 	}
 	sel := r.q("$select")
-	res := t.list(r, items, listing{context: "users", defTop: 100, maxTop: 999, entity: "User"})
+	res := t.list(r, items, listing{context: "users", defTop: 100, maxTop: 999, entity: "User", schema: userSchema()})
 	if res.status != http.StatusOK {
 		return res
 	}
@@ -122,6 +122,9 @@ func (t *Tenant) listUsers(r *req, _ []string) *resp {
 }
 
 func (t *Tenant) getUser(r *req, p []string) *resp {
+	if res := t.checkQuery(r, userSchema()); res != nil {
+		return res
+	}
 	t.mu.Lock()
 	u := t.st.userLocked(p[0])
 	var obj map[string]any
@@ -350,7 +353,7 @@ func (t *Tenant) listRoles(r *req, _ []string) *resp {
 		items = append(items, &item{obj: roleObj(d)})
 	}
 	t.mu.Unlock()
-	return t.list(r, items, listing{context: "directoryRoles", defTop: 1000, maxTop: 1000})
+	return t.list(r, items, listing{context: "directoryRoles", defTop: 1000, maxTop: 1000, schema: directoryRoleSchema()})
 }
 
 func (t *Tenant) roleLocked(key string) *dirRole {
