@@ -15,14 +15,14 @@ import (
 // engine's own key added (unless the file lists it as an engine already, as
 // one file shared by every replica does), or, with no file, the local
 // administrator and the engine key of the data directory.
-func loadDirectory(file, adminPub, enginePub string) (*analyst.Directory, [sha256.Size]byte, error) {
+func loadDirectory(file, adminPub, enginePub, consolePub string) (*analyst.Directory, [sha256.Size]byte, error) {
 	var sum [sha256.Size]byte
 	if file == "" {
 		d, err := analyst.LocalDirectory(adminPub, enginePub)
 		if err != nil {
 			return nil, sum, fmt.Errorf("engine: local analysts: %w", err)
 		}
-		return d, sum, nil
+		return withConsole(d, consolePub)
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
@@ -33,13 +33,34 @@ func loadDirectory(file, adminPub, enginePub string) (*analyst.Directory, [sha25
 	if err != nil {
 		return nil, sum, fmt.Errorf("engine: analysts file %s: %w", file, err)
 	}
-	if a, ok := d.Lookup(enginePub); ok && a.Role == analyst.RoleEngine {
-		return d, sum, nil
+	if a, ok := d.Lookup(enginePub); !ok || a.Role != analyst.RoleEngine {
+		if d, err = d.With(analyst.Analyst{Name: analyst.LocalEngineName, PublicKey: enginePub, Role: analyst.RoleEngine}); err != nil {
+			return nil, sum, fmt.Errorf("engine: analysts file %s: %w", file, err)
+		}
 	}
-	if d, err = d.With(analyst.Analyst{Name: analyst.LocalEngineName, PublicKey: enginePub, Role: analyst.RoleEngine}); err != nil {
+	d, _, err = withConsole(d, consolePub)
+	if err != nil {
 		return nil, sum, fmt.Errorf("engine: analysts file %s: %w", file, err)
 	}
 	return d, sum, nil
+}
+
+// withConsole trusts this process's console key (Config.ConsoleKey) as a
+// console unless the directory lists it already; the people it may speak
+// for are still only those of the analysts file.
+func withConsole(d *analyst.Directory, consolePub string) (*analyst.Directory, [sha256.Size]byte, error) {
+	var sum [sha256.Size]byte
+	if consolePub == "" {
+		return d, sum, nil
+	}
+	if a, ok := d.Lookup(consolePub); ok {
+		if a.Role != analyst.RoleConsole {
+			return nil, sum, fmt.Errorf("the console key %s is listed as %s %q; list it under consoles", consolePub, a.Role, a.Name)
+		}
+		return d, sum, nil
+	}
+	d, err := d.With(analyst.Analyst{Name: analyst.LocalConsoleName, PublicKey: consolePub, Role: analyst.RoleConsole})
+	return d, sum, err
 }
 
 // Directory is the analysts directory in force.
@@ -56,7 +77,7 @@ func (e *Engine) ReloadAnalysts() error {
 	if e.cfg.AnalystsFile == "" {
 		return nil
 	}
-	d, sum, err := loadDirectory(e.cfg.AnalystsFile, e.adminPub, e.enginePub)
+	d, sum, err := loadDirectory(e.cfg.AnalystsFile, e.adminPub, e.enginePub, e.cfg.ConsoleKey)
 	if sum != ([sha256.Size]byte{}) {
 		e.anPrint = sum // a refused file is not tried again until it changes
 	}

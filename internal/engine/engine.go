@@ -63,6 +63,12 @@ type Config struct {
 	// AnalystsFile maps analysts' public keys to names and rights ("" = only the
 	// local administrator key of DataDir).
 	AnalystsFile string
+	// ConsoleKey is the public key of this process's web console
+	// (internal/console), trusted as a console: it signs for the people of
+	// the analysts file who sign in ("" = no console).
+	ConsoleKey string
+	// Console is served at / on the operations address (nil = none).
+	Console http.Handler
 	// Approvals say which requests wait for a human decision.
 	Approvals approval.Rules
 	// Feeds to run (nil: AllFeeds); FeedInterval is their poll interval
@@ -178,7 +184,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("engine: engine key: %w", err)
 	}
 	enginePub, _ := engineKP.PublicKey()
-	dir, anPrint, err := loadDirectory(cfg.AnalystsFile, adminPub, enginePub)
+	dir, anPrint, err := loadDirectory(cfg.AnalystsFile, adminPub, enginePub, cfg.ConsoleKey)
 	if err != nil {
 		return nil, err
 	}
@@ -331,7 +337,7 @@ func (e *Engine) run(ctx context.Context) error {
 		}
 		srv, err := ops.NewServer(ops.Config{Addr: e.cfg.OpsAddr, Registry: e.registry, Audit: e.bus.JS, Tenant: tenant,
 			Token: token, Hosts: e.cfg.OpsHosts, Refused: ops.AuditRefusals(e.recorder, tenant, e.log.With("part", "ops")),
-			Logger: e.log.With("part", "ops"), Ready: e.ready})
+			Logger: e.log.With("part", "ops"), Ready: e.ready, Console: e.console()})
 		if err != nil {
 			return err
 		}

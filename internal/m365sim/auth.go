@@ -51,6 +51,7 @@ var responderRoles = []string{
 	"IdentityRiskEvent.Read.All", "IdentityRiskyUser.ReadWrite.All",
 	"ActivityFeed.Read", "ActivityFeed.ReadDlp",
 	"Exchange.ManageAsApp",
+	"Machine.Isolate", "Machine.Read.All", "Ti.ReadWrite.All",
 }
 
 // ResponderRoles returns the permissions granted to the default app.
@@ -157,7 +158,9 @@ func (t *Tenant) login(r *req) *resp {
 	case low == "v2.0/.well-known/openid-configuration" && r.method == http.MethodGet:
 		return jsonPlain(http.StatusOK, t.oidcDoc())
 	case low == "discovery/v2.0/keys" && r.method == http.MethodGet:
-		return jsonPlain(http.StatusOK, map[string]any{"keys": []any{}})
+		return t.jwks() // oidc.go
+	case low == "oauth2/v2.0/authorize" && (r.method == http.MethodGet || r.method == http.MethodPost):
+		return t.authorize(r) // oidc.go
 	case low == "oauth2/v2.0/token":
 		if r.method != http.MethodPost {
 			return t.loginError(r, http.StatusMethodNotAllowed, "invalid_request", 900561, "The endpoint only accepts POST requests.")
@@ -218,6 +221,8 @@ func (t *Tenant) token(r *req) *resp {
 	}
 	if gt := form.Get("grant_type"); gt == "" {
 		return t.loginError(r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.")
+	} else if gt == "authorization_code" {
+		return t.codeToken(r, form) // oidc.go
 	} else if gt != "client_credentials" {
 		return t.loginError(r, http.StatusBadRequest, "unsupported_grant_type", 70003, "The app requested an unsupported grant type '"+gt+"'.")
 	}
@@ -277,6 +282,10 @@ func (t *Tenant) token(r *req) *resp {
 			resource = manageResource
 		case exoResource, exoAppID:
 			resource = exoResource
+		case defenderResource, defenderAppID, "https://api.security.microsoft.com", "https://securitycenter.onmicrosoft.com/windowsatpservice":
+			// The WindowsDefenderATP app: its App ID URI, app id, and the
+			// newer host and older URI Microsoft's samples use.
+			resource = defenderResource
 		default:
 			return t.loginError(r, http.StatusBadRequest, "invalid_resource", 500011,
 				fmt.Sprintf("The resource principal named %s was not found in the tenant named %s. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.", res, t.opts.TenantID))
@@ -319,6 +328,8 @@ func roleResource(role string) string {
 		return manageResource
 	case strings.HasPrefix(role, "Exchange."):
 		return exoResource
+	case strings.HasPrefix(role, "Machine.") || strings.HasPrefix(role, "Ti."):
+		return defenderResource
 	}
 	return graphResource
 }
@@ -457,6 +468,9 @@ func (t *Tenant) authenticate(r *req, resource string) *resp {
 			res.hdr.Set("x-ms-diagnostics", `2000003;reason="`+msg+`";error_category="invalid_token"`)
 			return res
 		}
+		if r.svc == svcDefender {
+			return defenderError(r, http.StatusUnauthorized, "Unauthorized", msg)
+		}
 		if r.svc == svcManage {
 			res := newResp(http.StatusUnauthorized)
 			res.body = []byte(`{"Message":"Authorization has been denied for this request."}`)
@@ -544,6 +558,8 @@ func (t *Tenant) forbidden(r *req, missing string) *resp {
 		return t.graphError(r, http.StatusForbidden, "Forbidden", "Caller does not have the required permission "+missing+".")
 	case svcExoAdmin:
 		return t.exoError(r, http.StatusForbidden, "Forbidden", fmt.Sprintf("The token does not hold the application permission %s.", missing), "")
+	case svcDefender:
+		return defenderError(r, http.StatusForbidden, "Forbidden", fmt.Sprintf("The application does not have any of the required application roles (%s) to access the resource.", missing))
 	case svcManage:
 		return manageError(http.StatusForbidden, "AF10001", fmt.Sprintf("The permission set (%s) sent in the request does not include the expected permission %s.", strings.Join(r.tok.Roles, ","), missing))
 	}

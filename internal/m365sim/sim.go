@@ -85,12 +85,16 @@ type Tenant struct {
 	contentBase string
 
 	thr *throttler
+	// oidc: people's sign-in (oidc.go); ready as its zero value.
+	oidc oidcState
 
 	noPremium  bool        // guarded by mu
 	mgmt       manageKnobs // guarded by mu; see manage_subs.go
 	pageSize   int         // content listing page size, guarded by mu
 	routesOnce sync.Once
 	routeTable []route
+	// mde is the Defender for Endpoint state (defender.go), guarded by mu.
+	mde defender
 }
 
 // New starts serving TLS on loopback and returns when the tenant is ready.
@@ -182,9 +186,11 @@ type Info struct {
 	GraphURL     string `json:"graph_url"`
 	ManageURL    string `json:"manage_url"`
 	ExchangeURL  string `json:"exchange_url"`
-	AdminURL     string `json:"admin_url"`
-	CAPEM        []byte `json:"-"`
-	CAFile       string `json:"ca_file,omitempty"`
+	// DefenderURL is the Defender for Endpoint API origin (paths /api/…).
+	DefenderURL string `json:"defender_url"`
+	AdminURL    string `json:"admin_url"`
+	CAPEM       []byte `json:"-"`
+	CAFile      string `json:"ca_file,omitempty"`
 }
 
 // Info returns the endpoints and the default app, which holds every permission
@@ -201,6 +207,7 @@ func (t *Tenant) Info() Info {
 		GraphURL:     t.base + "/v1.0",
 		ManageURL:    t.base + "/api/v1.0",
 		ExchangeURL:  t.base + "/adminapi/beta",
+		DefenderURL:  t.base,
 		AdminURL:     t.base + "/_sim",
 		CAPEM:        append([]byte(nil), t.caPEM...),
 	}

@@ -57,6 +57,9 @@ type Config struct {
 	Logger  *slog.Logger
 	// Now is the clock for relative times in /api/audit (default time.Now).
 	Now func() time.Time
+	// Console, when set, serves every other path (the analysts' web
+	// console, internal/console, which does its own sign-in and Host check).
+	Console http.Handler
 }
 
 // Server is the operations HTTP server.
@@ -105,6 +108,9 @@ func NewServer(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}))
 	s.mux.HandleFunc("GET /api/audit", s.guardAudit(s.auditList))
+	if cfg.Console != nil {
+		s.mux.Handle("/", cfg.Console)
+	}
 	return s, nil
 }
 
