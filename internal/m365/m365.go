@@ -30,6 +30,14 @@ const (
 	// of the ExchangeOnlineManagement v3 module), for what Graph does not
 	// expose (mailbox forwarding).
 	DefaultExchangeURL = "https://outlook.office365.com/adminapi/beta"
+	// DefaultDefenderURL is the Microsoft Defender for Endpoint API
+	// (regional hosts such as https://eu.api.security.microsoft.com serve
+	// the same paths: https://learn.microsoft.com/defender-endpoint/api/exposed-apis-list).
+	DefaultDefenderURL = "https://api.securitycenter.microsoft.com"
+	// DefenderScope is the token scope for the Defender for Endpoint API on
+	// every host: the App ID URI of the WindowsDefenderATP application
+	// (https://learn.microsoft.com/defender-endpoint/api/exposed-apis-create-app-webapp).
+	DefenderScope = "https://api.securitycenter.microsoft.com/.default"
 	graphAudience      = "https://graph.microsoft.com"
 	manageAudience     = "https://manage.office.com"
 	exchangeAudience   = "https://outlook.office365.com"
@@ -48,6 +56,10 @@ type Credentials struct {
 	// /adminapi/beta (default DefaultExchangeURL; when GraphURL is a loopback
 	// emulator, the emulator's own /adminapi/beta).
 	ExchangeURL string
+	// DefenderURL is the Defender for Endpoint API origin (default
+	// DefaultDefenderURL; when GraphURL is a loopback emulator, the
+	// emulator's own origin). Paths /api/… are appended.
+	DefenderURL string
 	// HTTPClient carries TLS settings (extra CAs); nil uses a default client.
 	HTTPClient *http.Client
 	// GraphMaxRetries bounds the SDK's own retries of 429/503/504 (default 3;
@@ -70,7 +82,7 @@ func (c Credentials) Validate() error {
 	case c.ClientSecret != "" && len(c.CertPEM) > 0:
 		return errors.New("contradictory credentials: set either a client secret or a certificate, not both")
 	}
-	for name, u := range map[string]string{"login URL": c.LoginURL, "Graph URL": c.GraphURL, "Management API URL": c.ManageURL, "Exchange admin API URL": c.ExchangeURL} {
+	for name, u := range map[string]string{"login URL": c.LoginURL, "Graph URL": c.GraphURL, "Management API URL": c.ManageURL, "Exchange admin API URL": c.ExchangeURL, "Defender API URL": c.DefenderURL} {
 		if u == "" {
 			continue
 		}
@@ -101,6 +113,13 @@ func (c Credentials) withDefaults() Credentials {
 		}
 	}
 	c.ExchangeURL = strings.TrimRight(c.ExchangeURL, "/")
+	if c.DefenderURL == "" {
+		c.DefenderURL = DefaultDefenderURL
+		if u, err := url.Parse(c.GraphURL); err == nil && isLoopback(u.Hostname()) {
+			c.DefenderURL = u.Scheme + "://" + u.Host
+		}
+	}
+	c.DefenderURL = strings.TrimRight(c.DefenderURL, "/")
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 100 * time.Second}
 	}
@@ -187,6 +206,9 @@ func (c Credentials) ManageScope() string {
 func (c Credentials) ExchangeScope() string {
 	return Audience(c.withDefaults().ExchangeURL, exchangeAudience)
 }
+
+// DefenderAPIURL is the Defender for Endpoint API origin with its default.
+func (c Credentials) DefenderAPIURL() string { return c.withDefaults().DefenderURL }
 
 // ExchangeAdminURL is the Exchange Online admin API base with its default.
 func (c Credentials) ExchangeAdminURL() string { return c.withDefaults().ExchangeURL }
