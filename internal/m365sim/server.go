@@ -31,6 +31,7 @@ const (
 	svcManage           // Office 365 Management Activity API
 	svcAdmin            // emulator admin API
 	svcExoAdmin         // Exchange Online admin API (adminapi/beta InvokeCommand)
+	svcDefender         // Microsoft Defender for Endpoint API (/api/…, defender.go)
 )
 
 // req is one request to a resource, decoupled from net/http so that $batch
@@ -215,6 +216,8 @@ func classify(segs []string, tenant string) (service, []string) {
 		return graphService(segs[1:]), segs[1:]
 	case segs[0] == "api" && len(segs) >= 2 && (segs[1] == "v1.0" || segs[1] == "v1"):
 		return svcManage, segs[2:]
+	case segs[0] == "api" && len(segs) >= 2:
+		return svcDefender, segs[1:]
 	case strings.EqualFold(segs[0], "adminapi"):
 		return svcExoAdmin, segs[1:]
 	case len(segs) >= 2 && (strings.EqualFold(segs[1], "v2.0") || strings.EqualFold(segs[1], "oauth2") || strings.EqualFold(segs[1], "discovery")):
@@ -256,6 +259,8 @@ func (t *Tenant) handle(r *req, inflight int) *resp {
 		return t.manage(r)
 	case svcExoAdmin:
 		return t.exoAdmin(r)
+	case svcDefender:
+		return t.defenderAPI(r)
 	case svcNone:
 		res := newResp(http.StatusNotFound)
 		res.hdr.Set("Content-Type", "text/html")
@@ -283,7 +288,7 @@ func (t *Tenant) writeResp(w http.ResponseWriter, r *req, res *resp) {
 		h.Set("x-ms-request-id", r.reqID)
 		h.Set("Cache-Control", "no-store, no-cache")
 		h.Set("Pragma", "no-cache")
-	case svcManage:
+	case svcManage, svcDefender:
 		h.Set("request-id", r.reqID)
 	case svcExoAdmin:
 		h.Set("request-id", r.reqID)
