@@ -20,20 +20,21 @@ import (
 )
 
 type actCmd struct {
-	DisableUser             actUserCmd        `cmd:"" name:"disable-user" help:"Block the user's sign-in (accountEnabled=false)."`
-	EnableUser              actUserCmd        `cmd:"" name:"enable-user" help:"Allow the user's sign-in again (accountEnabled=true)."`
-	RevokeSessions          actUserCmd        `cmd:"" name:"revoke-sessions" help:"Revoke the user's sign-in sessions and refresh tokens."`
-	ResetPassword           actUserCmd        `cmd:"" name:"reset-password" help:"Set a generated password (printed here only) and force a change at next sign-in."`
-	ConfirmCompromised      actUserCmd        `cmd:"" name:"confirm-compromised" help:"Mark the user compromised in Identity Protection."`
-	DismissRisk             actUserCmd        `cmd:"" name:"dismiss-risk" help:"Dismiss the user's risk in Identity Protection."`
-	DisableForwardRules     actUserCmd        `cmd:"" name:"disable-forward-rules" help:"Disable every inbox rule that forwards or redirects mail (reversible)."`
-	EnableForwardRules      actEnableRulesCmd `cmd:"" name:"enable-forward-rules" help:"Re-enable inbox rules a disable-forward-rules disabled (undo does this for you)."`
-	DeleteForwardRules      actDeleteRulesCmd `cmd:"" name:"delete-forward-rules" help:"Delete the inbox rules that forward outside the tenant (each rule is kept in the audit record)."`
-	RemoveMailboxForwarding actUserCmd        `cmd:"" name:"remove-mailbox-forwarding" help:"Clear the mailbox's own forwarding (Set-Mailbox, through the Exchange admin API); undo restores it."`
-	PurgeMail               actPurgeCmd       `cmd:"" name:"purge-mail" help:"Find messages and delete them (soft: Deleted Items; --hard: permanentDelete, cannot be undone)."`
-	BlockIP                 actIPCmd          `cmd:"" name:"block-ip" help:"Block sign-ins from an address or range with Responder's Conditional Access policy."`
-	UnblockIP               actIPCmd          `cmd:"" name:"unblock-ip" help:"Remove an address or range from Responder's blocked locations."`
-	Undo                    actUndoCmd        `cmd:"" name:"undo" help:"Issue the inverse of a finished request (irreversible actions say so)."`
+	DisableUser             actUserCmd         `cmd:"" name:"disable-user" help:"Block the user's sign-in (accountEnabled=false)."`
+	EnableUser              actUserCmd         `cmd:"" name:"enable-user" help:"Allow the user's sign-in again (accountEnabled=true)."`
+	RevokeSessions          actUserCmd         `cmd:"" name:"revoke-sessions" help:"Revoke the user's sign-in sessions and refresh tokens."`
+	ResetPassword           actUserCmd         `cmd:"" name:"reset-password" help:"Set a generated password (printed here only) and force a change at next sign-in."`
+	ConfirmCompromised      actUserCmd         `cmd:"" name:"confirm-compromised" help:"Mark the user compromised in Identity Protection."`
+	DismissRisk             actUserCmd         `cmd:"" name:"dismiss-risk" help:"Dismiss the user's risk in Identity Protection."`
+	DisableForwardRules     actDisableRulesCmd `cmd:"" name:"disable-forward-rules" help:"Disable every inbox rule that forwards or redirects mail, internal recipients included (--scope external: only those forwarding outside; reversible)."`
+	EnableForwardRules      actEnableRulesCmd  `cmd:"" name:"enable-forward-rules" help:"Re-enable inbox rules a disable-forward-rules disabled (undo does this for you)."`
+	DeleteForwardRules      actDeleteRulesCmd  `cmd:"" name:"delete-forward-rules" help:"Delete the inbox rules that forward outside the tenant (each rule is kept in the audit record)."`
+	RemoveMailboxForwarding actUserCmd         `cmd:"" name:"remove-mailbox-forwarding" help:"Clear the mailbox's own forwarding (Set-Mailbox, through the Exchange admin API); undo restores it."`
+	PurgeMail               actPurgeCmd        `cmd:"" name:"purge-mail" help:"Find messages and delete them (soft: Deleted Items; --hard: permanentDelete, cannot be undone)."`
+	BlockIP                 actIPCmd           `cmd:"" name:"block-ip" help:"Block sign-ins from an address or range with Responder's Conditional Access policy."`
+	UnblockIP               actIPCmd           `cmd:"" name:"unblock-ip" help:"Remove an address or range from Responder's blocked locations."`
+	BlockSender             actSenderCmd       `cmd:"" name:"block-sender" help:"Block mail from an address or a whole domain in the Tenant Allow/Block List (Exchange admin API); undo removes the entry."`
+	Undo                    actUndoCmd         `cmd:"" name:"undo" help:"Issue the inverse of a finished request (irreversible actions say so)."`
 }
 
 // actCommon are the flags every action request has.
@@ -72,6 +73,16 @@ type actDeleteRulesCmd struct {
 	actCommon
 	User  string `help:"UPN or object id." required:""`
 	Scope string `help:"external: rules forwarding outside the verified domains; all: every forwarding rule." enum:"external,all" default:"external"`
+}
+
+type actDisableRulesCmd struct {
+	actCommon
+	User  string `help:"UPN or object id." required:""`
+	Scope string `help:"all: every forwarding rule, internal recipients included; external: rules forwarding outside the verified domains." enum:"external,all" default:"all"`
+}
+
+func (c *actDisableRulesCmd) Run(e *env) error {
+	return c.send(e, actions.DisableForwardRules, actions.Target{User: c.User}, map[string]any{"scope": c.Scope})
 }
 
 func (c *actDeleteRulesCmd) Run(e *env) error {
@@ -145,6 +156,20 @@ func (c *actIPCmd) Run(e *env, k *kong.Context) error {
 		p = map[string]any{"expires": c.Expires}
 	}
 	return c.send(e, action, actions.Target{IP: c.IP}, p)
+}
+
+type actSenderCmd struct {
+	actCommon
+	Sender  string `help:"E-mail address or domain (never one of the tenant's verified domains or Microsoft's)." required:""`
+	Expires string `help:"How long the block lasts: a duration up to 90d (default 30d, the Defender portal's), or never."`
+}
+
+func (c *actSenderCmd) Run(e *env) error {
+	var p map[string]any
+	if c.Expires != "" {
+		p = map[string]any{"expires": c.Expires}
+	}
+	return c.send(e, actions.BlockSender, actions.Target{Sender: c.Sender}, p)
 }
 
 type actUndoCmd struct {

@@ -239,11 +239,11 @@ var catalogue = map[Name]Spec{
 	},
 	DisableForwardRules: {
 		Name: DisableForwardRules, MailboxTarget: true, CLI: "disable-forward-rules", Target: "user", Inverse: EnableForwardRules,
-		Description: "disable every inbox rule that forwards, redirects or forwards as attachment",
+		Description: "disable every inbox rule that forwards, redirects or forwards as attachment, internal recipients included (scope all, the default), or only those forwarding outside the tenant (scope external)",
 		API:         APIGraph, Permissions: []Clause{mailboxRules},
-		Why:    "list and PATCH inbox `messageRules`",
+		Why:    "list and PATCH inbox `messageRules` (scope external also reads the verified domains: `Domain.Read.All`)",
 		Calls:  "GET /users/{id}/mailFolders/inbox/messageRules; PATCH …/messageRules/{rule} {isEnabled:false}",
-		Params: []string{"recipients", "rule"}, Parse: parseNoCheck,
+		Params: []string{"scope", "recipients", "rule"}, Parse: parseDisableRules,
 		RepeatSafe: true, BlastLimit: 50, Guards: userGuards,
 	},
 	EnableForwardRules: {

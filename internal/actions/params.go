@@ -15,7 +15,8 @@ import (
 // of its target the Graph calls need). Only the fields of the request's action
 // are set.
 type Params struct {
-	// Scope of delete_forward_rules: "external" (default) or "all".
+	// Scope of delete_forward_rules ("external" by default) and
+	// disable_forward_rules ("all" by default): "external" or "all".
 	Scope string
 	// RuleIDs are the rules enable_forward_rules re-enables.
 	RuleIDs []string
@@ -152,12 +153,19 @@ func ParseParams(n Name, t Target, params map[string]any) (Params, error) {
 	return q, nil
 }
 
-// parseNoCheck accepts the declared params without reading them
-// (disable_forward_rules: recipients and rule are informational).
-func parseNoCheck(Target, map[string]any) (Params, error) { return Params{}, nil }
+
+// parseDisableRules: disable_forward_rules disables every forwarding rule
+// unless params.scope is "external" (recipients and rule are informational).
+func parseDisableRules(_ Target, params map[string]any) (Params, error) {
+	return parseScope(params, "all")
+}
 
 func parseDeleteRules(_ Target, params map[string]any) (Params, error) {
-	p := Params{Scope: "external"}
+	return parseScope(params, "external")
+}
+
+func parseScope(params map[string]any, def string) (Params, error) {
+	p := Params{Scope: def}
 	if v, ok := params["scope"]; ok {
 		s, _ := v.(string)
 		switch s {

@@ -186,8 +186,8 @@ func (e *Executor) Handlers() actions.Handlers {
 		actions.DismissRisk: user(func(ctx context.Context, u string, _ actions.Params, perm string, plan bool) (actions.Result, error) {
 			return e.risk(ctx, u, false, perm, plan)
 		}, permission(actions.DismissRisk)),
-		actions.DisableForwardRules: user(func(ctx context.Context, u string, _ actions.Params, perm string, plan bool) (actions.Result, error) {
-			return e.setForwardRules(ctx, u, nil, false, perm, plan)
+		actions.DisableForwardRules: user(func(ctx context.Context, u string, p actions.Params, perm string, plan bool) (actions.Result, error) {
+			return e.disableForwardRules(ctx, u, p.Scope, perm, plan)
 		}, permission(actions.DisableForwardRules)),
 		actions.EnableForwardRules: user(func(ctx context.Context, u string, p actions.Params, perm string, plan bool) (actions.Result, error) {
 			return e.setForwardRules(ctx, u, p.RuleIDs, true, perm, plan)

@@ -112,7 +112,28 @@ func rawList(rs []*rule) json.RawMessage {
 // setForwardRules disables every enabled forwarding rule (enable=false), or
 // re-enables the listed rules (enable=true).
 func (e *Executor) setForwardRules(ctx context.Context, user string, ids []string, enable bool, perm string, plan bool) (actions.Result, error) {
+	return e.setForwardRulesIn(ctx, newCalls(), user, ids, nil, enable, perm, plan)
+}
+
+// disableForwardRules disables every forwarding rule (scope all: internal
+// recipients too), or those forwarding outside the verified domains (scope
+// external).
+func (e *Executor) disableForwardRules(ctx context.Context, user, scope, perm string, plan bool) (actions.Result, error) {
 	c := newCalls()
+	var domains []string
+	if scope == "external" {
+		d, err := e.verifiedDomains(ctx, c)
+		if err != nil {
+			return actions.Result{GraphRequestIDs: c.list()}, err
+		}
+		domains = d
+	}
+	return e.setForwardRulesIn(ctx, c, user, nil, domains, false, perm, plan)
+}
+
+// setForwardRulesIn: domains non-nil limits a disable to the rules that
+// forward outside them.
+func (e *Executor) setForwardRulesIn(ctx context.Context, c *calls, user string, ids, domains []string, enable bool, perm string, plan bool) (actions.Result, error) {
 	rules, err := e.listRules(ctx, c, user)
 	if err != nil {
 		return actions.Result{GraphRequestIDs: c.list()}, err
@@ -132,7 +153,7 @@ func (e *Executor) setForwardRules(ctx context.Context, user string, ids []strin
 		}
 	} else {
 		for _, r := range rules {
-			if r.forwards() && r.IsEnabled {
+			if r.forwards() && r.IsEnabled && (domains == nil || len(r.external(domains)) > 0) {
 				todo = append(todo, r)
 			}
 		}

@@ -136,3 +136,32 @@ func TestBlockSenderMisuse(t *testing.T) {
 		t.Errorf("forged unblock touched the list: %+v", e)
 	}
 }
+
+// TestDisableForwardRulesScope: disable_forward_rules disables every
+// forwarding rule by default, internal recipients included (Radiant's
+// "disable all forward rules"); scope external leaves the internal one on.
+func TestDisableForwardRulesScope(t *testing.T) {
+	h := newHarness(t, hopts{})
+	ext, _ := h.sim.AddRawMessageRule("bob@contoso.com", forwardRule("out", "evil@example.net"))
+	in, _ := h.sim.AddRawMessageRule("bob@contoso.com", forwardRule("in", "alice@contoso.com"))
+	enabled := func() map[string]bool {
+		m := map[string]bool{}
+		for _, r := range h.sim.MessageRules("bob@contoso.com") {
+			m[r["id"].(string)] = r["isEnabled"] == true
+		}
+		return m
+	}
+	o, _ := h.do(request(actions.DisableForwardRules, user("bob@contoso.com"), map[string]any{"scope": "external"}))
+	want(t, o, audit.Succeeded, "disabled 1 forwarding rule")
+	if e := enabled(); e[ext] || !e[in] {
+		t.Fatalf("scope external: %v", e)
+	}
+	o, _ = h.do(request(actions.DisableForwardRules, user("bob@contoso.com"), nil))
+	want(t, o, audit.Succeeded, "disabled 1 forwarding rule(s) in bob@contoso.com's inbox: \"in\"")
+	if e := enabled(); e[ext] || e[in] {
+		t.Fatalf("scope all: %v", e)
+	}
+	if err := request(actions.DisableForwardRules, user("bob@contoso.com"), map[string]any{"scope": "internal"}).Validate(); !actions.IsReject(err) {
+		t.Errorf("scope internal accepted: %v", err)
+	}
+}
