@@ -153,7 +153,6 @@ func ParseParams(n Name, t Target, params map[string]any) (Params, error) {
 	return q, nil
 }
 
-
 // parseDisableRules: disable_forward_rules disables every forwarding rule
 // unless params.scope is "external" (recipients and rule are informational).
 func parseDisableRules(_ Target, params map[string]any) (Params, error) {
