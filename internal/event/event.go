@@ -14,12 +14,13 @@ const (
 	SourceSignIn        Source = "signin"         // Graph auditLogs/signIns
 	SourceRiskDetection Source = "risk_detection" // Graph identityProtection/riskDetections
 	SourceRiskyUser     Source = "risky_user"     // Graph identityProtection/riskyUsers
+	SourceAlert         Source = "alert"          // Graph security/alerts_v2 (Defender XDR)
 )
 
 // Valid reports whether s is one of the known sources.
 func (s Source) Valid() bool {
 	switch s {
-	case SourceAudit, SourceSignIn, SourceRiskDetection, SourceRiskyUser:
+	case SourceAudit, SourceSignIn, SourceRiskDetection, SourceRiskyUser, SourceAlert:
 		return true
 	}
 	return false
@@ -45,6 +46,9 @@ type Envelope struct {
 	Mailbox string `json:"mailbox,omitempty"`
 	// RuleID is the inbox rule a mailbox audit record concerns, as its exact
 	// decimal digits (64-bit ids do not survive a float64).
-	RuleID string          `json:"rule_id,omitempty"`
-	Raw    json.RawMessage `json:"raw"`
+	RuleID string `json:"rule_id,omitempty"`
+	// Alert is what a Defender XDR alert's evidence names (alert.go); nil
+	// for other sources.
+	Alert *Alert          `json:"alert,omitempty"`
+	Raw   json.RawMessage `json:"raw"`
 }

@@ -50,6 +50,9 @@ const (
 //     without riskEventType or createdDateTime.
 //   - Graph signIn: createdDateTime plus one of status, appId, appDisplayName,
 //     ipAddress, clientAppUsed or conditionalAccessStatus.
+//   - Graph security alert (alerts_v2, checked first): @odata.type
+//     #microsoft.graph.security.alert, or serviceSource and
+//     lastUpdateDateTime; normalised by alert.go.
 //
 // An Azure Monitor diagnostic-settings envelope ({time, category, properties}) is
 // classified by its category alone (SignInLogs, NonInteractiveUserSignInLogs,
@@ -63,6 +66,9 @@ func DetectSource(raw json.RawMessage) (Source, error) {
 	if err := r.parse(raw); err != nil {
 		return "", err
 	}
+	if r.wrap == wrapNone && isAlertShape(raw) {
+		return SourceAlert, nil
+	}
 	return r.detect()
 }
 
@@ -71,6 +77,9 @@ func Normalize(tenantID string, raw json.RawMessage) (Envelope, error) {
 	var r record
 	if err := r.parse(raw); err != nil {
 		return Envelope{}, err
+	}
+	if r.wrap == wrapNone && isAlertShape(raw) {
+		return normalizeAlert(tenantID, raw)
 	}
 	src, err := r.detect()
 	if err != nil {
@@ -132,6 +141,9 @@ func Normalize(tenantID string, raw json.RawMessage) (Envelope, error) {
 func NormalizeAs(src Source, tenantID string, raw json.RawMessage) (Envelope, error) {
 	if !src.Valid() {
 		return Envelope{}, fmt.Errorf("event: source %q: %w", src, ErrUnknownSource)
+	}
+	if src == SourceAlert {
+		return normalizeAlert(tenantID, raw)
 	}
 	var r record
 	if err := r.parse(raw); err != nil {
