@@ -64,7 +64,10 @@ func (t *Tenant) validLocation(r *req, o map[string]any, create bool) *resp {
 	if typ == ipNamedLocationType {
 		raw, present := o["ipRanges"]
 		rs, _ := raw.([]any)
-		if create && (!present || len(rs) == 0) {
+		// ipRanges is required (https://learn.microsoft.com/graph/api/resources/ipnamedlocation)
+		// and a PATCH replaces the whole collection, so an update may not
+		// empty it either.
+		if (create && !present) || (present && len(rs) == 0) {
 			return t.caBad(r, "An IP named location must contain at least one IP range.")
 		}
 		if len(rs) > maxRangesPerLoc {
@@ -87,9 +90,39 @@ func (t *Tenant) validLocation(r *req, o map[string]any, create bool) *resp {
 			if pfx.Bits() <= minPrefixExclusive {
 				return t.caBad(r, fmt.Sprintf("The IP range '%s' is too broad: network masks must be greater than /%d.", cidr, minPrefixExclusive))
 			}
+			if res := privateRange(pfx); res != "" {
+				return t.caBad(r, fmt.Sprintf("The IP range '%s' is not allowed: it overlaps the %s range %s; named locations take public IP ranges only.", cidr, nonPublic[res], res))
+			}
 		}
 	}
 	return nil
+}
+
+// nonPublic are the ranges an IP named location refuses. Entra's location
+// condition took "public IP ranges" only ("Private IP ranges can't be
+// configured": https://learn.microsoft.com/entra/identity/conditional-access/location-condition,
+// IP address ranges; the sentence left the page in 2023,
+// https://github.com/MicrosoftDocs/azure-docs/pull/107223, while the page
+// still speaks of public ranges). Private (RFC 1918, RFC 4193), loopback,
+// link-local, unspecified, shared (RFC 6598) and multicast space never reach
+// Entra as a sign-in's address. Entra's wording of the refusal is not
+// captured publicly: the message below is ours, the status and code are
+// Graph's generic 400 BadRequest.
+var nonPublic = map[string]string{
+	"10.0.0.0/8": "private", "172.16.0.0/12": "private", "192.168.0.0/16": "private", "127.0.0.0/8": "loopback",
+	"169.254.0.0/16": "link-local", "0.0.0.0/8": "unspecified", "100.64.0.0/10": "shared (carrier-grade NAT)",
+	"224.0.0.0/4": "multicast", "240.0.0.0/4": "reserved",
+	"fc00::/7": "private (unique local)", "fe80::/10": "link-local", "::1/128": "loopback", "::/128": "unspecified", "ff00::/8": "multicast",
+}
+
+// privateRange returns the non-public range pfx overlaps, or "".
+func privateRange(pfx netip.Prefix) string {
+	for _, k := range sortedKeys(nonPublic) {
+		if netip.MustParsePrefix(k).Overlaps(pfx.Masked()) {
+			return k
+		}
+	}
+	return ""
 }
 
 func (t *Tenant) listNamedLocations(r *req, _ []string) *resp {

@@ -25,7 +25,12 @@ const (
 	ipLocationType  = "#microsoft.graph.ipNamedLocation"
 	namedLocations  = "identity/conditionalAccess/namedLocations"
 	caPolicies      = "identity/conditionalAccess/policies"
-	placeholderCIDR = "192.0.2.0/32" // TEST-NET-1, never routed: keeps an emptied location valid
+	// legacyPlaceholder is the range earlier versions left in a location
+	// whose last address was unblocked. Entra requires at least one range in
+	// an ipNamedLocation and may refuse reserved ranges, so an emptied
+	// location is now deleted instead (see ipRound); a location holding only
+	// this range is treated as empty.
+	legacyPlaceholder = "192.0.2.0/32"
 )
 
 // coalescer gathers concurrent block_ip / unblock_ip requests into rounds of one
@@ -204,7 +209,9 @@ func (e *Executor) readLocations(ctx context.Context, c *calls) ([]*location, er
 		}
 		loc := &location{ID: l.ID, DisplayName: l.DisplayName}
 		for _, x := range l.IPRanges {
-			loc.Ranges = append(loc.Ranges, x.CIDR)
+			if x.CIDR != legacyPlaceholder {
+				loc.Ranges = append(loc.Ranges, x.CIDR)
+			}
 		}
 		out = append(out, loc)
 	}
@@ -243,6 +250,8 @@ func (e *Executor) planIP(ctx context.Context, target string, pfx netip.Prefix, 
 		return actions.Result{Detail: fmt.Sprintf("nothing: %s is already blocked in %q", pfx, l.DisplayName), AlreadyDone: true, GraphRequestIDs: c.list()}, nil
 	case add:
 		return actions.Result{Detail: fmt.Sprintf("add %s to Responder's blocked IP named locations (%d exist) and make sure policy %q blocks them", pfx, len(locs), e.cfg.PolicyName), GraphRequestIDs: c.list()}, nil
+	case l != nil && len(l.Ranges) == 1:
+		return actions.Result{Detail: fmt.Sprintf("remove %s, the last range of %q: delete the location and drop it from policy %q (delete the policy if no blocked range is left)", pfx, l.DisplayName, e.cfg.PolicyName), GraphRequestIDs: c.list()}, nil
 	case l != nil:
 		return actions.Result{Detail: fmt.Sprintf("remove %s from %q", pfx, l.DisplayName), GraphRequestIDs: c.list()}, nil
 	}
@@ -296,10 +305,19 @@ func (e *Executor) ipRound(ctx context.Context, ops []*ipOp) {
 		r.apply(e.ips.take())
 	}
 	locs, settled := r.locs, r.settled
-	// Write each changed location: PATCH replaces the whole ipRanges collection.
+	// Write each changed location that keeps a range: PATCH replaces the whole
+	// ipRanges collection. A location left without a range is deleted below:
+	// Entra requires at least one range in an ipNamedLocation
+	// (https://learn.microsoft.com/graph/api/resources/ipnamedlocation: ipRanges
+	// "Required"), and a placeholder range may be refused as reserved.
 	var pending []*ipOp
+	var gone []*location
 	created := false
 	for _, l := range locs {
+		if len(l.Ranges) == 0 && !l.isNew && l.ID != "" {
+			gone = append(gone, l) // emptied now, or by an earlier version
+			continue
+		}
 		if !l.changed {
 			continue
 		}
@@ -329,12 +347,17 @@ func (e *Executor) ipRound(ctx context.Context, ops []*ipOp) {
 		}
 		pending = append(pending, l.ops...)
 	}
-	// The policy must block every location (and exclude the protected).
+	// The policy must block every location that keeps a range (and exclude
+	// the protected).
 	var ids []string
 	for _, l := range locs {
-		if l.ID != "" {
+		if l.ID != "" && len(l.Ranges) > 0 {
 			ids = append(ids, l.ID)
 		}
+	}
+	var goneOps []*ipOp
+	for _, l := range gone {
+		goneOps = append(goneOps, l.ops...)
 	}
 	var polState string
 	adds := slices.ContainsFunc(pending, func(op *ipOp) bool { return op.add }) || slices.ContainsFunc(settled, func(op *ipOp) bool { return op.add })
@@ -343,9 +366,30 @@ func (e *Executor) ipRound(ctx context.Context, ops []*ipOp) {
 		if err != nil {
 			fail(pending, err)
 			fail(settled, err)
+			fail(goneOps, err)
 			return
 		}
 		polState = st
+	}
+	if len(gone) > 0 {
+		note, err := e.dropLocations(ctx, c, gone, ids)
+		if err != nil {
+			fail(goneOps, err)
+		} else {
+			for _, l := range gone {
+				_, derr := e.idpCall(ctx, c, abs.DELETE, seg("identity", "conditionalAccess", "namedLocations", l.ID), nil)
+				if derr != nil && Classify(derr, "").Status != http.StatusNotFound {
+					fail(l.ops, Classify(derr, permCA))
+					continue
+				}
+				for _, op := range l.ops {
+					if !op.add {
+						op.res.Detail += fmt.Sprintf("; %q held no other range and was deleted%s", l.DisplayName, note)
+					}
+				}
+				pending = append(pending, l.ops...)
+			}
+		}
 	}
 	for _, op := range append(pending, settled...) {
 		after, _ := json.Marshal(map[string]any{"range": op.pfx.String(), "blocked": op.add, "policy": e.cfg.PolicyName, "policy_id": e.policyIDCached(), "policy_state": polState})
@@ -354,6 +398,81 @@ func (e *Executor) ipRound(ctx context.Context, ops []*ipOp) {
 		op.res.GraphRequestIDs = c.list()
 		close(op.done)
 	}
+}
+
+// dropLocations removes the emptied locations from Responder's policy before
+// they are deleted (Entra refuses to delete a location a policy references,
+// and a policy may not name a location that does not exist). keep are the
+// locations that still hold ranges: the policy keeps (or gains) them. When
+// none is left the policy is deleted rather than left without a location
+// condition, which would block every sign-in; the next block_ip creates it
+// again, in the configured state. It returns a note for the details.
+func (e *Executor) dropLocations(ctx context.Context, c *calls, gone []*location, keep []string) (string, error) {
+	raws, err := e.idpList(ctx, c, caPolicies, permCARead)
+	if err != nil {
+		return "", err
+	}
+	isGone := func(id string) bool {
+		return slices.ContainsFunc(gone, func(l *location) bool { return strings.EqualFold(l.ID, id) })
+	}
+	defer func() {
+		// Verify the policy again at the next block.
+		e.ips.mu.Lock()
+		e.ips.policyAt = time.Time{}
+		e.ips.mu.Unlock()
+	}()
+	for _, r := range raws {
+		var raw map[string]any
+		if json.Unmarshal(r, &raw) != nil || raw["displayName"] != e.cfg.PolicyName {
+			continue
+		}
+		id, _ := raw["id"].(string)
+		if len(keep) == 0 {
+			_, err := e.idpCall(ctx, c, abs.DELETE, seg("identity", "conditionalAccess", "policies", id), nil)
+			if err != nil && Classify(err, "").Status != http.StatusNotFound {
+				return "", Classify(err, permCA)
+			}
+			e.ips.mu.Lock()
+			e.ips.policyID = ""
+			e.ips.mu.Unlock()
+			return fmt.Sprintf(", and policy %q, left with no blocked range, was deleted (the next block creates it again)", e.cfg.PolicyName), nil
+		}
+		cond, _ := raw["conditions"].(map[string]any)
+		locs, _ := cond["locations"].(map[string]any)
+		if cond == nil || locs == nil {
+			return "", nil
+		}
+		need := false
+		for _, k := range []string{"includeLocations", "excludeLocations"} {
+			xs, _ := locs[k].([]any)
+			out := []string{}
+			for _, x := range xs {
+				if s, _ := x.(string); s != "" && !isGone(s) {
+					out = append(out, s)
+				} else {
+					need = true
+				}
+			}
+			if k == "includeLocations" {
+				for _, id := range keep {
+					if !slices.Contains(out, id) {
+						out = append(out, id)
+						need = true
+					}
+				}
+			}
+			if _, ok := locs[k]; ok || len(out) > 0 {
+				locs[k] = out
+			}
+		}
+		if need {
+			if _, err := e.idpCall(ctx, c, abs.PATCH, seg("identity", "conditionalAccess", "policies", id), map[string]any{"conditions": cond}); err != nil {
+				return "", Classify(err, permCA)
+			}
+		}
+		return fmt.Sprintf(" after policy %q stopped naming it", e.cfg.PolicyName), nil
+	}
+	return "", nil
 }
 
 // ipPlan applies block / unblock requests to the named locations read at the
@@ -383,11 +502,7 @@ func (r *ipPlan) apply(ops []*ipOp) {
 		case op.add:
 			var dst *location
 			for _, x := range r.locs {
-				n := len(x.Ranges)
-				if n == 1 && x.Ranges[0] == placeholderCIDR {
-					n = 0
-				}
-				if n < r.max {
+				if len(x.Ranges) < r.max {
 					dst = x
 					break
 				}
@@ -397,9 +512,6 @@ func (r *ipPlan) apply(ops []*ipOp) {
 				r.next++
 				r.locs = append(r.locs, dst)
 			}
-			if len(dst.Ranges) == 1 && dst.Ranges[0] == placeholderCIDR {
-				dst.Ranges = nil
-			}
 			dst.Ranges = append(dst.Ranges, p)
 			dst.changed = true
 			dst.ops = append(dst.ops, op)
@@ -407,9 +519,6 @@ func (r *ipPlan) apply(ops []*ipOp) {
 				Undo: &actions.Step{Action: actions.UnblockIP, Target: actions.Target{IP: op.target}}}
 		case l != nil:
 			l.Ranges = slices.Delete(l.Ranges, i, i+1)
-			if len(l.Ranges) == 0 {
-				l.Ranges = []string{placeholderCIDR}
-			}
 			l.changed = true
 			l.ops = append(l.ops, op)
 			op.res = actions.Result{Detail: fmt.Sprintf("%s unblocked (removed from named location %q)", p, l.DisplayName),
