@@ -20,11 +20,11 @@ import (
 )
 
 const (
-	permCA          = "Policy.ReadWrite.ConditionalAccess"
-	permCARead      = "Policy.Read.All"
-	ipLocationType  = "#microsoft.graph.ipNamedLocation"
-	namedLocations  = "identity/conditionalAccess/namedLocations"
-	caPolicies      = "identity/conditionalAccess/policies"
+	permCA         = "Policy.ReadWrite.ConditionalAccess"
+	permCARead     = "Policy.Read.All"
+	ipLocationType = "#microsoft.graph.ipNamedLocation"
+	namedLocations = "identity/conditionalAccess/namedLocations"
+	caPolicies     = "identity/conditionalAccess/policies"
 	// legacyPlaceholder is the range earlier versions left in a location
 	// whose last address was unblocked. Entra requires at least one range in
 	// an ipNamedLocation and may refuse reserved ranges, so an emptied
