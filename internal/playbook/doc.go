@@ -23,7 +23,7 @@
 //	enabled: true                        # required: nothing goes live by accident
 //	dry_run: false                       # true: every step only records what it would do
 //	trigger:
-//	  source: audit                      # audit | signin | risk_detection | risky_user
+//	  source: audit                      # audit | signin | risk_detection | risky_user | alert
 //	  kind: [New-InboxRule, Set-InboxRule, UpdateInboxRules]   # optional, case-insensitive
 //	  when:                              # all must hold
 //	    - field: external_forward_recipients
@@ -53,7 +53,12 @@
 // (for Exchange records, whoever acted), user_id, ip, mailbox (the mailbox an
 // Exchange record is about, in the record's identity form; mailbox actions
 // accept any such form, resolved through Get-Mailbox before acting) and
-// rule_id (exact digits); raw.<path> into the Microsoft record (keys exact, then
+// rule_id (exact digits); for Defender XDR alerts (source alert, kind the
+// alert's category), the first of what the evidence names: device (the
+// Defender machine id), device_name, sha256, sha1, url, domain, sender,
+// message_id (internet message id), network_message_id, and the alert's
+// severity, category, service_source, detection_source and title;
+// raw.<path> into the Microsoft record (keys exact, then
 // case-insensitive; numeric segments index lists; raw["@odata.type"] quotes a
 // key; a JSON-in-a-string value such as RuleActions or additionalInfo is
 // decoded when a path goes into it, so raw.additionalInfo[Key=userAgent].Value

@@ -279,7 +279,7 @@ func envValue(env *event.Envelope, name string) string {
 	case "rule_id":
 		return env.RuleID
 	}
-	return ""
+	return env.AlertField(name)
 }
 
 // resolve returns the value of r for this event; elem is the current list

@@ -500,13 +500,13 @@ func (l *loader) trigger(n *yaml.Node) Trigger {
 	if v, ok := f["source"]; !ok {
 		if len(t.Sigma) == 0 {
 			if _, given := f["sigma"]; !given {
-				l.errf(n, "trigger.source is required (audit, signin, risk_detection or risky_user)")
+				l.errf(n, "trigger.source is required (audit, signin, risk_detection, risky_user or alert)")
 			}
 		}
 	} else if s, ok := l.str(v, "trigger.source"); ok {
 		t.Source = event.Source(s)
 		if !t.Source.Valid() {
-			l.errf(v, "trigger.source %q is not audit, signin, risk_detection or risky_user", s)
+			l.errf(v, "trigger.source %q is not audit, signin, risk_detection, risky_user or alert", s)
 		}
 		for _, r := range t.Sigma {
 			if r.Source != t.Source {

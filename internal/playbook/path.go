@@ -16,6 +16,11 @@ const (
 var envFields = map[string]bool{
 	"id": true, "source": true, "kind": true, "time": true, "tenant_id": true,
 	"user": true, "user_id": true, "ip": true, "mailbox": true, "rule_id": true,
+	// Defender XDR alerts (source alert): the first of what the evidence
+	// names (event.Envelope.AlertField).
+	"device": true, "device_name": true, "sha256": true, "sha1": true, "url": true, "domain": true,
+	"sender": true, "message_id": true, "network_message_id": true, "severity": true, "category": true,
+	"service_source": true, "detection_source": true, "title": true,
 }
 
 // Helpers are derived values computed from the event on demand.
@@ -72,7 +77,7 @@ func parseRef(s string, inElem bool) (ref, error) {
 		}
 		return ref{text: s, root: rootRaw, path: segs}, nil
 	}
-	return ref{}, fmt.Errorf("unknown field %q (want one of id, source, kind, time, tenant_id, user, user_id, ip, mailbox, rule_id, %s, %s, or raw.<path>)",
+	return ref{}, fmt.Errorf("unknown field %q (want one of id, source, kind, time, tenant_id, user, user_id, ip, mailbox, rule_id, the alert fields device, device_name, sha256, sha1, url, domain, sender, message_id, network_message_id, severity, category, service_source, detection_source, title, %s, %s, or raw.<path>)",
 		s, helperForwardRecipients, helperExternalRecipients)
 }
 

@@ -339,7 +339,7 @@ func (l *loader) threshold(n *yaml.Node, src event.Source) *Threshold {
 			if s, ok := l.str(sv, "then.source"); ok {
 				fu.Source = event.Source(s)
 				if !fu.Source.Valid() {
-					l.errf(sv, "then.source %q is not audit, signin, risk_detection or risky_user", s)
+					l.errf(sv, "then.source %q is not audit, signin, risk_detection, risky_user or alert", s)
 					good = false
 				}
 			}
