@@ -238,6 +238,12 @@ func run(ctx context.Context, o Options, sc scenario) (Result, error) {
 		return res, fmt.Errorf("demo: emulated tenant: %w", err)
 	}
 	defer tenant.Close()
+	// The sandbox organisation's audit subscriptions run from an earlier start:
+	// Microsoft lists no content created before a start, and a scenario may act
+	// before the engine's first poll would have started them.
+	if err := tenant.StartSubscription(m365sim.ContentTypes()...); err != nil {
+		return res, fmt.Errorf("demo: emulated tenant: %w", err)
+	}
 	if o.Prepare != nil {
 		o.Prepare(tenant)
 	}

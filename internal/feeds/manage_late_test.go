@@ -22,6 +22,8 @@ func TestManagementLateContentAndResubscribe(t *testing.T) {
 	cfg := e.manageConfig()
 	cfg.ContentTypes = []string{"Audit.Exchange"}
 	cfg.CheckpointEvery = 100
+	e.subscribed(t, "Audit.Exchange") // started by an earlier run, before the content
+	e.clock.Advance(10 * time.Minute)
 	now := e.clock.Now()
 	want := map[string]bool{}
 	rec := func(n int) json.RawMessage {

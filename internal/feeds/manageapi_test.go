@@ -41,6 +41,8 @@ func TestManagementTokenStaysOnItsHost(t *testing.T) {
 	e := newEnv(t, m365sim.Options{})
 	in := e.tn.Info()
 	ct := "Audit.Exchange"
+	e.subscribed(t, ct)
+	e.clock.Advance(2 * time.Minute)
 	var recs []json.RawMessage
 	for i := range 3 {
 		recs = append(recs, auditRecord(in.TenantID, fmt.Sprintf("00000000-0000-4000-8000-%012x", i), e.clock.Now().Add(-time.Minute), "Set-Mailbox"))

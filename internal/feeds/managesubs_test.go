@@ -101,10 +101,10 @@ func TestManagementStartThrottledAndSettling(t *testing.T) {
 		t.Fatalf("started again before Microsoft's wait was over (%d starts, was %d)", n, starts)
 	}
 	e.clock.Advance(10 * time.Minute)
+	restartedAt := e.clock.Now() // the restart happens within this poll
 	if err := p.PollOnce(ctx); err != nil {
 		t.Fatalf("after the wait: %v", err)
 	}
-	restartedAt := e.clock.Now()
 	if _, err := e.tn.AddAuditRecords("Audit.Exchange", rec("a7e00000-0000-4000-8000-000000000001")); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package m365sim
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -18,12 +19,16 @@ import (
 //     it (an enabled one answers AF20024 first), on by default.
 //   - Right after a start, listings may still answer AF20023 "The subscription
 //     was disabled." (wazuh/wazuh#29674); SetStartSettle sets how many.
-//   - After a restart "you will have access to new content from that point
-//     forward": content created while the subscription was stopped is never
-//     listed (always), nor, with SetHideContentBeforeSubscription, content
-//     created before its first start (Microsoft lists nothing from before
+//   - After a start "you will have access to new content from that point
+//     forward": content created while the subscription was stopped, or before
+//     its first start, is never listed (Microsoft lists nothing from before
 //     then; first content can take up to 12 hours after a subscription is
-//     created). Both per the reference above.
+//     created). Both per the reference above ("Start a subscription": "After
+//     the subscription is created, it can take up to 12 hours for the first
+//     content blobs to become available"; after a stop and restart, content
+//     of the stopped period is not available). Tests that mean a
+//     subscription started before their content call StartSubscription first;
+//     SetHideContentBeforeSubscription(false) is the old, lenient behaviour.
 
 // startGap is how long Microsoft wants between starts of a subscription.
 const startGap = 15 * time.Minute
@@ -32,7 +37,7 @@ const startGap = 15 * time.Minute
 type manageKnobs struct {
 	noStartThrottle bool
 	startSettle     int
-	hideBeforeStart bool
+	showBeforeStart bool
 }
 
 // span is a period when a subscription was enabled (to zero: still is).
@@ -54,13 +59,52 @@ func (t *Tenant) SetStartSettle(n int) {
 }
 
 // SetHideContentBeforeSubscription hides content created before a content
-// type's subscription first started (default off: records injected before a
-// test's poller subscribes are listed).
+// type's subscription first started (the default, as Microsoft does); off
+// lists it, for a test that only means "subscribed long ago".
 func (t *Tenant) SetHideContentBeforeSubscription(on bool) {
 	t.mu.Lock()
-	t.mgmt.hideBeforeStart = on
+	t.mgmt.showBeforeStart = !on
 	t.mu.Unlock()
 }
+
+// StartSubscription enables contentType's subscription now, as an accepted
+// call of subscriptions/start would (without its 15-minute throttle): content
+// created from now on is listed, and a poller that lists the subscriptions
+// finds it enabled and does not start it. Starting an enabled one does nothing.
+func (t *Tenant) StartSubscription(contentTypes ...string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range contentTypes {
+		ct, ok := canonContentType(c)
+		if !ok {
+			return fmt.Errorf("m365sim: invalid content type %q", c)
+		}
+		sub := t.st.subs[ct]
+		if sub != nil && sub.Status == "enabled" {
+			continue
+		}
+		if sub == nil {
+			sub = &subscription{ContentType: ct, started: t.now()}
+			t.st.subs[ct] = sub
+		}
+		t.startedLocked(sub)
+		sub.Status = "enabled"
+	}
+	return nil
+}
+
+// subscribedSinceLocked enables the content types' subscriptions as if they
+// had been started at from (the seeded organisation has been collecting its
+// audit content all along).
+func (t *Tenant) subscribedSinceLocked(from time.Time, cts ...string) {
+	for _, ct := range cts {
+		sub := &subscription{ContentType: ct, Status: "enabled", started: from, lastStart: from, spans: []span{{from: from}}}
+		t.st.subs[ct] = sub
+	}
+}
+
+// ContentTypes lists the Management Activity content types.
+func ContentTypes() []string { return slices.Clone(contentTypes) }
 
 // startThrottledLocked refuses a start within startGap of the last accepted
 // one with Microsoft's 403 / "429" body.
@@ -102,7 +146,7 @@ func (t *Tenant) subscribedAtLocked(sub *subscription, c time.Time) bool {
 		return true
 	}
 	if c.Before(sub.spans[0].from) {
-		return !t.mgmt.hideBeforeStart
+		return t.mgmt.showBeforeStart
 	}
 	for _, sp := range sub.spans {
 		if !c.Before(sp.from) && (sp.to.IsZero() || c.Before(sp.to)) {

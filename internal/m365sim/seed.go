@@ -106,7 +106,10 @@ func (t *Tenant) seedOrgLocked() {
 			"users": map[string]any{"includeRoles": []string{roleTemplates["Global Administrator"]}, "excludeUsers": []string{BreakGlassID}}},
 		"grantControls": map[string]any{"operator": "OR", "builtInControls": []string{"mfa"}}})
 
-	// A day of background activity, in hourly blobs per content type.
+	// A day of background activity, in hourly blobs per content type, read by
+	// subscriptions started before it (Microsoft lists no content from before
+	// a start: manage_subs.go).
+	t.subscribedSinceLocked(now.Add(-25*time.Hour), contentTypes...)
 	for h := 24; h >= 1; h-- {
 		hour := now.Add(-time.Duration(h) * time.Hour)
 		avail := hour.Add(55 * time.Minute)

@@ -46,6 +46,12 @@ func newTenant(records, perBlob int, log *slog.Logger) (*m365sim.Tenant, error) 
 	}
 	defer seeding.Store(false)
 	sim.SetLimits(ManageLimits())
+	// Subscribed before the content, as by the poller's earlier run: Microsoft
+	// lists nothing created before a subscription starts.
+	if err := sim.StartSubscription(contentType); err != nil {
+		_ = sim.Close()
+		return nil, fmt.Errorf("ingest: subscribe: %w", err)
+	}
 	syn := newSynth(sim.Info().TenantID, time.Now().UTC().Add(-behind))
 	for b := 0; b*perBlob < records; b++ {
 		n := min(perBlob, records-b*perBlob)
