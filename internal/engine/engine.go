@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/responder-sec/responder/internal/actions"
+	"github.com/responder-sec/responder/internal/actions/defenderexec"
 	"github.com/responder-sec/responder/internal/actions/graphexec"
 	"github.com/responder-sec/responder/internal/analyst"
 	"github.com/responder-sec/responder/internal/approval"
@@ -91,6 +92,8 @@ type Config struct {
 	// Safety and action settings, passed to the workers and the executor.
 	VerifiedDomains []string
 	CAPolicyState   string
+	// Defender are the Defender for Endpoint actions' settings.
+	Defender DefenderSettings
 	Blast           actions.BlastLimits
 	IP              actions.IPPolicy
 }
@@ -121,6 +124,9 @@ type Engine struct {
 	pbMu    sync.Mutex
 	pbPrint [sha256.Size]byte
 	domains []string // the verified domains the playbooks use (under pbMu)
+	// pbReload is the last reload's time and refusal (under pbMu), for
+	// the console's status page.
+	pbReload reloadState
 }
 
 // New connects to the bus (starting the embedded server if configured), builds the
@@ -300,7 +306,7 @@ func (e *Engine) run(ctx context.Context) error {
 		}).Run,
 		"actions": actions.NewWorker(actions.WorkerConfig{
 			Tenant: tenant, JS: e.bus.JS, KV: kv,
-			Handlers:    exec.Handlers(),
+			Handlers:    defenderexec.Merge(exec.Handlers(), e.defender(exec).Handlers()),
 			Resolver:    exec,
 			Directory:   exec,
 			Audit:       e.recorder,
@@ -395,6 +401,7 @@ func (e *Engine) ReloadPlaybooks() error {
 	}
 	set, err := playbook.LoadDir(e.cfg.PlaybookDir, playbook.LoadOptions{VerifiedDomains: e.domains, BaseDir: e.cfg.PlaybookDir, Logger: e.log})
 	e.metrics.PlaybookReload(err == nil)
+	e.pbReload.note(time.Now(), err)
 	if err != nil {
 		return fmt.Errorf("engine: playbooks in %s not reloaded (keeping the last good set): %w", e.cfg.PlaybookDir, err)
 	}

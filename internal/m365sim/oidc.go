@@ -51,7 +51,7 @@ const codeLifetime = 10 * time.Minute
 
 type authCode struct {
 	clientID, redirectURI, challenge, method, nonce, userID string
-	issued                                                   time.Time
+	issued                                                  time.Time
 }
 
 // oidcState is the sign-in state of a tenant (its zero value is ready).
