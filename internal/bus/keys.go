@@ -89,6 +89,14 @@ func CheckpointKey(feed string, part ...string) string {
 	return k
 }
 
+// SubscriptionStartAfterKey is the key of the time before which Microsoft
+// asked not to start a Management Activity content type's subscription again
+// (its 403 / "429" "retry again after 14m 56s"), so that a restarted poller
+// waits too: "feed.management_activity.<content type>.start_after".
+func SubscriptionStartAfterKey(contentType string) string {
+	return CheckpointKey("management_activity", contentType, "start_after")
+}
+
 // FeedStatusKey is the key of the status line of one feed and content type
 // ("" for feeds without content types).
 func FeedStatusKey(feed, contentType string) string {

@@ -20,6 +20,7 @@ func TestKeysKeepTheirFormat(t *testing.T) {
 		LeaseKey(FeedLeaseName("contoso.com")):       "lease.feeds=2Econtoso=2Ecom",
 		CheckpointKey("signins"):                     "feed.signins",
 		CheckpointKey("coverage", "mgmt", "Audit.x"): "feed.coverage.mgmt.Audit_x",
+		SubscriptionStartAfterKey("Audit.Exchange"):  "feed.management_activity.Audit_Exchange.start_after",
 		FeedStatusKey("signins", ""):                 "feed.status.signins._",
 		FeedStatusKey("mgmt", "Audit.General"):       "feed.status.mgmt.Audit=2EGeneral",
 		ThresholdKey("password-spray", "00ff"):       "threshold.password-spray.00ff",

@@ -253,6 +253,9 @@ type ctState struct {
 
 	subscribed bool
 	startAfter time.Time // Microsoft asked us not to start before this
+	// waitLoaded: startAfter was read from the state bucket (a wait told to
+	// an earlier process holds for this one too).
+	waitLoaded bool
 
 	mu     sync.Mutex // guards cur, pending
 	cur    mgmtCursor

@@ -121,6 +121,7 @@ func (st *ctState) ensureSubscribed(ctx context.Context) error {
 // the cursor is reported as a window of possible loss.
 func (st *ctState) subscribe(ctx context.Context, reason string) error {
 	cfg := st.p.cfg
+	st.loadStartAfter(ctx)
 	now := cfg.Now().UTC()
 	if now.Before(st.startAfter) {
 		return fmt.Errorf("subscribe to %s: %w; next start after %s", st.ct, ErrStartThrottled, st.startAfter.Format(time.RFC3339))
@@ -128,6 +129,7 @@ func (st *ctState) subscribe(ctx context.Context, reason string) error {
 	err := st.p.client.start(ctx, st.ct)
 	if wait, ok := startThrottle(err); ok {
 		st.startAfter = now.Add(wait)
+		st.saveStartAfter(ctx)
 		cfg.Observer.Throttled(FeedManagementActivity, st.ct)
 		st.log.Warn("Microsoft refused the subscription start as too frequent; waiting as told, the other content types keep running",
 			"wait", wait, "until", st.startAfter)
@@ -185,4 +187,43 @@ func (st *ctState) recordGap(ctx context.Context, g Gap) error {
 		return fmt.Errorf("audit the window of possible loss of %s: %w", st.ct, err)
 	}
 	return nil
+}
+
+// startAfterDoc is the stored start wait of one content type.
+type startAfterDoc struct {
+	StartAfter time.Time `json:"start_after"`
+}
+
+func (st *ctState) startAfterKey() *Checkpoint {
+	return &Checkpoint{kv: st.p.cfg.KV, key: bus.SubscriptionStartAfterKey(st.ct)}
+}
+
+// loadStartAfter reads, once, the start wait an earlier process was told, so
+// that a restart does not call subscriptions/start again before Microsoft's
+// wait is over (each refused start may extend it). Unreadable state only
+// costs one start attempt: it is logged, not fatal.
+func (st *ctState) loadStartAfter(ctx context.Context) {
+	if st.waitLoaded || !st.live {
+		return
+	}
+	var d startAfterDoc
+	found, err := st.startAfterKey().Load(ctx, &d)
+	if err != nil {
+		st.log.Warn("stored subscription start wait not read", "err", err)
+		return
+	}
+	st.waitLoaded = true
+	if found && d.StartAfter.After(st.startAfter) {
+		st.startAfter = d.StartAfter
+	}
+}
+
+// saveStartAfter stores the start wait for the next process.
+func (st *ctState) saveStartAfter(ctx context.Context) {
+	if !st.live {
+		return
+	}
+	if err := st.startAfterKey().Save(ctx, startAfterDoc{StartAfter: st.startAfter}); err != nil {
+		st.log.Warn("subscription start wait not stored; a restart may ask again", "err", err)
+	}
 }
