@@ -317,7 +317,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 			Duplicates: time.Hour,
 			Storage:    jetstream.FileStorage,
 			Replicas:   replicas,
+			// Filtered pages read the records the index names by sequence
+			// (internal/auditindex); only engine identities reach $JS.>.
+			AllowDirect: true,
 		},
+		AuditIndexStreamConfig(auditAge, replicas),
 	}
 	// Without an explicit replica count, a stream that exists keeps its own:
 	// a process started without --replicas must not scale a cluster's R3

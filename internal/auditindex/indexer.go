@@ -1,0 +1,224 @@
+package auditindex
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/responder-sec/responder/internal/bus"
+)
+
+// Defaults of IndexerConfig.
+const (
+	DefaultFlushEvery = 4096
+	DefaultMaxWait    = time.Second
+	fetchBatch        = 1024
+	// asyncWindow bounds the chunk publishes in flight (under nats.go's
+	// default of 4,000 unacknowledged async publishes).
+	asyncWindow = 1024
+)
+
+// IndexerConfig wires an Indexer.
+type IndexerConfig struct {
+	Tenant string
+	JS     jetstream.JetStream
+	// FlushEvery: records indexed in memory before a flush (default 4096).
+	FlushEvery int
+	// MaxWait bounds how long a record waits to be indexed while the trail is
+	// quiet (default 1s): the Indexer flushes whenever a fetch comes back
+	// short.
+	MaxWait time.Duration
+	Logger  *slog.Logger
+	// Flushed, if set, is told the sequence the index is complete up to after
+	// each flush (tests and the benchmark wait on it).
+	Flushed func(mark uint64)
+}
+
+// Indexer follows the AUDIT stream and writes the index.
+type Indexer struct {
+	cfg IndexerConfig
+	log *slog.Logger
+}
+
+// NewIndexer checks cfg.
+func NewIndexer(cfg IndexerConfig) (*Indexer, error) {
+	if cfg.Tenant == "" || cfg.JS == nil {
+		return nil, errors.New("auditindex: indexer needs Tenant and JS")
+	}
+	if cfg.FlushEvery <= 0 {
+		cfg.FlushEvery = DefaultFlushEvery
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = DefaultMaxWait
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Indexer{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Mark returns the AUDIT sequence the tenant's index is complete up to (0:
+// nothing indexed).
+func Mark(ctx context.Context, js jetstream.JetStream, tenant string) (uint64, error) {
+	s, err := js.Stream(ctx, bus.StreamAuditIndex)
+	if err != nil {
+		return 0, fmt.Errorf("auditindex: stream %s: %w", bus.StreamAuditIndex, err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, bus.AuditIndexMarkSubject(tenant))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("auditindex: read mark: %w", err)
+	}
+	v, n := binary.Uvarint(m.Data)
+	if n <= 0 {
+		return 0, fmt.Errorf("auditindex: malformed mark at seq %d", m.Sequence)
+	}
+	return v, nil
+}
+
+type chunkKey struct {
+	dim, value string
+	bucket     uint64
+}
+
+// Run indexes the trail from the mark on, until ctx ends.
+func (ix *Indexer) Run(ctx context.Context) error {
+	err := ix.run(ctx)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (ix *Indexer) run(ctx context.Context) error {
+	mark, err := Mark(ctx, ix.cfg.JS, ix.cfg.Tenant)
+	if err != nil {
+		return err
+	}
+	s, err := ix.cfg.JS.Stream(ctx, bus.StreamAudit)
+	if err != nil {
+		return fmt.Errorf("auditindex: stream %s: %w", bus.StreamAudit, err)
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{bus.AuditFilter(ix.cfg.Tenant)},
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       mark + 1,
+		InactiveThreshold: 30 * time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("auditindex: follow %s: %w", bus.StreamAudit, err)
+	}
+	ix.log.Debug("audit index following the trail", "from_seq", mark+1)
+	pending := map[chunkKey][]entry{}
+	var last uint64 // last sequence consumed
+	count := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		got, err := ix.fetch(ctx, cons, func(seq uint64, data []byte) {
+			last = max(last, seq)
+			at, terms, ok := recordTerms(data)
+			if !ok {
+				return // not a record: verify names it; nothing to index
+			}
+			e := entry{seq: seq, sec: at.Unix()}
+			b := seq / BucketSize
+			for _, t := range terms {
+				k := chunkKey{t.dim, t.value, b}
+				pending[k] = append(pending[k], e)
+			}
+			count++
+		})
+		if err != nil {
+			return err
+		}
+		if last > mark && (count >= ix.cfg.FlushEvery || got < fetchBatch) {
+			if err := ix.flush(ctx, pending, last); err != nil {
+				return err
+			}
+			clear(pending)
+			mark, count = last, 0
+			if ix.cfg.Flushed != nil {
+				ix.cfg.Flushed(mark)
+			}
+		}
+	}
+}
+
+// fetch reads what the stream has for cons, waiting at most MaxWait, and
+// returns how many messages it read.
+func (ix *Indexer) fetch(ctx context.Context, cons jetstream.Consumer, fn func(seq uint64, data []byte)) (int, error) {
+	fctx, cancel := context.WithTimeout(ctx, ix.cfg.MaxWait)
+	defer cancel()
+	batch, err := cons.Fetch(fetchBatch, jetstream.FetchContext(fctx))
+	if err != nil {
+		if ctx.Err() == nil && fctx.Err() != nil {
+			return 0, nil // the wait ran out before the pull was sent: nothing read
+		}
+		return 0, fmt.Errorf("auditindex: read %s: %w", bus.StreamAudit, err)
+	}
+	got := 0
+	for m := range batch.Messages() {
+		md, err := m.Metadata()
+		if err != nil {
+			return got, fmt.Errorf("auditindex: read %s: %w", bus.StreamAudit, err)
+		}
+		got++
+		fn(md.Sequence.Stream, m.Data())
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+		if ctx.Err() != nil {
+			return got, ctx.Err()
+		}
+		return got, fmt.Errorf("auditindex: read %s: %w", bus.StreamAudit, err)
+	}
+	return got, nil
+}
+
+// flush writes the pending chunks, waits until the stream holds them all, and
+// then moves the mark to last.
+func (ix *Indexer) flush(ctx context.Context, pending map[chunkKey][]entry, last uint64) error {
+	futures := make([]jetstream.PubAckFuture, 0, asyncWindow)
+	wait := func() error {
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return fmt.Errorf("auditindex: write chunk: %w", err)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		futures = futures[:0]
+		return nil
+	}
+	for k, es := range pending {
+		subject := bus.AuditIndexChunkSubject(ix.cfg.Tenant, k.dim, Key(k.dim, k.value), k.bucket)
+		f, err := ix.cfg.JS.PublishAsync(subject, encodeChunk(es), jetstream.WithExpectStream(bus.StreamAuditIndex))
+		if err != nil {
+			return fmt.Errorf("auditindex: write chunk: %w", err)
+		}
+		if futures = append(futures, f); len(futures) == asyncWindow {
+			if err := wait(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := wait(); err != nil {
+		return err
+	}
+	if _, err := ix.cfg.JS.Publish(ctx, bus.AuditIndexMarkSubject(ix.cfg.Tenant), binary.AppendUvarint(nil, last),
+		jetstream.WithExpectStream(bus.StreamAuditIndex)); err != nil {
+		return fmt.Errorf("auditindex: write mark: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,437 @@
+package auditindex
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/responder-sec/responder/internal/audit"
+	"github.com/responder-sec/responder/internal/bus"
+)
+
+// Limits of one page.
+const (
+	// DefaultLimit is a page's records when the query names none.
+	DefaultLimit = 100
+	// MaxScan bounds the stream messages and records one page reads without
+	// returning them; past it the page ends early with More.
+	MaxScan = 20000
+	// fetchConcurrency bounds the direct gets of one page in flight.
+	fetchConcurrency = 8
+	// tailWindow is how many sequences of the unindexed tail one read covers.
+	tailWindow = 1024
+)
+
+// Query asks for one page.
+type Query struct {
+	// Filter selects records (its TenantID is the Reader's).
+	Filter audit.Filter
+	// Newest: newest first; Cursor is then the sequence the page ends before
+	// (0: the end of the stream). Oldest first: the sequence it starts after.
+	Newest bool
+	Cursor uint64
+	// Limit bounds the page's records (default DefaultLimit).
+	Limit int
+	// End, if not 0, is the last sequence a page may return (the stream's end
+	// when a listing began); 0: the stream's last sequence now.
+	End uint64
+}
+
+// Item is one record as stored.
+type Item struct {
+	Seq     uint64
+	Subject string
+	Data    []byte
+}
+
+// Page is one page of records in the query's order.
+type Page struct {
+	Items []Item
+	// Next is the Cursor of the next page; More says there may be one.
+	Next uint64
+	More bool
+	// FirstSeq and LastSeq are the AUDIT stream's when the page was read,
+	// Mark the index's.
+	FirstSeq, LastSeq, Mark uint64
+	// Examined counts the records and stream messages the page read and did
+	// not return.
+	Examined int
+}
+
+// Reader answers pages from the index and the AUDIT stream. It holds no
+// state between pages and is safe for concurrent use.
+type Reader struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	tenant  string
+	maxScan int
+}
+
+// NewReader returns a Reader of tenant's records on an engine connection.
+func NewReader(nc *nats.Conn, js jetstream.JetStream, tenant string) *Reader {
+	return &Reader{nc: nc, js: js, tenant: tenant, maxScan: MaxScan}
+}
+
+// Page reads one page.
+func (r *Reader) Page(ctx context.Context, q Query) (Page, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	mark, err := Mark(ctx, r.js, r.tenant)
+	if err != nil {
+		return Page{}, err
+	}
+	s, err := r.js.Stream(ctx, bus.StreamAudit)
+	if err != nil {
+		return Page{}, fmt.Errorf("auditindex: stream %s: %w", bus.StreamAudit, err)
+	}
+	st := s.CachedInfo().State
+	end := st.LastSeq
+	if q.End > 0 {
+		end = min(end, q.End)
+	}
+	mark = min(mark, end)
+	f := q.Filter
+	f.TenantID = r.tenant
+	p := &pager{r: r, audit: s, f: f, limit: limit, newest: q.Newest, budget: r.maxScan}
+	p.page = Page{FirstSeq: st.FirstSeq, LastSeq: st.LastSeq, Mark: mark}
+	first := max(st.FirstSeq, 1)
+	if st.Msgs == 0 || end < first {
+		p.page.Next = q.Cursor
+		return p.page, nil
+	}
+	if q.Newest {
+		hi := end
+		if q.Cursor > 0 {
+			if q.Cursor <= first {
+				p.page.Next = q.Cursor
+				return p.page, nil
+			}
+			hi = min(hi, q.Cursor-1)
+		}
+		p.page.Next = first
+		if hi > mark {
+			if err := p.tail(ctx, max(mark+1, first), hi); err != nil || p.done {
+				return p.page, err
+			}
+		}
+		if mark >= first {
+			if err := p.indexed(ctx, first, min(hi, mark)); err != nil {
+				return p.page, err
+			}
+		}
+		return p.page, nil
+	}
+	lo := max(q.Cursor+1, first)
+	p.page.Next = max(q.Cursor, end)
+	if lo > end {
+		p.page.Next = q.Cursor
+		return p.page, nil
+	}
+	if mark >= lo {
+		if err := p.indexed(ctx, lo, mark); err != nil || p.done {
+			return p.page, err
+		}
+	}
+	if end > mark {
+		if err := p.tail(ctx, max(lo, mark+1), end); err != nil {
+			return p.page, err
+		}
+	}
+	return p.page, nil
+}
+
+// pager fills one page.
+type pager struct {
+	r      *Reader
+	audit  jetstream.Stream
+	f      audit.Filter
+	limit  int
+	newest bool
+	budget int
+	page   Page
+	done   bool
+}
+
+// offer considers the message at seq (data nil: gone from the stream) and
+// reports whether the page is done.
+func (p *pager) offer(m stored, gone bool) bool {
+	if !gone {
+		var rec audit.Record
+		if json.Unmarshal(m.data, &rec) == nil && rec.Outcome != "" && p.f.Match(rec) {
+			p.page.Items = append(p.page.Items, Item{Seq: m.seq, Subject: m.subject, Data: m.data})
+			p.page.Next = m.seq
+			if len(p.page.Items) >= p.limit {
+				p.page.More, p.done = true, true
+			}
+			return p.done
+		}
+	}
+	p.page.Examined++
+	p.page.Next = m.seq
+	if p.page.Examined >= p.budget {
+		p.page.More, p.done = true, true
+	}
+	return p.done
+}
+
+// tailSubject is the narrowest AUDIT subject holding every match.
+func (p *pager) tailSubject() string {
+	if p.f.Outcome == "" && p.f.Action == "" {
+		return bus.AuditFilter(p.r.tenant)
+	}
+	return bus.AuditSelect(p.r.tenant, p.f.Outcome, p.f.Action)
+}
+
+// tail reads the AUDIT messages in [lo, hi] directly, in the page's order.
+func (p *pager) tail(ctx context.Context, lo, hi uint64) error {
+	subject := p.tailSubject()
+	if !p.newest {
+		for seq := lo; seq <= hi && !p.done; {
+			n, last, err := directBatch(ctx, p.r.nc, bus.StreamAudit, seq, subject, tailWindow, func(m stored) bool {
+				return m.seq <= hi && !p.offer(m, false)
+			})
+			if err != nil {
+				return err
+			}
+			if n == 0 || last >= hi {
+				break
+			}
+			seq = last + 1
+		}
+		if !p.done {
+			p.page.Next = hi
+		}
+		return nil
+	}
+	for top := hi; top >= lo && !p.done; {
+		start := lo
+		if top-lo >= tailWindow {
+			start = top - tailWindow + 1
+		}
+		var window []stored
+		for seq := start; seq <= top; {
+			n, last, err := directBatch(ctx, p.r.nc, bus.StreamAudit, seq, subject, tailWindow, func(m stored) bool {
+				if m.seq > top {
+					return false
+				}
+				window = append(window, m)
+				return true
+			})
+			if err != nil {
+				return err
+			}
+			if n == 0 || last >= top {
+				break
+			}
+			seq = last + 1
+		}
+		for i := len(window) - 1; i >= 0 && !p.done; i-- {
+			p.offer(window[i], false)
+		}
+		if start == lo {
+			break
+		}
+		top = start - 1
+	}
+	if !p.done {
+		p.page.Next = lo
+	}
+	return nil
+}
+
+// group is one dimension of the filter: a record needs any of its keys.
+type group struct {
+	subjects []string // per alternative: its key's subject filter (bucket ".*")
+	buckets  map[uint64]bool
+}
+
+// indexed reads [lo, hi] through the index, in the page's order.
+func (p *pager) indexed(ctx context.Context, lo, hi uint64) error {
+	idx, err := p.r.js.Stream(ctx, bus.StreamAuditIndex)
+	if err != nil {
+		return fmt.Errorf("auditindex: stream %s: %w", bus.StreamAuditIndex, err)
+	}
+	var groups []*group
+	for _, alts := range plan(p.f) {
+		g := &group{buckets: map[uint64]bool{}}
+		for _, t := range alts {
+			filter := bus.AuditIndexKeyFilter(p.r.tenant, t.dim, Key(t.dim, t.value))
+			g.subjects = append(g.subjects, filter)
+			info, err := idx.Info(ctx, jetstream.WithSubjectFilter(filter))
+			if err != nil {
+				return fmt.Errorf("auditindex: list %s: %w", filter, err)
+			}
+			for subj := range info.State.Subjects {
+				if b, err := strconv.ParseUint(subj[strings.LastIndexByte(subj, '.')+1:], 10, 64); err == nil {
+					g.buckets[b] = true
+				}
+			}
+		}
+		if len(g.buckets) == 0 {
+			p.finish(lo, hi)
+			return nil // some dimension has no record at all
+		}
+		groups = append(groups, g)
+	}
+	// The dimension with the fewest buckets drives; the others narrow it.
+	slices.SortFunc(groups, func(a, b *group) int { return len(a.buckets) - len(b.buckets) })
+	var buckets []uint64
+	for b := range groups[0].buckets {
+		if b >= lo/BucketSize && b <= hi/BucketSize {
+			buckets = append(buckets, b)
+		}
+	}
+	slices.Sort(buckets)
+	if p.newest {
+		slices.Reverse(buckets)
+	}
+	minSec, maxSec := int64(math.MinInt64), int64(math.MaxInt64)
+	if !p.f.Since.IsZero() {
+		minSec = p.f.Since.Unix()
+	}
+	if !p.f.Until.IsZero() {
+		maxSec = p.f.Until.Unix()
+	}
+	for _, b := range buckets {
+		var cand []entry
+		for i, g := range groups {
+			if i > 0 && !g.buckets[b] {
+				cand = nil
+				break
+			}
+			es, err := p.readBucket(ctx, g, b)
+			if err != nil {
+				return err
+			}
+			if i == 0 {
+				cand = es
+			} else {
+				cand = intersect(cand, es)
+			}
+			if len(cand) == 0 {
+				break
+			}
+		}
+		cand = slices.DeleteFunc(cand, func(e entry) bool {
+			return e.seq < lo || e.seq > hi || e.sec < minSec || e.sec > maxSec
+		})
+		if p.newest {
+			slices.Reverse(cand)
+		}
+		if err := p.fetch(ctx, cand); err != nil || p.done {
+			return err
+		}
+	}
+	p.finish(lo, hi)
+	return nil
+}
+
+// finish notes that [lo, hi] was read to its end.
+func (p *pager) finish(lo, hi uint64) {
+	if p.newest {
+		p.page.Next = lo
+	} else {
+		p.page.Next = hi
+	}
+}
+
+// readBucket returns the entries of g's keys in bucket b, sorted by sequence,
+// without duplicates.
+func (p *pager) readBucket(ctx context.Context, g *group, b uint64) ([]entry, error) {
+	var es []entry
+	for _, filter := range g.subjects {
+		subject := filter[:len(filter)-1] + strconv.FormatUint(b, 10)
+		for seq := uint64(0); ; {
+			var derr error
+			n, last, err := directBatch(ctx, p.r.nc, bus.StreamAuditIndex, seq, subject, directBatchMax, func(m stored) bool {
+				es, derr = decodeChunk(m.data, es)
+				return true
+			})
+			if err != nil {
+				return nil, err
+			}
+			_ = derr // a malformed chunk narrows nothing: its entries are skipped
+			if n < directBatchMax {
+				break
+			}
+			seq = last + 1
+		}
+	}
+	slices.SortFunc(es, func(a, b entry) int {
+		switch {
+		case a.seq < b.seq:
+			return -1
+		case a.seq > b.seq:
+			return 1
+		}
+		return 0
+	})
+	return slices.CompactFunc(es, func(a, b entry) bool { return a.seq == b.seq }), nil
+}
+
+// intersect keeps the entries of a (sorted) whose sequence is in b (sorted).
+func intersect(a, b []entry) []entry {
+	out := a[:0]
+	j := 0
+	for _, e := range a {
+		for j < len(b) && b[j].seq < e.seq {
+			j++
+		}
+		if j < len(b) && b[j].seq == e.seq {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// fetch reads the records of cand (in the page's order) and offers them.
+func (p *pager) fetch(ctx context.Context, cand []entry) error {
+	for len(cand) > 0 && !p.done {
+		n := min(len(cand), max(p.limit-len(p.page.Items), fetchConcurrency), 256)
+		group := cand[:n]
+		cand = cand[n:]
+		msgs := make([]stored, n)
+		gone := make([]bool, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, fetchConcurrency)
+		for i, e := range group {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				m, err := p.audit.GetMsg(ctx, e.seq)
+				switch {
+				case errors.Is(err, jetstream.ErrMsgNotFound):
+					gone[i] = true // aged out since it was indexed
+				case err != nil:
+					errs[i] = err
+				default:
+					msgs[i] = stored{seq: m.Sequence, subject: m.Subject, data: m.Data}
+				}
+			}()
+		}
+		wg.Wait()
+		for i := range group {
+			if errs[i] != nil {
+				return fmt.Errorf("auditindex: read seq %d: %w", group[i].seq, errs[i])
+			}
+			msgs[i].seq = group[i].seq
+			if p.offer(msgs[i], gone[i]) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
