@@ -35,6 +35,25 @@ import (
 //	 "message":"Ex6F9304|Microsoft.Exchange.Configuration.Tasks.ManagementObjectNotFoundException|The operation couldn't be performed because object 'x' couldn't be found on '…'."}],
 //	 "innererror":{"message":"Error executing cmdlet","type":"Microsoft.Exchange.Admin.OData.Core.ODataServiceException"}}}
 
+// InvokeCommand is undocumented: Microsoft may retire it. Every call goes
+// through exchange.invoke, the one adapter; a 404 or 410 that is not a
+// cmdlet's own failure (a cmdlet error carries "ErrorId|ExceptionType|text"
+// details, e.g. Get-Mailbox's ManagementObjectNotFoundException) means the
+// endpoint is gone and is reported as CodeInvokeCommandGone, naming the
+// cmdlet. Microsoft's documented replacement is the Exchange Online Admin API
+// (https://learn.microsoft.com/exchange/reference/admin-api-overview,
+// POST {host}/adminapi/v2.0/{tenant}/Mailbox and the like), which so far
+// serves a few cmdlets and parameters, not mailbox forwarding
+// (https://learn.microsoft.com/exchange/reference/admin-api-endpoints-reference):
+// the fallback to watch.
+
+// CodeInvokeCommandGone is the error code of a call the InvokeCommand
+// endpoint answered with 404 or 410 outside any cmdlet.
+const CodeInvokeCommandGone = "ExchangeInvokeCommandGone"
+
+// InvokeCommandFallbackDoc names where the operator reads about the fallback.
+const InvokeCommandFallbackDoc = `docs/action-requests.md, "Mailbox forwarding"`
+
 // DefaultExchangeURL is the public cloud's Exchange Online admin API.
 const DefaultExchangeURL = "https://outlook.office365.com/adminapi/beta"
 
@@ -170,6 +189,12 @@ func (x *exchange) invoke(ctx context.Context, c *calls, cmdlet string, params m
 		return nil, nil, Classify(fmt.Errorf("exchange %s: read response: %w", cmdlet, err), perm)
 	}
 	if res.StatusCode < 200 || res.StatusCode > 299 {
+		if endpointGone(res.StatusCode, b) {
+			return nil, nil, &actions.Error{Class: actions.Permanent, Status: res.StatusCode, Code: CodeInvokeCommandGone,
+				RequestID: res.Header.Get("request-id"), ClientRequestID: res.Header.Get("client-request-id"),
+				Message: fmt.Sprintf("Exchange admin API InvokeCommand answered %d for %s (%s): the endpoint may have been retired; see %s for Microsoft's documented v2.0 admin API, the fallback to watch",
+					res.StatusCode, cmdlet, x.base, InvokeCommandFallbackDoc)}
+		}
 		return nil, nil, classifyExchange(res.StatusCode, res.Header, b, perm)
 	}
 	var out struct {
@@ -183,6 +208,47 @@ func (x *exchange) invoke(ctx context.Context, c *calls, cmdlet string, params m
 		}
 	}
 	return out.Value, out.Warnings, nil
+}
+
+// endpointGone says whether a 404 or 410 from InvokeCommand is the endpoint's
+// (gone, moved) rather than a cmdlet's failure: 410 always; 404 when the body
+// names no cmdlet exception.
+func endpointGone(status int, body []byte) bool {
+	switch status {
+	case http.StatusGone:
+		return true
+	case http.StatusNotFound:
+	default:
+		return false
+	}
+	var b exoError
+	if json.Unmarshal(body, &b) != nil {
+		return true
+	}
+	for _, d := range b.Error.Details {
+		if len(strings.SplitN(d.Message, "|", 3)) == 3 {
+			return false
+		}
+	}
+	return b.Error.InnerError.InternalException.Type == ""
+}
+
+// InvokeCommandProbe returns a check that the InvokeCommand endpoint still
+// answers, for doctor: a harmless read (Get-Mailbox -ResultSize 1, the
+// Identity only) through the same adapter the actions use. hc adds the
+// Exchange bearer token; baseURL "" is DefaultExchangeURL. The check's error
+// is an *actions.Error: CodeInvokeCommandGone when the endpoint is gone, the
+// admin API's own code otherwise (403 when the app lacks
+// Exchange.ManageAsApp or an Exchange role).
+func InvokeCommandProbe(hc *http.Client, baseURL, tenantID string) func(context.Context) error {
+	x := newExchange(Config{Exchange: hc, ExchangeURL: baseURL, TenantID: tenantID})
+	return func(ctx context.Context) error {
+		if x == nil {
+			return errNoExchange
+		}
+		_, _, err := x.invoke(ctx, newCalls(), "Get-Mailbox", map[string]any{"ResultSize": 1}, "", "Identity", actions.ExchangePermission)
+		return err
+	}
 }
 
 // mailbox is the part of Get-Mailbox the forwarding actions read.
@@ -388,7 +454,7 @@ func (e *Executor) ResolveUser(ctx context.Context, identity string) (upn, id st
 	m, err := e.getMailbox(ctx, c, identity, permission(actions.RemoveMailboxForwarding))
 	if err != nil {
 		var ae *actions.Error
-		if errors.As(err, &ae) && (ae.Status == http.StatusNotFound || ae.Code == "NotFound" || ae.Code == "AmbiguousIdentity") {
+		if errors.As(err, &ae) && ae.Code != CodeInvokeCommandGone && (ae.Status == http.StatusNotFound || ae.Code == "NotFound" || ae.Code == "AmbiguousIdentity") {
 			return "", "", &actions.Error{Class: actions.Permanent, Status: ae.Status, Code: "UnresolvedIdentity", RequestID: ae.RequestID,
 				Message: fmt.Sprintf("cannot resolve mailbox identity %q to a user: %s", identity, ae.Message)}
 		}
