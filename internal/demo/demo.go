@@ -565,6 +565,7 @@ func feedsFor(sources map[event.Source]bool) []string {
 		{event.SourceSignIn, engine.FeedSignIns},
 		{event.SourceRiskDetection, engine.FeedRiskDetections},
 		{event.SourceRiskyUser, engine.FeedRiskyUsers},
+		{event.SourceAlert, engine.FeedAlerts},
 	} {
 		if sources[f.src] {
 			out = append(out, f.feed)

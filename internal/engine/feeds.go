@@ -23,10 +23,11 @@ const (
 	FeedSignIns        = "signins"
 	FeedRiskDetections = "risk_detections"
 	FeedRiskyUsers     = "risky_users"
+	FeedAlerts         = feeds.FeedAlerts // Defender XDR alerts (Graph security/alerts_v2)
 )
 
 // AllFeeds is the default set.
-var AllFeeds = []string{FeedManagement, FeedSignIns, FeedRiskDetections, FeedRiskyUsers}
+var AllFeeds = []string{FeedManagement, FeedSignIns, FeedRiskDetections, FeedRiskyUsers, FeedAlerts}
 
 // feedObserver turns feed observations into metrics.
 type feedObserver struct{ m *ops.Metrics }
@@ -79,6 +80,9 @@ func (e *Engine) runFeeds(ctx context.Context, kv jetstream.KeyValue, cred azcor
 	}
 	if enabled[FeedRiskyUsers] {
 		parts.Add(FeedRiskyUsers, graphFeed(feeds.NewRiskyUserPoller, idp))
+	}
+	if enabled[FeedAlerts] {
+		parts.Add(FeedAlerts, graphFeed(feeds.NewAlertPoller, feeds.NewSecurityBudget()))
 	}
 	if parts.Len() == 0 {
 		<-ctx.Done()

@@ -48,7 +48,7 @@ var responderRoles = []string{
 	"User-PasswordProfile.ReadWrite.All", "Directory.Read.All", "Domain.Read.All",
 	"RoleManagement.Read.Directory", "MailboxSettings.ReadWrite", "Mail.ReadWrite",
 	"Policy.Read.All", "Policy.ReadWrite.ConditionalAccess", "AuditLog.Read.All",
-	"IdentityRiskEvent.Read.All", "IdentityRiskyUser.ReadWrite.All",
+	"IdentityRiskEvent.Read.All", "IdentityRiskyUser.ReadWrite.All", "SecurityAlert.Read.All",
 	"ActivityFeed.Read", "ActivityFeed.ReadDlp",
 	"Exchange.ManageAsApp",
 	"Machine.Isolate", "Machine.Read.All", "Ti.ReadWrite.All",

@@ -30,6 +30,7 @@ func graphRoutes() []route {
 	var rs []route
 	rs = append(rs, userRoutes()...)
 	rs = append(rs, riskRoutes()...)
+	rs = append(rs, alertRoutes()...)
 	rs = append(rs, moreRoutes()...)
 	rs = append(rs, roleAssignmentRoutes()...)
 	return rs

@@ -104,7 +104,8 @@ type state struct {
 	subs  map[string]*subscription
 	blobs []*blob
 
-	tabl []*TABLEntry // Tenant Allow/Block List (exchange_tabl.go)
+	tabl   []*TABLEntry // Tenant Allow/Block List (exchange_tabl.go)
+	alerts []*item      // Defender XDR alerts (alerts.go)
 
 	seq int
 }
