@@ -41,6 +41,9 @@ type Query struct {
 	Cursor uint64
 	// Limit bounds the page's records (default DefaultLimit).
 	Limit int
+	// MaxBytes, if not 0, bounds the page's stored bytes (subject and data
+	// of each item, plus 64 for framing); a page holds at least one item.
+	MaxBytes int
 	// End, if not 0, is the last sequence a page may return (the stream's end
 	// when a listing began); 0: the stream's last sequence now.
 	End uint64
@@ -103,7 +106,7 @@ func (r *Reader) Page(ctx context.Context, q Query) (Page, error) {
 	mark = min(mark, end)
 	f := q.Filter
 	f.TenantID = r.tenant
-	p := &pager{r: r, audit: s, f: f, limit: limit, newest: q.Newest, budget: r.maxScan}
+	p := &pager{r: r, audit: s, f: f, limit: limit, newest: q.Newest, budget: r.maxScan, maxBytes: q.MaxBytes}
 	p.page = Page{FirstSeq: st.FirstSeq, LastSeq: st.LastSeq, Mark: mark}
 	first := max(st.FirstSeq, 1)
 	if st.Msgs == 0 || end < first {
@@ -161,6 +164,8 @@ type pager struct {
 	budget int
 	page   Page
 	done   bool
+	// maxBytes bounds size, the page's bytes so far (0: no bound).
+	maxBytes, size int
 }
 
 // offer considers the message at seq (data nil: gone from the stream) and
@@ -169,6 +174,12 @@ func (p *pager) offer(m stored, gone bool) bool {
 	if !gone {
 		var rec audit.Record
 		if json.Unmarshal(m.data, &rec) == nil && rec.Outcome != "" && p.f.Match(rec) {
+			n := len(m.data) + len(m.subject) + 64
+			if p.maxBytes > 0 && p.size+n > p.maxBytes && len(p.page.Items) > 0 {
+				p.page.More, p.done = true, true // Next stays at the last item
+				return true
+			}
+			p.size += n
 			p.page.Items = append(p.page.Items, Item{Seq: m.seq, Subject: m.subject, Data: m.data})
 			p.page.Next = m.seq
 			if len(p.page.Items) >= p.limit {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/responder-sec/responder/internal/analyst"
 	"github.com/responder-sec/responder/internal/audit"
+	"github.com/responder-sec/responder/internal/auditindex"
 	"github.com/responder-sec/responder/internal/bus"
 )
 
@@ -86,10 +87,15 @@ type Query struct {
 	// RecordID (get) is a record id or a request id (its latest record).
 	RecordID string `json:"record_id,omitempty"`
 	// AfterSeq (list): records stored after this stream sequence.
-	AfterSeq uint64      `json:"after_seq,omitempty"`
-	Limit    int         `json:"limit,omitempty"`
-	By       audit.Actor `json:"by"`
-	At       time.Time   `json:"at"`
+	AfterSeq uint64 `json:"after_seq,omitempty"`
+	// Order (list): OrderOldest (default) or OrderNewest. Newest first,
+	// BeforeSeq is the cursor: records stored before this stream sequence
+	// (0: from the end), and Reply.NextSeq the next page's BeforeSeq.
+	Order     string      `json:"order,omitempty"`
+	BeforeSeq uint64      `json:"before_seq,omitempty"`
+	Limit     int         `json:"limit,omitempty"`
+	By        audit.Actor `json:"by"`
+	At        time.Time   `json:"at"`
 }
 
 // Item is one record as stored.
@@ -117,6 +123,9 @@ type Reply struct {
 	// list's first page: what `audit verify` and `audit export` need.
 	Head   json.RawMessage `json:"head,omitempty"`
 	MaxAge time.Duration   `json:"max_age,omitempty"`
+	// Indexed is the stream sequence the audit index covers (filtered and
+	// newest-first pages; see internal/auditindex).
+	Indexed uint64 `json:"indexed,omitempty"`
 }
 
 // Recorder appends to the audit trail (*audit.Writer).
@@ -136,8 +145,9 @@ type Config struct {
 
 // Service answers queries.
 type Service struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	index *auditindex.Reader
 }
 
 // New checks cfg.
@@ -148,7 +158,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{cfg: cfg, log: cfg.Logger}, nil
+	return &Service{cfg: cfg, log: cfg.Logger, index: auditindex.NewReader(cfg.Conn, cfg.JS, cfg.Tenant)}, nil
 }
 
 // Run serves queries (one queue group across engines) until ctx ends. Queries
@@ -287,6 +297,10 @@ func (s *Service) page(ctx context.Context, q Query) (Reply, error) {
 	rep := Reply{OK: true, FirstSeq: state.FirstSeq, LastSeq: state.LastSeq, NextSeq: q.AfterSeq}
 	if q.AfterSeq == 0 {
 		rep.MaxAge, rep.Head = st.CachedInfo().Config.MaxAge, head
+	}
+	if q.Order != "" && q.Order != OrderOldest || !q.Filter.isZero() {
+		// Filtered or newest first: through the index (indexed.go).
+		return s.indexedPage(ctx, q, limit, rep)
 	}
 	start := max(q.AfterSeq+1, state.FirstSeq)
 	if state.Msgs == 0 || start > state.LastSeq {

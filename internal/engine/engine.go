@@ -24,6 +24,7 @@ import (
 	"github.com/responder-sec/responder/internal/analyst"
 	"github.com/responder-sec/responder/internal/approval"
 	"github.com/responder-sec/responder/internal/audit"
+	"github.com/responder-sec/responder/internal/auditindex"
 	"github.com/responder-sec/responder/internal/auditquery"
 	"github.com/responder-sec/responder/internal/bus"
 	"github.com/responder-sec/responder/internal/event"
@@ -329,6 +330,12 @@ func (e *Engine) run(ctx context.Context) error {
 		"auditquery": query.Run,
 	}
 	parts["audit-head"] = e.auditHead.Run
+	// The audit index behind filtered and newest-first audit pages.
+	indexer, err := auditindex.NewIndexer(auditindex.IndexerConfig{Tenant: tenant, JS: e.bus.JS, Logger: e.log.With("part", "auditindex")})
+	if err != nil {
+		return err
+	}
+	parts["auditindex"] = indexer.Run
 	if e.cfg.OpsAddr != "" {
 		token := e.cfg.OpsToken
 		if token == "" {
