@@ -49,6 +49,17 @@ type Options struct {
 	// Throttling turns Microsoft's throttling budgets on from the start (default
 	// off; see SetThrottling and SetLimit).
 	Throttling bool
+	// Licence is the tenant's Entra ID edition (default P2; licence.go).
+	Licence Licence
+	// Hosts are names (or addresses) the tenant is reached by besides
+	// loopback, put in its certificate; the first is the host of its URLs
+	// (hosted.go: the compose sandbox).
+	Hosts []string
+	// TLSDir keeps the CA (ca.pem, ca-key.pem) across restarts; made when
+	// missing. Empty: a fresh CA in memory.
+	TLSDir string
+	// ClientSecret replaces the default application's generated secret.
+	ClientSecret string
 }
 
 // Tenant is one emulated Microsoft 365 tenant served over TLS on loopback.
@@ -89,6 +100,7 @@ type Tenant struct {
 	oidc oidcState
 
 	noPremium  bool        // guarded by mu
+	noP2       bool        // guarded by mu (licence.go)
 	mgmt       manageKnobs // guarded by mu; see manage_subs.go
 	pageSize   int         // content listing page size, guarded by mu
 	routesOnce sync.Once
@@ -126,7 +138,7 @@ func New(opts Options) (*Tenant, error) {
 	if err != nil {
 		return nil, fmt.Errorf("m365sim: listen %s: %w", opts.Listen, err)
 	}
-	cert, caPEM, err := makeCerts(ln.Addr())
+	cert, caPEM, err := makeHostedCerts(opts.TLSDir, opts.Hosts, ln.Addr())
 	if err != nil {
 		_ = ln.Close()
 		return nil, err
@@ -134,8 +146,12 @@ func New(opts Options) (*Tenant, error) {
 	t.caPEM = caPEM
 	t.pool = x509.NewCertPool()
 	t.pool.AppendCertsFromPEM(caPEM)
-	t.base = "https://" + ln.Addr().String()
+	t.base = baseURL(opts.Hosts, ln.Addr())
 	t.st = newState(t)
+	t.applyLicenceLocked(opts.Licence) // t is not shared yet
+	if opts.ClientSecret != "" {
+		t.st.apps[defaultClientID].ClientSecret = opts.ClientSecret
+	}
 	t.thr = newThrottler(t.now, opts.Throttling)
 	t.seed(opts.Seed)
 

@@ -28,9 +28,17 @@ func RunStandalone(ctx context.Context, opts Options, stdout io.Writer) error {
 	}
 	defer os.RemoveAll(dir)
 	info := t.Info()
-	info.CAFile = filepath.Join(dir, "ca.pem")
-	if err := t.WriteCAFile(info.CAFile); err != nil {
-		return err
+	if opts.TLSDir != "" {
+		// The CA New kept there (hosted.go).
+		info.CAFile = filepath.Join(opts.TLSDir, CAFileName)
+	} else {
+		info.CAFile = filepath.Join(dir, "ca.pem")
+		if err := t.WriteCAFile(info.CAFile); err != nil {
+			return err
+		}
+	}
+	if opts.ClientSecret != "" {
+		info.ClientSecret = "[the one given]" // the caller knows it; logs need not
 	}
 	line, err := json.Marshal(info)
 	if err != nil {
