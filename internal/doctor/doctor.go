@@ -63,6 +63,9 @@ func Requirements() []Requirement {
 		req(KindFeed, "signin", Graph, Clause{"AuditLog.Read.All"}),
 		req(KindFeed, "risk_detection", Graph, Clause{"IdentityRiskEvent.Read.All"}),
 		req(KindFeed, "risky_user", Graph, Clause{"IdentityRiskyUser.Read.All", "IdentityRiskyUser.ReadWrite.All"}),
+		// Defender XDR alerts: GET /security/alerts_v2
+		// (https://learn.microsoft.com/graph/api/security-list-alerts_v2).
+		req(KindFeed, "alert", Graph, Clause{"SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All"}),
 	}
 	for _, s := range actions.Specs() {
 		var aud string
