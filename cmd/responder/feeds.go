@@ -21,6 +21,10 @@ type feedsStatusCmd struct {
 }
 
 func (c *feedsStatusCmd) Run(e *env) error {
+	_, tenant, err := c.resolve()
+	if err != nil {
+		return err
+	}
 	nc, js, err := connectJS(e.ctx, c.clientFlags)
 	if err != nil {
 		return err
@@ -30,7 +34,7 @@ func (c *feedsStatusCmd) Run(e *env) error {
 	if err != nil {
 		return fmt.Errorf("state bucket: %w", err)
 	}
-	lines, err := feeds.Status(e.ctx, kv, nil)
+	lines, err := feeds.Status(e.ctx, bus.TenantState(kv, tenant), nil)
 	if err != nil {
 		return err
 	}
@@ -64,6 +68,6 @@ func (c *feedsBackfillCmd) Run(e *env) error {
 	}
 	return feeds.Backfill(e.ctx, feeds.ManagementConfig{
 		Tenant: creds.TenantID, HTTP: m365.BearerClient(creds, cred, creds.ManageScope()), BaseURL: creds.ManageURL,
-		JS: js, KV: kv, Logger: e.log,
+		JS: js, KV: bus.TenantState(kv, creds.TenantID), Logger: e.log,
 	}, c.Since, os.Stderr)
 }

@@ -50,3 +50,24 @@ func BenchmarkSignRecord(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAppendConcurrent is the engine's shape: many workers appending
+// signed records through one writer at once (the worker pool settling
+// requests), so appends queue behind the one holding the chain.
+func BenchmarkAppendConcurrent(b *testing.B) {
+	ctx := context.Background()
+	bb := openBus(b)
+	w := NewWriter(bb.JS, WriterOptions{Logger: quiet, Signer: newKey(b)})
+	b.SetParallelism(64)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i++
+			if _, err := w.Append(ctx, sample(i)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

@@ -152,6 +152,30 @@ func (c *countingJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstr
 	return nil, fmt.Errorf("nats: timeout waiting for ack: %w", context.DeadlineExceeded)
 }
 
+// PublishMsgAsync publishes through PublishMsg, in order, and returns its
+// outcome as an already resolved future, so the faults above apply to the
+// writer's pipelined publishes too.
+func (c *countingJS) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	f := &doneFuture{msg: m, ok: make(chan *jetstream.PubAck, 1), err: make(chan error, 1)}
+	ack, err := c.PublishMsg(context.Background(), m, opts...)
+	if err != nil {
+		f.err <- err
+	} else {
+		f.ok <- ack
+	}
+	return f, nil
+}
+
+type doneFuture struct {
+	msg *nats.Msg
+	ok  chan *jetstream.PubAck
+	err chan error
+}
+
+func (f *doneFuture) Ok() <-chan *jetstream.PubAck { return f.ok }
+func (f *doneFuture) Err() <-chan error            { return f.err }
+func (f *doneFuture) Msg() *nats.Msg               { return f.msg }
+
 func (c *countingJS) count() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -61,6 +62,9 @@ type WriterOptions struct {
 	// Signer signs every record (the engine key; see sign.go). nil: records are
 	// appended unsigned, which a verify that trusts engine keys fails.
 	Signer Signer
+	// AckWait bounds the wait for a publish's acknowledgement (default
+	// bus.DefaultCallTimeout); a publish unanswered in time is retried.
+	AckWait time.Duration
 	// Head, if set, keeps the chain's head outside the stream: the writer tells it
 	// each record it stores, and before appending after reading the stream's tail
 	// checks that the stream still contains the kept head (ErrHeadMismatch if not).
@@ -90,10 +94,15 @@ type Writer struct {
 	// sem is a one-slot semaphore: holding it is the right to append and to use
 	// the fields below. A channel rather than a mutex so a waiting Append honours
 	// its context.
-	sem    chan struct{}
-	tail   Record // the last record of the stream as this writer knows it
-	tailOK bool   // tail is believed current; false forces a reload
-	tailAt uint64 // stream sequence of tail (its Seq, or the last sequence of an emptied stream)
+	sem chan struct{}
+	// qmu guards queue, the appends waiting for a holder of sem to store them.
+	qmu   sync.Mutex
+	queue []*pendingAppend
+
+	ackWait time.Duration
+	tail    Record // the last record of the stream as this writer knows it
+	tailOK  bool   // tail is believed current; false forces a reload
+	tailAt  uint64 // stream sequence of tail (its Seq, or the last sequence of an emptied stream)
 }
 
 // NewWriter returns a Writer on js. It does no I/O: the first Append reads the tail.
@@ -126,6 +135,10 @@ func NewWriter(js jetstream.JetStream, opts WriterOptions) *Writer {
 	if w.maxAttempts <= 0 {
 		w.maxAttempts = DefaultMaxAttempts
 	}
+	w.ackWait = opts.AckWait
+	if w.ackWait <= 0 {
+		w.ackWait = bus.DefaultCallTimeout
+	}
 	return w
 }
 
@@ -143,6 +156,19 @@ func NewWriter(js jetstream.JetStream, opts WriterOptions) *Writer {
 // nothing new. If Append returns an error the record may still have been stored;
 // a caller that retries should therefore set ID itself and retry with the same ID.
 func (w *Writer) Append(ctx context.Context, r Record) (Record, error) {
+	r, err := w.prepare(r)
+	if err != nil {
+		return Record{}, err
+	}
+	p := &pendingAppend{rec: r, done: make(chan struct{})}
+	w.qmu.Lock()
+	w.queue = append(w.queue, p)
+	w.qmu.Unlock()
+	return w.await(ctx, p)
+}
+
+// prepare validates r and fills what Append fills before chaining it.
+func (w *Writer) prepare(r Record) (Record, error) {
 	if r.TenantID == "" {
 		return Record{}, fmt.Errorf("%w: tenant_id is empty", ErrInvalidRecord)
 	}
@@ -164,122 +190,314 @@ func (w *Writer) Append(ctx context.Context, r Record) (Record, error) {
 		return Record{}, fmt.Errorf("audit: append %s: signing key: %w", r.ID, w.signerErr)
 	}
 	r.Seq, r.PrevHash, r.Hash, r.Signer, r.Sig = 0, "", "", w.signerKey, ""
-	r, err := normalize(r)
-	if err != nil {
-		return Record{}, err
-	}
-
-	select {
-	case w.sem <- struct{}{}:
-	case <-ctx.Done():
-		return Record{}, fmt.Errorf("audit: append %s: %w", r.ID, ctx.Err())
-	}
-	defer func() { <-w.sem }()
-	return w.appendLocked(ctx, r)
+	return normalize(r)
 }
 
-// appendLocked runs the publish-and-retry loop. The caller holds w.sem.
-func (w *Writer) appendLocked(ctx context.Context, r Record) (Record, error) {
-	subject := bus.AuditSubject(r.TenantID, string(r.Outcome), r.Action)
+// await waits until p's record is stored or refused: by this call, once it
+// holds the right to append, or by the holder before it.
+func (w *Writer) await(ctx context.Context, p *pendingAppend) (Record, error) {
+	r := p.rec
+	for {
+		select {
+		case <-p.done:
+			return p.res, p.err
+		case <-ctx.Done():
+			if w.dequeue(p) {
+				return Record{}, fmt.Errorf("audit: append %s: %w", r.ID, ctx.Err())
+			}
+			// Another append is storing it: its outcome is this call's.
+			<-p.done
+			return p.res, p.err
+		case w.sem <- struct{}{}:
+		}
+		// This call holds the right to append: it stores what is queued (its
+		// own record among them, or already stored by the holder before it).
+		select {
+		case <-p.done:
+			<-w.sem
+			return p.res, p.err
+		default:
+		}
+		batch := w.takeQueue()
+		rest := w.appendBatch(ctx, batch)
+		w.requeue(rest)
+		<-w.sem
+	}
+}
+
+// maxBatch bounds the records one holder of the append right publishes in one
+// go. The records of a batch are chained to each other and published without
+// waiting for each acknowledgement; each carries the expected last sequence and
+// the expected last message id, so the server stores one only directly after
+// the record it was chained to.
+const maxBatch = 128
+
+// pendingAppend is one Append waiting for its record to be stored.
+type pendingAppend struct {
+	rec  Record
+	res  Record
+	err  error
+	done chan struct{}
+}
+
+func (p *pendingAppend) finish(res Record, err error) {
+	p.res, p.err = res, err
+	close(p.done)
+}
+
+// dequeue removes p from the queue; false when a holder has taken it already.
+func (w *Writer) dequeue(p *pendingAppend) bool {
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	for i, q := range w.queue {
+		if q == p {
+			w.queue = append(w.queue[:i], w.queue[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// takeQueue takes up to maxBatch queued appends, oldest first.
+func (w *Writer) takeQueue() []*pendingAppend {
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	n := min(len(w.queue), maxBatch)
+	batch := append([]*pendingAppend(nil), w.queue[:n]...)
+	w.queue = append(w.queue[:0], w.queue[n:]...)
+	return batch
+}
+
+// requeue puts appends a holder could not finish (its context ended) back at
+// the front of the queue, in order, for the next holder.
+func (w *Writer) requeue(rest []*pendingAppend) {
+	if len(rest) == 0 {
+		return
+	}
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	w.queue = append(append([]*pendingAppend(nil), rest...), w.queue...)
+}
+
+// appendBatch stores the records of items as the next records of the chain, in
+// order, with the publish-and-retry loop: a refused publish (another writer got
+// there first) reloads the tail and chains the rest again; an unanswered one is
+// retried and, being idempotent on its record id, stored once. It finishes every
+// item it can and returns those left when ctx ended. The caller holds w.sem.
+func (w *Writer) appendBatch(ctx context.Context, items []*pendingAppend) []*pendingAppend {
 	var (
 		lastErr    error
 		unanswered int
+		attempt    int
 	)
-	for attempt := 1; attempt <= w.maxAttempts; attempt++ {
-		if unanswered >= maxUnanswered {
-			return Record{}, fmt.Errorf("audit: append %s: no answer from the stream %d times in a row: %w", r.ID, unanswered, lastErr)
+	failAll := func(err error) {
+		for _, p := range items {
+			p.finish(Record{}, fmt.Errorf("audit: append %s: %w", p.rec.ID, err))
 		}
-		if attempt > 1 {
-			if err := sleep(ctx, backoff(attempt)); err != nil {
-				return Record{}, fmt.Errorf("audit: append %s: %w", r.ID, err)
+		items = nil
+	}
+	for len(items) > 0 {
+		if ctx.Err() != nil {
+			return items
+		}
+		attempt++
+		if attempt > w.maxAttempts {
+			for _, p := range items {
+				p.finish(Record{}, fmt.Errorf("%w: record %s, %d attempts, last error: %w", ErrContention, p.rec.ID, w.maxAttempts, lastErr))
+			}
+			return nil
+		}
+		if unanswered >= maxUnanswered {
+			failAll(fmt.Errorf("no answer from the stream %d times in a row: %w", unanswered, lastErr))
+			return nil
+		}
+		if attempt > 1 && lastErr != nil {
+			if sleep(ctx, backoff(attempt)) != nil {
+				return items
 			}
 		}
 		if !w.tailOK {
 			if err := w.loadTail(ctx); err != nil {
-				if ctx.Err() == nil && ambiguous(err) {
+				if ctx.Err() != nil {
+					return items
+				}
+				if ambiguous(err) {
 					lastErr = err
 					unanswered++
 					continue
 				}
-				return Record{}, fmt.Errorf("audit: append %s: %w", r.ID, err)
+				failAll(err)
+				return nil
 			}
 		}
-		if w.tail.ID == r.ID && w.tail.Hash != "" {
+		if w.tail.ID == items[0].rec.ID && w.tail.Hash != "" {
 			// Already stored: an earlier attempt whose ack was lost, or a repeated call.
-			return w.tail, nil
-		}
-
-		rec := r
-		rec.Seq = w.tailAt + 1
-		rec.PrevHash = w.tail.Hash
-		h, err := rec.ComputeHash()
-		if err != nil {
-			return Record{}, fmt.Errorf("audit: append %s: %w", r.ID, err)
-		}
-		rec.Hash = h
-		if w.signer != nil {
-			if err := signRecord(w.signer, &rec); err != nil {
-				return Record{}, err
-			}
-		}
-		data, err := json.Marshal(rec)
-		if err != nil {
-			return Record{}, fmt.Errorf("audit: append %s: encode: %w", r.ID, err)
-		}
-
-		ack, err := w.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data},
-			jetstream.WithExpectStream(w.stream),
-			jetstream.WithExpectLastSequence(w.tailAt),
-			jetstream.WithMsgID(rec.ID),
-		)
-		if err != nil {
-			w.tailOK = false
-			switch {
-			case conflict(err):
-				unanswered = 0
-				w.log.Debug("audit append lost the race; reloading the tail",
-					"id", rec.ID, "expected_last_seq", w.tailAt, "attempt", attempt)
-			case ctx.Err() != nil:
-				return Record{}, fmt.Errorf("audit: append %s: publish: %w", r.ID, err)
-			case ambiguous(err):
-				unanswered++
-				w.log.Warn("audit append got no answer; checking whether it was stored",
-					"id", rec.ID, "seq", rec.Seq, "attempt", attempt, "err", err)
-			default:
-				return Record{}, fmt.Errorf("audit: append %s: publish: %w", r.ID, err)
-			}
-			lastErr = err
+			items[0].finish(w.tail, nil)
+			items = items[1:]
+			attempt--
 			continue
 		}
-		unanswered = 0
+		n, err := w.publishChained(ctx, items)
+		items = items[n:]
+		switch {
+		case err == nil:
+			unanswered, lastErr = 0, nil
+		case conflict(err):
+			if n > 0 {
+				attempt = 0 // progress: the budget of attempts is per record
+			}
+			unanswered, lastErr = 0, err
+			w.log.Debug("audit append lost the race; reloading the tail", "expected_last_seq", w.tailAt, "attempt", attempt)
+		case ambiguous(err):
+			unanswered++
+			lastErr = err
+			w.log.Warn("audit append got no answer; checking whether it was stored", "attempt", attempt, "err", err)
+		default:
+			// An error that names one record (it was finished with it by
+			// publishChained): go on with the rest.
+			lastErr = nil
+		}
+	}
+	return nil
+}
+
+// publishChained chains items to the tail, publishes them without waiting in
+// between, and reads the acknowledgements in order (up to the writer's AckWait,
+// whatever ctx says: the publishes are out, and their callers are owed the
+// outcome). It finishes the items that
+// were stored (advancing the tail) and returns how many it finished, with the
+// error that stopped it before the end: a conflict or an unanswered publish
+// (the tail is then reloaded by the next attempt), or nil. Any
+// later publishes of the batch cannot be stored out of place: each expects the
+// record before it as the stream's last message.
+func (w *Writer) publishChained(ctx context.Context, items []*pendingAppend) (int, error) {
+	type sent struct {
+		rec  Record
+		data []byte
+		fut  jetstream.PubAckFuture
+	}
+	out := make([]sent, 0, len(items))
+	prev, prevSeq := w.tail, w.tailAt
+	var sendErr error
+	for i, p := range items {
+		rec := p.rec
+		rec.Seq = prevSeq + 1
+		rec.PrevHash = prev.Hash
+		h, err := rec.ComputeHash()
+		if err == nil {
+			rec.Hash = h
+			if w.signer != nil {
+				err = signRecord(w.signer, &rec)
+			}
+		}
+		var data []byte
+		if err == nil {
+			data, err = json.Marshal(rec)
+		}
+		if err != nil {
+			if i == 0 {
+				p.finish(Record{}, fmt.Errorf("audit: append %s: %w", p.rec.ID, err))
+				return 1, err
+			}
+			break // the records before it go now; it fails on its own next time
+		}
+		opts := []jetstream.PublishOpt{
+			jetstream.WithExpectStream(w.stream),
+			jetstream.WithExpectLastSequence(prevSeq),
+			jetstream.WithMsgID(rec.ID),
+		}
+		if i > 0 {
+			opts = append(opts, jetstream.WithExpectLastMsgID(prev.ID))
+		}
+		subject := bus.AuditSubject(rec.TenantID, string(rec.Outcome), rec.Action)
+		fut, err := w.js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: data}, opts...)
+		if err != nil {
+			sendErr = err
+			break
+		}
+		out = append(out, sent{rec: rec, data: data, fut: fut})
+		prev, prevSeq = rec, rec.Seq
+	}
+	if len(out) == 0 {
+		w.tailOK = false
+		if sendErr == nil {
+			sendErr = errors.New("nothing published")
+		}
+		if ambiguous(sendErr) || errors.Is(sendErr, jetstream.ErrTooManyStalledMsgs) {
+			return 0, fmt.Errorf("%w: %w", context.DeadlineExceeded, sendErr)
+		}
+		items[0].finish(Record{}, fmt.Errorf("audit: append %s: publish: %w", items[0].rec.ID, sendErr))
+		return 1, sendErr
+	}
+	wait := time.NewTimer(w.ackWait)
+	defer wait.Stop()
+	for i, s := range out {
+		var (
+			ack *jetstream.PubAck
+			err error
+		)
+		select {
+		case ack = <-s.fut.Ok():
+		case err = <-s.fut.Err():
+		case <-wait.C:
+			err = fmt.Errorf("%w: no acknowledgement in %s", nats.ErrTimeout, w.ackWait)
+		}
+		p := items[i]
+		if err != nil {
+			w.tailOK = false
+			if conflict(err) || ambiguous(err) {
+				return i, err
+			}
+			p.finish(Record{}, fmt.Errorf("audit: append %s: publish: %w", p.rec.ID, err))
+			return i + 1, err
+		}
 		if ack.Duplicate {
 			// The server already holds a message with this id (an earlier attempt
-			// whose ack was lost, followed by other writers' records): return that.
+			// whose ack was lost, followed by other writers' records): that is the
+			// stored record. The records after it were chained to this attempt's
+			// copy and are refused; the next attempt chains them again.
 			w.tailOK = false
-			stored, err := w.fetch(ctx, ack.Sequence)
-			if err != nil {
-				return Record{}, fmt.Errorf("audit: append %s: already stored at seq %d: %w", r.ID, ack.Sequence, err)
+			stored, ferr := w.fetch(ctx, ack.Sequence)
+			if ferr != nil {
+				p.finish(Record{}, fmt.Errorf("audit: append %s: already stored at seq %d: %w", p.rec.ID, ack.Sequence, ferr))
+			} else {
+				p.finish(stored, nil)
 			}
-			return stored, nil
+			return i + 1, errDuplicate
 		}
-		if ack.Sequence != rec.Seq {
+		if ack.Sequence != s.rec.Seq {
 			w.tailOK = false
 			w.log.Error("audit record stored at an unexpected sequence; the chain is broken there",
-				"id", rec.ID, "seq", rec.Seq, "stored_at", ack.Sequence)
-			return Record{}, fmt.Errorf("%w: record %s names seq %d, stored at %d", ErrSequence, rec.ID, rec.Seq, ack.Sequence)
+				"id", s.rec.ID, "seq", s.rec.Seq, "stored_at", ack.Sequence)
+			p.finish(Record{}, fmt.Errorf("%w: record %s names seq %d, stored at %d", ErrSequence, s.rec.ID, s.rec.Seq, ack.Sequence))
+			return i + 1, ErrSequence
 		}
-		stored, err := decodeStrict(data)
-		if err != nil { // cannot happen: data is our own encoding
-			return Record{}, fmt.Errorf("audit: append %s: decode own record: %w", r.ID, err)
+		stored, derr := decodeStrict(s.data)
+		if derr != nil { // cannot happen: data is our own encoding
+			w.tailOK = false
+			p.finish(Record{}, fmt.Errorf("audit: append %s: decode own record: %w", p.rec.ID, derr))
+			return i + 1, derr
 		}
 		w.tail, w.tailAt, w.tailOK = stored, ack.Sequence, true
 		if w.head != nil {
 			w.head.observe(stored)
 		}
-		return stored, nil
+		p.finish(stored, nil)
 	}
-	return Record{}, fmt.Errorf("%w: record %s, %d attempts, last error: %w", ErrContention, r.ID, w.maxAttempts, lastErr)
+	if len(out) < len(items) {
+		// A record could not be encoded or sent: the next attempt goes on from
+		// the tail just stored.
+		if sendErr != nil && !ambiguous(sendErr) {
+			return len(out), fmt.Errorf("%w: %w", context.DeadlineExceeded, sendErr)
+		}
+		return len(out), sendErr
+	}
+	return len(out), nil
 }
+
+// errDuplicate: a record of the batch was already stored; the rest are chained
+// again from the reloaded tail.
+var errDuplicate = errors.New("audit: record already stored")
 
 // normalize returns r as it will read back from the stream. encoding/json is not
 // a fixed point on its first pass: it writes invalid UTF-8 as the escape \ufffd,
@@ -414,6 +632,12 @@ func (w *Writer) fetch(ctx context.Context, seq uint64) (Record, error) {
 	return rec, nil
 }
 
+// errCodeWrongLastMsgID is the server's refusal of a publish whose
+// Nats-Expected-Last-Msg-Id is not the stream's last message id
+// (JSStreamWrongLastMsgIDErrF in nats-server's jetstream_errors_generated.go;
+// nats.go names no constant for it).
+const errCodeWrongLastMsgID jetstream.ErrorCode = 10070
+
 // conflict reports a refused expected-last-sequence publish: another writer
 // appended first.
 func conflict(err error) bool {
@@ -422,7 +646,8 @@ func conflict(err error) bool {
 		return false
 	}
 	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant ||
+		apiErr.ErrorCode == errCodeWrongLastMsgID
 }
 
 // ambiguous reports an error after which the publish may or may not have been

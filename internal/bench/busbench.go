@@ -80,7 +80,7 @@ func runBus(ctx context.Context, o Options) (Result, error) {
 		return actions.Result{Detail: "no-op"}, nil
 	})
 	w := actions.NewWorker(actions.WorkerConfig{
-		Tenant: benchTenant, JS: b.JS, KV: kv, Handlers: noop,
+		Tenant: benchTenant, JS: b.JS, KV: bus.TenantState(kv, benchTenant), Handlers: noop,
 		Audit:       audit.NewWriter(b.JS, audit.WriterOptions{Logger: log, Signer: auditKey, Head: head}),
 		Blast:       noBlastLimits,
 		Concurrency: o.Concurrency, Logger: log,

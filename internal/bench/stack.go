@@ -62,7 +62,7 @@ func startWorkerStack(ctx context.Context, o Options, dir string, sim *m365sim.T
 		return nil, err
 	}
 	w := actions.NewWorker(actions.WorkerConfig{
-		Tenant: creds.TenantID, JS: b.JS, KV: kv,
+		Tenant: creds.TenantID, JS: b.JS, KV: bus.TenantState(kv, creds.TenantID),
 		Handlers:    graphexec.NewWithConfig(graph, graphexec.Config{Logger: log, Budgets: budgets}).Handlers(),
 		Audit:       audit.NewWriter(b.JS, audit.WriterOptions{Logger: log}),
 		Blast:       noBlastLimits,

@@ -155,7 +155,8 @@ func TestAttacksOfAnAnalystAndAReviewer(t *testing.T) {
 	// Forged events, audit records, KV approvals: refused, nothing stored.
 	events, auditN := h.streamMsgs(bus.StreamEvents), h.streamMsgs(bus.StreamAudit)
 	for _, subj := range []string{bus.EventSubject(tenant, "risk_detection", "forged"), bus.AuditSubject(tenant, "succeeded", "disable_user"),
-		"$KV." + bus.BucketState + ".approval.forged", "$JS.API.STREAM.INFO." + bus.StreamAudit} {
+		"$KV." + bus.BucketState + ".approval.forged", "$KV." + bus.BucketState + "." + bus.TenantPrefix(tenant) + bus.ApprovalKey("forged"),
+		"$JS.API.STREAM.INFO." + bus.StreamAudit} {
 		_ = a.Publish(subj, []byte(`{"forged":true}`))
 		waitViolation(t, aerrs, subj)
 	}
@@ -165,6 +166,9 @@ func TestAttacksOfAnAnalystAndAReviewer(t *testing.T) {
 	kv, _ := h.eng.Bus().State(ctx)
 	if _, err := kv.Get(ctx, "approval.forged"); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Fatalf("forged KV entry: %v", err)
+	}
+	if _, err := bus.TenantState(kv, tenant).Get(ctx, bus.ApprovalKey("forged")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("forged KV entry in the tenant's namespace: %v", err)
 	}
 
 	// The reviewer reads the trail through the engine and cannot act.

@@ -35,7 +35,7 @@ func TestEngineNoticesAPrePublishedDerivedID(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	kv, err := b.State(ctx)
+	kv, err := b.TenantState(ctx, "t1")
 	if err != nil {
 		t.Fatal(err)
 	}

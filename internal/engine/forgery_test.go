@@ -54,7 +54,7 @@ steps:
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	kv, err := h.eng.Bus().State(ctx)
+	kv, err := h.eng.Bus().TenantState(ctx, h.eng.Tenant())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -122,7 +122,7 @@ func TestCluster(t *testing.T) {
 		}
 	}()
 
-	kv, err := b.State(ctx)
+	kv, err := b.TenantState(ctx, tenant)
 	if err != nil {
 		t.Fatal(err)
 	}

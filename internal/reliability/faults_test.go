@@ -107,7 +107,7 @@ func TestGraphFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	kv, err := b.State(ctx)
+	kv, err := b.TenantState(ctx, info.TenantID)
 	if err != nil {
 		t.Fatal(err)
 	}

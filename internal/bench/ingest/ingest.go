@@ -229,7 +229,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	counters := &feeds.Counters{}
 	poller := feeds.NewManagementPoller(feeds.ManagementConfig{
 		Tenant: tenant, HTTP: m365.BearerClient(creds, cred, creds.ManageScope()), BaseURL: creds.ManageURL,
-		JS: b.JS, KV: kv, ContentTypes: []string{contentType},
+		JS: b.JS, KV: bus.TenantState(kv, tenant), ContentTypes: []string{contentType},
 		// The poller paces itself to the budget the tenant enforces, 5%
 		// inside it as graphexec paces Conditional Access: a client exactly at
 		// the limit meets the odd AF429 from timing jitter alone.
