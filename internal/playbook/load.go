@@ -973,15 +973,20 @@ func (l *loader) stepOne(n *yaml.Node) (Step, bool) {
 
 // defaultTargets are used when a step gives no target.
 var defaultTargets = map[string]string{
-	"user": "{{ user || user_id }}",
-	"ip":   "{{ ip }}",
+	"user":   "{{ user || user_id }}",
+	"ip":     "{{ ip }}",
+	"sender": "{{ sender }}",
+	"device": "{{ device }}",
+	"file":   "{{ sha256 || sha1 }}",
+	"url":    "{{ url }}",
+	"domain": "{{ domain }}",
 }
 
 func (l *loader) target(n, stepNode *yaml.Node, kind string) targetTemplates {
 	var t targetTemplates
 	src := map[string]*yaml.Node{}
 	if n != nil {
-		f, ok := l.fields(n, "target", "user", "ip", "message_id")
+		f, ok := l.fields(n, "target", append([]string{"user", "ip", "message_id"}, moreTargets...)...)
 		if !ok {
 			return t
 		}
@@ -1015,6 +1020,18 @@ func (l *loader) target(n, stepNode *yaml.Node, kind string) targetTemplates {
 	t.user = parse("user", actions.ValidUser)
 	t.ip = parse("ip", actions.ValidIP)
 	t.messageID = parse("message_id", nil)
+	for _, k := range moreTargets {
+		check := func(s string) bool { return strings.TrimSpace(s) != "" }
+		if k == "sender" {
+			check = func(s string) bool { _, _, err := actions.ParseSender(s); return err == nil }
+		}
+		if tp := parse(k, check); tp != nil {
+			if t.more == nil {
+				t.more = map[string]*template{}
+			}
+			t.more[k] = tp
+		}
+	}
 	if kind == "message" && t.messageID == nil {
 		if _, given := src["message_id"]; !given {
 			l.errf(stepNode, "this action needs target.message_id")

@@ -317,6 +317,31 @@ func (st *Step) resolve(c *evalCtx, dryRun bool) (actions.Step, error) {
 	if st.target.messageID != nil {
 		out.Target.MessageID = strings.TrimSpace(st.target.messageID.render(c))
 	}
+	for k, tp := range st.target.more {
+		v := strings.TrimSpace(tp.render(c))
+		switch k {
+		case "sender":
+			out.Target.Sender = v
+		case "device":
+			out.Target.Device = v
+		case "file":
+			out.Target.File = v
+		case "url":
+			out.Target.URL = v
+		case "domain":
+			out.Target.Domain = v
+		}
+	}
+	if _, ok := st.target.more[st.targetKind]; ok {
+		if v := out.Target.Map()[st.targetKind]; v == "" {
+			return out, fmt.Errorf("the event has no %s to act on", st.targetKind)
+		}
+		if st.targetKind == "sender" {
+			if _, _, err := actions.ParseSender(out.Target.Sender); err != nil {
+				return out, fmt.Errorf("target sender: %v", err)
+			}
+		}
+	}
 	switch st.targetKind {
 	case "user":
 		if out.Target.User == "" {

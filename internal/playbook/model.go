@@ -95,7 +95,14 @@ const ApprovalRequired = "required"
 
 type targetTemplates struct {
 	user, ip, messageID *template
+	// The Defender and mail-filtering targets (target.sender, device, file,
+	// url, domain), by key.
+	more map[string]*template
 }
+
+// moreTargets are the target keys besides user, ip and message_id, each the
+// catalogue target kind of the actions that take it.
+var moreTargets = []string{"sender", "device", "file", "url", "domain"}
 
 // Suppression is a per-playbook de-duplication window.
 type Suppression struct {
