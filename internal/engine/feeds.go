@@ -66,7 +66,7 @@ func (e *Engine) runFeeds(ctx context.Context, kv jetstream.KeyValue, cred azcor
 	graphFeed := func(ctor func(feeds.GraphFeedConfig) *feeds.GraphPoller, budget *feeds.TenantBudget) func(context.Context) error {
 		return ctor(feeds.GraphFeedConfig{
 			Tenant: tenant, Graph: e.graph, JS: e.bus.JS, KV: kv, Interval: interval, Budget: budget,
-			Logger: e.log, Observer: obs, OnPublished: e.onEvent,
+			Logger: e.log, Observer: obs, OnPublished: e.onEvent, Audit: e.recorder,
 		}).Run
 	}
 	if enabled[FeedSignIns] {
@@ -75,7 +75,7 @@ func (e *Engine) runFeeds(ctx context.Context, kv jetstream.KeyValue, cred azcor
 	if enabled[FeedRiskDetections] {
 		parts.Add(FeedRiskDetections, feeds.NewRiskPoller(feeds.RiskConfig{
 			Tenant: tenant, Graph: e.graph, JS: e.bus.JS, KV: kv, Budget: idp, Observer: obs,
-			Interval: e.cfg.RiskInterval, PageGap: e.cfg.PageGap, Logger: e.log, OnPublished: e.onEvent,
+			Interval: e.cfg.RiskInterval, PageGap: e.cfg.PageGap, Logger: e.log, OnPublished: e.onEvent, Audit: e.recorder,
 		}).Run)
 	}
 	if enabled[FeedRiskyUsers] {

@@ -55,11 +55,15 @@ type GraphFeedConfig struct {
 	PageSize    int32 // $top (default 1000 for sign-ins, 500 for risk)
 	MaxAttempts int   // per request after throttling (default 5)
 	// LicenceRecheck is how often a tenant without the needed licence is asked
-	// again (default 1h).
+	// again (default 1h), so that a licence bought later is picked up without
+	// a hot retry loop.
 	LicenceRecheck time.Duration
-	Logger         *slog.Logger
-	Now            func() time.Time
-	Observer       Observer
+	// Audit, when set, records when the feed is parked for want of a licence
+	// and when it resumes (once per parking, across restarts).
+	Audit    GapRecorder
+	Logger   *slog.Logger
+	Now      func() time.Time
+	Observer Observer
 	// OnPublished is told about each newly stored event.
 	OnPublished func(event.Envelope)
 }
@@ -78,15 +82,22 @@ type graphFeed struct {
 }
 
 var (
+	// The licences, as Microsoft documents them: the sign-in log needs Entra
+	// ID P1 or P2 (https://learn.microsoft.com/graph/api/signin-list);
+	// "You must have a Microsoft Entra ID P1 or P2 license to use the risk
+	// detection API" (https://learn.microsoft.com/graph/api/riskdetection-list);
+	// "Using the riskyUsers API requires a Microsoft Entra ID P2 license"
+	// (https://learn.microsoft.com/graph/api/riskyuser-list). Without it Graph
+	// answers 403 Authentication_RequestFromNonPremiumTenantOrB2CTenant.
 	feedSignIns = graphFeed{name: FeedSignIns, source: event.SourceSignIn, path: "auditLogs/signIns", field: "createdDateTime",
 		top: 1000, overlap: 30 * time.Minute, budget: NewReportsBudget,
-		licence: "Microsoft Entra ID P1 (or P2): the sign-in log API (auditLogs/signIns) is only available to premium tenants"}
+		licence: "tenant has no Entra ID P1 or P2 licence: sign-in log feed parked (auditLogs/signIns needs Microsoft Entra ID P1 or P2)"}
 	feedRiskDetections = graphFeed{name: FeedRiskDetections, source: event.SourceRiskDetection, path: "identityProtection/riskDetections",
 		field: "lastUpdatedDateTime", top: 500, overlap: 20 * time.Minute, rescan: 48 * time.Hour, budget: NewIdentityProtectionBudget,
-		licence: "Microsoft Entra ID P2: Identity Protection risk detections need it"}
+		licence: "tenant has no Entra ID P2 licence: Identity Protection feeds parked (riskDetections needs Microsoft Entra ID P2, or P1 for limited information)"}
 	feedRiskyUsers = graphFeed{name: FeedRiskyUsers, source: event.SourceRiskyUser, path: "identityProtection/riskyUsers",
 		field: "riskLastUpdatedDateTime", top: 500, overlap: 20 * time.Minute, rescan: 48 * time.Hour, budget: NewIdentityProtectionBudget,
-		licence: "Microsoft Entra ID P2: Identity Protection risky users need it"}
+		licence: "tenant has no Entra ID P2 licence: Identity Protection feeds parked (riskyUsers needs Microsoft Entra ID P2)"}
 )
 
 // GraphPoller polls one Graph collection by a timestamp, oldest window first,
@@ -209,7 +220,9 @@ func (p *GraphPoller) Run(ctx context.Context) error {
 func (p *GraphPoller) Poll(ctx context.Context) (int, error) {
 	n, err := p.poll(ctx)
 	if err != nil && ctx.Err() == nil {
-		if !errors.Is(err, ErrNoLicence) {
+		if errors.Is(err, ErrNoLicence) {
+			p.park(ctx, err)
+		} else {
 			p.cfg.Observer.Failed(p.feed.name, "", err)
 		}
 		p.status.fail(err)
@@ -283,10 +296,7 @@ func (p *GraphPoller) poll(ctx context.Context) (int, error) {
 			return total, err
 		}
 	}
-	if p.noLicence {
-		p.log.Info("the tenant now answers this feed; polling resumed")
-		p.noLicence = false
-	}
+	p.unpark(ctx)
 	p.cfg.Observer.Lag(p.feed.name, "", p.cfg.Now().Sub(cur.Since))
 	p.status.update(func(s *StatusLine) {
 		s.Cursor, s.LastSuccess, s.LastError, s.LastErrorAt = cur.Since, p.cfg.Now().UTC(), "", time.Time{}
@@ -378,11 +388,6 @@ func (p *GraphPoller) get(ctx context.Context, link string) (page, error) {
 		}
 		switch {
 		case code == "Authentication_RequestFromNonPremiumTenantOrB2CTenant":
-			if !p.noLicence {
-				p.log.Error("this feed is off: the tenant lacks "+p.feed.licence+"; the other feeds keep running",
-					"code", code, "recheck", p.cfg.LicenceRecheck)
-				p.noLicence = true
-			}
 			return page{}, fmt.Errorf("%w: %s (HTTP %d %s)", ErrNoLicence, p.feed.licence, oe.ResponseStatusCode, code)
 		case oe.ResponseStatusCode == http.StatusTooManyRequests || oe.ResponseStatusCode >= 500:
 			var ra time.Duration

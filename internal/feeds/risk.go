@@ -39,6 +39,8 @@ type RiskConfig struct {
 	Observer Observer
 	// OnPublished is told about each newly published event (timeline, metrics).
 	OnPublished func(event.Envelope)
+	// Audit records parkings for want of a licence (see GraphFeedConfig).
+	Audit GapRecorder
 }
 
 // RiskPoller polls GET /identityProtection/riskDetections by lastUpdatedDateTime.
@@ -57,6 +59,6 @@ func NewRiskPoller(cfg RiskConfig) *RiskPoller {
 	return NewRiskDetectionPoller(GraphFeedConfig{
 		Tenant: cfg.Tenant, Graph: cfg.Graph, JS: cfg.JS, KV: cfg.KV, Interval: cfg.Interval, Overlap: cfg.Overlap,
 		Rescan: cfg.Rescan, RescanEvery: cfg.RescanEvery, Lookback: cfg.Lookback, Budget: b, PageSize: cfg.PageSize, Logger: cfg.Logger, Now: cfg.Now,
-		Observer: cfg.Observer, OnPublished: cfg.OnPublished,
+		Observer: cfg.Observer, OnPublished: cfg.OnPublished, Audit: cfg.Audit,
 	})
 }

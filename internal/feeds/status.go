@@ -34,6 +34,11 @@ type StatusLine struct {
 	// Microsoft no longer lists, such as what was created while a Management
 	// Activity subscription was stopped or before it started.
 	Gaps []Gap `json:"gaps,omitempty"`
+	// Parked says why the feed does not poll (the tenant lacks the licence
+	// its API needs) and since when; it asks again every LicenceRecheck and
+	// is unparked by the first answer. Empty when it runs.
+	Parked      string    `json:"parked,omitempty"`
+	ParkedSince time.Time `json:"parked_since,omitzero"`
 }
 
 // Gap is a window of possible loss: records created in [From, To) may never
@@ -118,6 +123,9 @@ func WriteStatus(w io.Writer, lines []StatusLine, asJSON bool) error {
 		if errText == "" {
 			errText = "-"
 		}
+		if l.Parked != "" {
+			errText = "PARKED since " + ts(l.ParkedSince) + ": " + strings.ReplaceAll(l.Parked, "\n", " ")
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", l.Feed, ct, ts(l.Cursor), ts(l.LastSuccess), lag, l.Events, l.Pending, errText)
 		for _, g := range l.Gaps {
 			fmt.Fprintf(tw, "  possible loss\t%s\t%s\tto %s\t\t\t\t%s\n", ct, ts(g.From), ts(g.To), strings.ReplaceAll(g.Reason, "\n", " "))
@@ -162,6 +170,7 @@ func (w *statusWriter) load(ctx context.Context) {
 	var s StatusLine
 	if json.Unmarshal(e.Value(), &s) == nil {
 		w.s.Events, w.s.LastSuccess, w.s.Cursor = s.Events, s.LastSuccess, s.Cursor
+		w.s.Parked, w.s.ParkedSince = s.Parked, s.ParkedSince
 		w.s.Gaps = append(s.Gaps, w.s.Gaps...)
 	}
 	w.loaded = true

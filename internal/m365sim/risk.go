@@ -51,12 +51,13 @@ type RiskDetection struct {
 
 func riskRoutes() []route {
 	return []route{
-		{http.MethodGet, "identityProtection/riskDetections", permRiskEvents, thrIdPCA, (*Tenant).listRiskDetections},
-		{http.MethodGet, "identityProtection/riskDetections/{}", permRiskEvents, thrIdPCA, (*Tenant).getRiskDetection},
-		{http.MethodGet, "identityProtection/riskyUsers", permRiskyRead, thrIdPCA, (*Tenant).listRiskyUsers},
-		{http.MethodGet, "identityProtection/riskyUsers/{}", permRiskyRead, thrIdPCA, (*Tenant).getRiskyUser},
-		{http.MethodPost, "identityProtection/riskyUsers/confirmCompromised", permRiskyWrite, thrIdPCA, (*Tenant).confirmCompromised},
-		{http.MethodPost, "identityProtection/riskyUsers/dismiss", permRiskyWrite, thrIdPCA, (*Tenant).dismissRisk},
+		// Licences as Microsoft documents them: licence.go.
+		{http.MethodGet, "identityProtection/riskDetections", permRiskEvents, thrIdPCA, needsLicence(LicenceP1, (*Tenant).listRiskDetections)},
+		{http.MethodGet, "identityProtection/riskDetections/{}", permRiskEvents, thrIdPCA, needsLicence(LicenceP1, (*Tenant).getRiskDetection)},
+		{http.MethodGet, "identityProtection/riskyUsers", permRiskyRead, thrIdPCA, needsLicence(LicenceP2, (*Tenant).listRiskyUsers)},
+		{http.MethodGet, "identityProtection/riskyUsers/{}", permRiskyRead, thrIdPCA, needsLicence(LicenceP2, (*Tenant).getRiskyUser)},
+		{http.MethodPost, "identityProtection/riskyUsers/confirmCompromised", permRiskyWrite, thrIdPCA, needsLicence(LicenceP2, (*Tenant).confirmCompromised)},
+		{http.MethodPost, "identityProtection/riskyUsers/dismiss", permRiskyWrite, thrIdPCA, needsLicence(LicenceP2, (*Tenant).dismissRisk)},
 	}
 }
 

@@ -224,12 +224,15 @@ func (t *Tenant) AddRawSignIn(raw json.RawMessage) error {
 	return nil
 }
 
-// SetPremium switches the tenant's Entra ID P1/P2 licence; without it the
-// sign-in report answers 403 as Microsoft does.
+// SetPremium switches the tenant's Entra ID P1/P2 licence (SetLicence with
+// LicenceP2 or LicenceFree); without it the sign-in report and Identity
+// Protection answer 403 as Microsoft does.
 func (t *Tenant) SetPremium(on bool) {
-	t.mu.Lock()
-	t.noPremium = !on
-	t.mu.Unlock()
+	if on {
+		t.SetLicence(LicenceP2)
+	} else {
+		t.SetLicence(LicenceFree)
+	}
 }
 
 func (t *Tenant) signInItemsLocked() []*item {
