@@ -4,7 +4,9 @@ import (
 	"context"
 	"time"
 
+	"github.com/responder-sec/responder/internal/actions/graphexec"
 	"github.com/responder-sec/responder/internal/doctor"
+	"github.com/responder-sec/responder/internal/m365"
 )
 
 type doctorCmd struct {
@@ -34,6 +36,8 @@ func (c *doctorCmd) Run(e *env) error {
 	rep, err := doctor.Check(ctx, doctor.Config{
 		Credential: cred, GraphScope: creds.GraphScope(), ManageScope: creds.ManageScope(), ExchangeScope: creds.ExchangeScope(),
 		Feeds: c.Feeds, Actions: c.Actions, GraphURL: creds.GraphURL, HTTPClient: creds.HTTPClient,
+		// The undocumented InvokeCommand endpoint, probed through the actions' adapter.
+		ExchangeProbe: graphexec.InvokeCommandProbe(m365.BearerClient(creds, cred, creds.ExchangeScope()), creds.ExchangeAdminURL(), creds.TenantID),
 	})
 	if err != nil {
 		return err

@@ -26,6 +26,8 @@ const (
 	// token shows Exchange.ManageAsApp; the Exchange role the service
 	// principal also needs is not in the token, so doctor cannot see it.
 	Exchange = "exchange"
+	// Defender is the Microsoft Defender for Endpoint API (defender.go).
+	Defender = "defender"
 )
 
 // Kinds of checked parts.
@@ -74,6 +76,8 @@ func Requirements() []Requirement {
 			aud = Graph
 		case actions.APIExchange:
 			aud = Exchange
+		case actions.APIDefender:
+			aud = Defender
 		default:
 			continue // undo calls no Microsoft API
 		}
@@ -96,6 +100,9 @@ type Config struct {
 	// ExchangeScope is m365.Credentials.ExchangeScope(); "" leaves the
 	// Exchange admin API actions out unless Actions names them.
 	ExchangeScope string
+	// DefenderScope is m365.DefenderScope; "" leaves the Defender for
+	// Endpoint actions out unless Actions names them.
+	DefenderScope string
 	// Feeds and Actions configured (nil: every one in the table). A name not in
 	// the table is reported as unknown.
 	Feeds, Actions []string
@@ -107,6 +114,9 @@ type Config struct {
 	GraphURL           string
 	HTTPClient         *http.Client
 	SkipDirectoryRoles bool
+	// ExchangeProbe (graphexec.InvokeCommandProbe; nil: not probed) checks
+	// that the Exchange admin API's InvokeCommand still answers (exchange.go).
+	ExchangeProbe func(context.Context) error
 }
 
 // Row is the verdict on one part.
@@ -130,7 +140,10 @@ type Report struct {
 	// DirectoryRolesError says why they could not be read.
 	DirectoryRoles      []string
 	DirectoryRolesError string
-	Rows                []Row
+	// ExchangeAPI says the InvokeCommand probe worked; ExchangeAPIError why
+	// it did not ("" both: not probed).
+	ExchangeAPI, ExchangeAPIError string
+	Rows                          []Row
 }
 
 // Check gets a token per needed audience and checks every configured part.
@@ -144,7 +157,7 @@ func Check(ctx context.Context, cfg Config) (Report, error) {
 	pick := func(kind string, names []string) {
 		if names == nil {
 			for _, r := range table {
-				if r.Kind == kind && (r.Audience != Exchange || cfg.ExchangeScope != "") {
+				if r.Kind == kind && (r.Audience != Exchange || cfg.ExchangeScope != "") && (r.Audience != Defender || cfg.DefenderScope != "") {
 					selected = append(selected, r)
 				}
 			}
@@ -166,8 +179,8 @@ func Check(ctx context.Context, cfg Config) (Report, error) {
 	}
 
 	rep := Report{Roles: map[string][]string{}, TokenErrors: map[string]string{}}
-	scopes := map[string]string{Graph: cfg.GraphScope, Manage: cfg.ManageScope, Exchange: cfg.ExchangeScope}
-	for _, aud := range []string{Graph, Manage, Exchange} {
+	scopes := map[string]string{Graph: cfg.GraphScope, Manage: cfg.ManageScope, Exchange: cfg.ExchangeScope, Defender: cfg.DefenderScope}
+	for _, aud := range []string{Graph, Manage, Exchange, Defender} {
 		if !slices.ContainsFunc(selected, func(r Requirement) bool { return r.Audience == aud }) {
 			continue
 		}
@@ -219,6 +232,7 @@ func Check(ctx context.Context, cfg Config) (Report, error) {
 		}
 		rep.Rows = append(rep.Rows, row)
 	}
+	rep.probeExchange(ctx, cfg)
 	rep.Rows = append(rep.Rows, unknown...)
 	return rep, nil
 }
@@ -306,6 +320,7 @@ func (r Report) Print(w io.Writer) error {
 	} else if r.DirectoryRolesError != "" {
 		fmt.Fprintf(tw, "\ndirectory roles:\tnot read: %s\n", r.DirectoryRolesError)
 	}
+	r.printExchange(tw)
 	return tw.Flush()
 }
 
