@@ -233,6 +233,7 @@ func Check(ctx context.Context, cfg Config) (Report, error) {
 		rep.Rows = append(rep.Rows, row)
 	}
 	rep.probeExchange(ctx, cfg)
+	rep.probeLicences(ctx, cfg) // licence.go: a feed the tenant is not licensed for
 	rep.Rows = append(rep.Rows, unknown...)
 	return rep, nil
 }
