@@ -1,6 +1,7 @@
 package feeds
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -35,9 +36,10 @@ type GraphFeedConfig struct {
 	// Rescan is how far back the periodic re-scan reads, for records published
 	// hours late with their original timestamps (default 48h for the Identity
 	// Protection feeds: "Offline detections may not show up in reporting for 48
-	// hours"; none for sign-ins; negative turns it off).
+	// hours"; 2h15m for sign-ins, which gain MFA details for up to two hours
+	// (signinrev.go); negative turns it off).
 	Rescan time.Duration
-	// RescanEvery spaces re-scans (default 1h). A re-scan is one listing of
+	// RescanEvery spaces re-scans (default 1h; 15m for sign-ins). A re-scan is one listing of
 	// every record updated within Rescan (pages of PageSize), paced by Budget
 	// like any poll; records already stored are recognised by id and state and
 	// never published again, across restarts (the ids are kept in the state
@@ -79,6 +81,11 @@ type graphFeed struct {
 	rescan  time.Duration
 	budget  func() *TenantBudget
 	licence string
+	// rescanEvery is the default RescanEvery.
+	rescanEvery time.Duration
+	// revisions names the fields whose change makes a record seen before a
+	// new version (signinrev.go); nil: the envelope id alone.
+	revisions []string
 }
 
 var (
@@ -91,6 +98,7 @@ var (
 	// answers 403 Authentication_RequestFromNonPremiumTenantOrB2CTenant.
 	feedSignIns = graphFeed{name: FeedSignIns, source: event.SourceSignIn, path: "auditLogs/signIns", field: "createdDateTime",
 		top: 1000, overlap: 30 * time.Minute, budget: NewReportsBudget,
+		rescan: 2*time.Hour + 15*time.Minute, rescanEvery: 15 * time.Minute, revisions: signInRevisionFields,
 		licence: "tenant has no Entra ID P1 or P2 licence: sign-in log feed parked (auditLogs/signIns needs Microsoft Entra ID P1 or P2)"}
 	feedRiskDetections = graphFeed{name: FeedRiskDetections, source: event.SourceRiskDetection, path: "identityProtection/riskDetections",
 		field: "lastUpdatedDateTime", top: 500, overlap: 20 * time.Minute, rescan: 48 * time.Hour, budget: NewIdentityProtectionBudget,
@@ -144,7 +152,7 @@ func newGraphPoller(cfg GraphFeedConfig, f graphFeed) *GraphPoller {
 		cfg.Rescan = 0
 	}
 	if cfg.RescanEvery <= 0 {
-		cfg.RescanEvery = time.Hour
+		cfg.RescanEvery = cmp.Or(f.rescanEvery, time.Hour)
 	}
 	if cfg.Lookback <= 0 {
 		cfg.Lookback = 24 * time.Hour
@@ -316,8 +324,14 @@ func (p *GraphPoller) window(ctx context.Context, from, to time.Time) (int, erro
 	q := "$filter=" + strings.ReplaceAll(url.QueryEscape(filter), "+", "%20") + "&$top=" + strconv.Itoa(int(p.cfg.PageSize))
 	link := strings.TrimRight(p.cfg.Graph.GetAdapter().GetBaseUrl(), "/") + "/" + p.feed.path + "?" + q
 	published := 0
-	pl := newPipeline(p.cfg.JS, 512, true, func(_ int, isNew bool, env *event.Envelope) {
-		p.seen.add(env.ID, env.Time)
+	var versions [][2]string // by pipeline tag: a revised feed's record id and version key
+	pl := newPipeline(p.cfg.JS, 512, true, func(tag int, isNew bool, env *event.Envelope) {
+		if p.feed.revisions != nil {
+			p.seen.add(versions[tag][0], env.Time)
+			p.seen.add(versions[tag][1], env.Time)
+		} else {
+			p.seen.add(env.ID, env.Time)
+		}
 		if isNew {
 			published++
 			if p.cfg.OnPublished != nil {
@@ -344,10 +358,25 @@ func (p *GraphPoller) window(ctx context.Context, from, to time.Time) (int, erro
 				p.cfg.Observer.Failed(p.feed.name, "", err)
 				continue
 			}
-			if p.seen.has(env.ID) {
+			tag := i
+			if p.feed.revisions != nil {
+				// One version of the record per content fingerprint: an
+				// unchanged re-read is skipped, a changed one is an update.
+				fp := contentFingerprint(raw, p.feed.revisions)
+				ver := env.ID + "#" + fp
+				if p.seen.has(ver) {
+					continue
+				}
+				base := env.ID
+				if p.seen.has(base) {
+					env.ID = base + ":rev-" + fp
+				}
+				tag = len(versions)
+				versions = append(versions, [2]string{base, ver})
+			} else if p.seen.has(env.ID) {
 				continue
 			}
-			if err := pl.add(ctx, env, i); err != nil {
+			if err := pl.add(ctx, env, tag); err != nil {
 				return published, err
 			}
 		}

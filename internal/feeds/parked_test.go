@@ -12,9 +12,9 @@ import (
 	"github.com/responder-sec/responder/internal/m365sim"
 )
 
-// pagesSeen closes done once every feed named in want has fetched that many
-// pages.
-type pagesSeen struct {
+// pollsSeen closes done once every feed named in want has completed that
+// many polls (Lag is observed at the end of each successful poll).
+type pollsSeen struct {
 	nopObserver
 	mu   sync.Mutex
 	n    map[string]int
@@ -23,7 +23,7 @@ type pagesSeen struct {
 	once sync.Once
 }
 
-func (o *pagesSeen) Fetched(feed, _, _ string) {
+func (o *pollsSeen) Lag(feed, _ string, _ time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.n[feed]++
@@ -58,7 +58,7 @@ func TestRiskyUsersParkWithoutP2(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	trail := &gapRecords{}
-	obs := &pagesSeen{n: map[string]int{}, want: map[string]int{FeedSignIns: 6, FeedRiskDetections: 3}, done: make(chan struct{})}
+	obs := &pollsSeen{n: map[string]int{}, want: map[string]int{FeedSignIns: 3, FeedRiskDetections: 3}, done: make(chan struct{})}
 	cfg := e.graphConfig(t)
 	cfg.Interval, cfg.LicenceRecheck = time.Millisecond, time.Hour
 	cfg.Observer, cfg.Audit = obs, trail

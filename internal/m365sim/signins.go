@@ -236,9 +236,14 @@ func (t *Tenant) SetPremium(on bool) {
 }
 
 func (t *Tenant) signInItemsLocked() []*item {
+	now := t.now()
 	items := make([]*item, 0, len(t.st.signIns))
 	for _, it := range t.st.signIns {
-		items = append(items, &item{obj: cloneObj(it.obj), visible: it.visible, seq: it.seq})
+		v := visibleVersion(it, now) // signinupdate.go: the newest version shown
+		if v == nil {
+			v = it
+		}
+		items = append(items, &item{obj: cloneObj(v.obj), visible: v.visible, seq: it.seq})
 	}
 	// Graph orders sign-ins by createdDateTime, newest first.
 	sort.SliceStable(items, func(i, j int) bool {
@@ -275,8 +280,8 @@ func (t *Tenant) getSignIn(r *req, p []string) *resp {
 		return res
 	}
 	for _, it := range t.st.signIns {
-		if strings.EqualFold(str(it.obj, "id"), p[0]) && !it.visible.After(now) {
-			o := cloneObj(it.obj)
+		if v := visibleVersion(it, now); v != nil && strings.EqualFold(str(it.obj, "id"), p[0]) {
+			o := cloneObj(v.obj)
 			o["@odata.context"] = "https://graph.microsoft.com/v1.0/$metadata#auditLogs/signIns/$entity"
 			return jsonResp(http.StatusOK, o)
 		}
