@@ -20,21 +20,27 @@ import (
 )
 
 type actCmd struct {
-	DisableUser             actUserCmd         `cmd:"" name:"disable-user" help:"Block the user's sign-in (accountEnabled=false)."`
-	EnableUser              actUserCmd         `cmd:"" name:"enable-user" help:"Allow the user's sign-in again (accountEnabled=true)."`
-	RevokeSessions          actUserCmd         `cmd:"" name:"revoke-sessions" help:"Revoke the user's sign-in sessions and refresh tokens."`
-	ResetPassword           actUserCmd         `cmd:"" name:"reset-password" help:"Set a generated password (printed here only) and force a change at next sign-in."`
-	ConfirmCompromised      actUserCmd         `cmd:"" name:"confirm-compromised" help:"Mark the user compromised in Identity Protection."`
-	DismissRisk             actUserCmd         `cmd:"" name:"dismiss-risk" help:"Dismiss the user's risk in Identity Protection."`
-	DisableForwardRules     actDisableRulesCmd `cmd:"" name:"disable-forward-rules" help:"Disable every inbox rule that forwards or redirects mail, internal recipients included (--scope external: only those forwarding outside; reversible)."`
-	EnableForwardRules      actEnableRulesCmd  `cmd:"" name:"enable-forward-rules" help:"Re-enable inbox rules a disable-forward-rules disabled (undo does this for you)."`
-	DeleteForwardRules      actDeleteRulesCmd  `cmd:"" name:"delete-forward-rules" help:"Delete the inbox rules that forward outside the tenant (each rule is kept in the audit record)."`
-	RemoveMailboxForwarding actUserCmd         `cmd:"" name:"remove-mailbox-forwarding" help:"Clear the mailbox's own forwarding (Set-Mailbox, through the Exchange admin API); undo restores it."`
-	PurgeMail               actPurgeCmd        `cmd:"" name:"purge-mail" help:"Find messages and delete them (soft: Deleted Items; --hard: permanentDelete, cannot be undone)."`
-	BlockIP                 actIPCmd           `cmd:"" name:"block-ip" help:"Block sign-ins from an address or range with Responder's Conditional Access policy."`
-	UnblockIP               actIPCmd           `cmd:"" name:"unblock-ip" help:"Remove an address or range from Responder's blocked locations."`
-	BlockSender             actSenderCmd       `cmd:"" name:"block-sender" help:"Block mail from an address or a whole domain in the Tenant Allow/Block List (Exchange admin API); undo removes the entry."`
-	Undo                    actUndoCmd         `cmd:"" name:"undo" help:"Issue the inverse of a finished request (irreversible actions say so)."`
+	DisableUser             actUserCmd          `cmd:"" name:"disable-user" help:"Block the user's sign-in (accountEnabled=false)."`
+	EnableUser              actUserCmd          `cmd:"" name:"enable-user" help:"Allow the user's sign-in again (accountEnabled=true)."`
+	RevokeSessions          actUserCmd          `cmd:"" name:"revoke-sessions" help:"Revoke the user's sign-in sessions and refresh tokens."`
+	ResetPassword           actUserCmd          `cmd:"" name:"reset-password" help:"Set a generated password (printed here only) and force a change at next sign-in."`
+	ConfirmCompromised      actUserCmd          `cmd:"" name:"confirm-compromised" help:"Mark the user compromised in Identity Protection."`
+	DismissRisk             actUserCmd          `cmd:"" name:"dismiss-risk" help:"Dismiss the user's risk in Identity Protection."`
+	DisableForwardRules     actDisableRulesCmd  `cmd:"" name:"disable-forward-rules" help:"Disable every inbox rule that forwards or redirects mail, internal recipients included (--scope external: only those forwarding outside; reversible)."`
+	EnableForwardRules      actEnableRulesCmd   `cmd:"" name:"enable-forward-rules" help:"Re-enable inbox rules a disable-forward-rules disabled (undo does this for you)."`
+	DeleteForwardRules      actDeleteRulesCmd   `cmd:"" name:"delete-forward-rules" help:"Delete the inbox rules that forward outside the tenant (each rule is kept in the audit record)."`
+	RemoveMailboxForwarding actUserCmd          `cmd:"" name:"remove-mailbox-forwarding" help:"Clear the mailbox's own forwarding (Set-Mailbox, through the Exchange admin API); undo restores it."`
+	PurgeMail               actPurgeCmd         `cmd:"" name:"purge-mail" help:"Find messages and delete them (soft: Deleted Items; --hard: permanentDelete, cannot be undone)."`
+	BlockIP                 actIPCmd            `cmd:"" name:"block-ip" help:"Block sign-ins from an address or range with Responder's Conditional Access policy."`
+	UnblockIP               actIPCmd            `cmd:"" name:"unblock-ip" help:"Remove an address or range from Responder's blocked locations."`
+	BlockSender             actSenderCmd        `cmd:"" name:"block-sender" help:"Block mail from an address or a whole domain in the Tenant Allow/Block List (Exchange admin API); undo removes the entry."`
+	IsolateDevice           actIsolateCmd       `cmd:"" name:"isolate-device" help:"Isolate a device from the network in Defender for Endpoint (waits for the machine action); undo releases it."`
+	ReleaseDevice           actReleaseCmd       `cmd:"" name:"release-device" help:"Release a device from isolation in Defender for Endpoint."`
+	BlockFile               actBlockFileCmd     `cmd:"" name:"block-file" help:"Block a file hash on devices (Defender indicator, BlockAndRemediate); undo deletes the indicator."`
+	BlockURL                actBlockURLCmd      `cmd:"" name:"block-url" help:"Block a URL on devices (Defender indicator); undo deletes the indicator."`
+	BlockDomain             actBlockDomainCmd   `cmd:"" name:"block-domain" help:"Block a domain on devices (Defender indicator); undo deletes the indicator."`
+	BlockDeviceIP           actBlockDeviceIPCmd `cmd:"" name:"block-device-ip" help:"Block one IP address on devices (Defender indicator; no CIDR); undo deletes the indicator."`
+	Undo                    actUndoCmd          `cmd:"" name:"undo" help:"Issue the inverse of a finished request (irreversible actions say so)."`
 }
 
 // actCommon are the flags every action request has.

@@ -42,6 +42,9 @@ func permissionRows() string {
 		if s.API == actions.APIExchange {
 			api = "Office 365 Exchange Online: "
 		}
+		if s.API == actions.APIDefender {
+			api = "WindowsDefenderATP: "
+		}
 		role := s.Role
 		if role == "" {
 			role = "—"

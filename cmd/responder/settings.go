@@ -22,6 +22,7 @@ type tenantFlags struct {
 	GraphURL     string `help:"Graph base URL, ending in /v1.0." env:"RESPONDER_GRAPH_URL"`
 	ManageURL    string `help:"Management Activity API base URL, ending in /api/v1.0." env:"RESPONDER_MANAGE_URL"`
 	ExchangeURL  string `help:"Exchange Online admin API base URL, ending in /adminapi/beta (mailbox forwarding)." env:"RESPONDER_EXCHANGE_URL"`
+	DefenderURL  string `help:"Defender for Endpoint API origin (default https://api.securitycenter.microsoft.com; regional hosts such as https://eu.api.security.microsoft.com)." env:"RESPONDER_DEFENDER_URL"`
 }
 
 // credentials validates the flags and reads the certificate. Extra CAs come from
@@ -30,6 +31,7 @@ func (f tenantFlags) credentials() (m365.Credentials, error) {
 	c := m365.Credentials{
 		TenantID: f.TenantID, ClientID: f.ClientID, ClientSecret: f.ClientSecret,
 		LoginURL: f.LoginURL, GraphURL: f.GraphURL, ManageURL: f.ManageURL, ExchangeURL: f.ExchangeURL,
+		DefenderURL: f.DefenderURL,
 	}
 	if f.ClientCert != "" {
 		// Refused when others can read it, as key files are (every command

@@ -401,7 +401,7 @@ var catalogue = map[Name]Spec{
 		Irreversible: "run the block again to re-create the indicator",
 		Description:  "delete the Defender for Endpoint indicator a block created (only that id, from the stored snapshot)",
 		API:          APIDefender, Permissions: []Clause{tiWrite},
-		Why:    "`DELETE /api/indicators/{id}` of the indicator Responder created (only as the inverse an undo or expiry issues)",
+		Why:    "`DELETE /api/indicators/{id}` of the indicator Responder created, also at expiry",
 		Calls:  "Defender API: DELETE /api/indicators/{id}",
 		Params: []string{"indicator_id"}, Parse: parseRemoveIndicator,
 		RepeatSafe: true,
