@@ -34,6 +34,8 @@ const (
 	prefixPlaybookBlast = "blast.playbook."
 	// prefixActionBlast: the workers' blast-radius counts.
 	prefixActionBlast = "blast.actions."
+	// prefixNotification: a notification claimed (internal/notify).
+	prefixNotification = "notify."
 	// prefixReplay: a signed message id seen (replay bucket, not BucketState).
 	prefixReplay = "id."
 )
@@ -134,6 +136,13 @@ func ActionBlastPlaybookKey(playbook string, start time.Time) string {
 // requests in the window that starts at start.
 func ActionBlastActionKey(action string, start time.Time) string {
 	return fmt.Sprintf("%saction.%s.%d", prefixActionBlast, Token(action), start.Unix())
+}
+
+// NotificationKey is the key that claims the notification of request
+// requestID's state to one destination (webhook index and kind), so it is
+// posted once: "notify.<request>.<state>.<destination>".
+func NotificationKey(requestID, state, destination string) string {
+	return prefixNotification + KeyPart(requestID) + "." + KeyPart(state) + "." + KeyPart(destination)
 }
 
 // ReplayKey is the key under which the replay bucket remembers a signed
