@@ -17,15 +17,20 @@ type Decoded struct {
 	c evalCtx
 }
 
-// Decode fills d with env (which must stay unchanged while d is in use),
-// every top-level member of its raw record decoded. A record that is not
-// JSON throughout is left to be decoded as matching reads it, so that
-// MatchDecoded reports exactly what Match reports.
+// Decode fills d with env (which must stay unchanged while d is in use):
+// its raw record scanned, and the top-level members that the set's rules
+// read (the compiled program's fields) decoded. What else matching reads
+// (a playbook's own conditions, a step's template) is decoded when it is
+// read, as Match does. A record whose decoded members are not JSON is left
+// to be decoded as matching reads it, so that MatchDecoded reports exactly
+// what Match reports.
 func (s *Set) Decode(env *event.Envelope, d *Decoded) {
 	d.c.reset(s, env)
 	d.c.scan()
-	for i := range d.c.members {
-		_, _ = d.c.memberValue(&d.c.members[i])
+	for _, name := range s.prog.reads {
+		if m := d.c.memberRef(name); m != nil {
+			_, _ = d.c.memberValue(m)
+		}
 	}
 	if d.c.rawErr != nil {
 		d.c.reset(s, env)

@@ -1,6 +1,8 @@
 package playbook
 
 import (
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -57,6 +59,34 @@ func (s *Set) buildIndex() {
 	s.idx = setIndex{bySrc: map[event.Source]*srcIndex{}}
 	s.prog = setProg{}
 	pb := newProgBuilder(&s.prog)
+	// How many distinct values each (source, field) could file units
+	// under: a unit is filed by the most diverse field it requires, so
+	// that many rules on one field spread over many keys.
+	diversity := map[string]map[string]bool{}
+	for _, p := range s.playbooks {
+		t := p.Trigger
+		if !p.Enabled || len(t.Kinds) > 0 {
+			continue
+		}
+		for _, r := range t.Sigma {
+			if r == nil || r.cond == nil {
+				continue
+			}
+			src := t.Source
+			if src == "" {
+				src = r.Source
+			}
+			for _, o := range sigmaOptions(r.cond) {
+				k := string(src) + "\x00" + o.field.key()
+				if diversity[k] == nil {
+					diversity[k] = map[string]bool{}
+				}
+				for _, v := range o.vals {
+					diversity[k][strings.ToLower(v)] = true
+				}
+			}
+		}
+	}
 	add := func(src event.Source, u unit, key string, field *sigmaField, vals []string) {
 		for _, v := range vals {
 			if !isASCII(v) {
@@ -128,8 +158,10 @@ func (s *Set) buildIndex() {
 				add(src, u, "kind", nil, t.Kinds)
 				continue
 			}
-			if f, vals, ok := sigmaRequires(r.cond); ok {
-				add(src, u, f.key(), f, vals)
+			if o, ok := bestOption(sigmaOptions(r.cond), func(o requirement) int {
+				return len(diversity[string(src)+"\x00"+o.field.key()])
+			}); ok {
+				add(src, u, o.field.key(), o.field, o.vals)
 				continue
 			}
 			add(src, u, "", nil, nil)
@@ -148,6 +180,12 @@ func (s *Set) buildIndex() {
 // key identifies where a field is read from, for sharing one keyed index.
 func (f *sigmaField) key() string {
 	var b strings.Builder
+	if f.virtual != nil {
+		// computed, not read from paths: its own key (field ids share a
+		// virtual field by pointer too)
+		fmt.Fprintf(&b, "virtual|%s|%p", f.name, f)
+		return b.String()
+	}
 	b.WriteString(strconv.Itoa(f.xform))
 	for _, r := range f.refs {
 		b.WriteByte('|')
@@ -156,56 +194,88 @@ func (f *sigmaField) key() string {
 	return b.String()
 }
 
-// sigmaRequires finds a field that must equal one of a set of values for the
-// node to hold; ok is false when there is none.
-func sigmaRequires(n sigmaNode) (*sigmaField, []string, bool) {
+// requirement: the node holds only when field equals one of vals.
+type requirement struct {
+	field *sigmaField
+	vals  []string
+}
+
+// sigmaOptions lists the fields that must equal one of a few values for the
+// node to hold (none when there is none): each one files the rule exactly.
+func sigmaOptions(n sigmaNode) []requirement {
 	switch t := n.(type) {
 	case *sigmaFieldMatch:
-		if t.field.virtual != nil || len(t.field.refs) == 0 || (t.all && len(t.values) > 1) {
-			return nil, nil, false
+		// A virtual field (Status of a sign-in) is read through its memo
+		// like any other, so it files units too.
+		if (t.field.virtual == nil && len(t.field.refs) == 0) || (t.all && len(t.values) > 1) {
+			return nil
 		}
 		var vals []string
 		for _, v := range t.values {
 			if v.kind != svEq || looksNumeric(v.s) || !isASCII(v.s) {
-				return nil, nil, false
+				return nil
 			}
 			vals = append(vals, v.s)
 		}
-		return t.field, vals, true
+		return []requirement{{t.field, vals}}
 	case *sigmaAnd:
-		// Prefer the most specific requirement: the one whose shortest value
-		// is longest (an alert name over a workload).
-		var best *sigmaField
-		var bestVals []string
-		bestScore := -1
+		var out []requirement
 		for _, k := range t.kids {
-			f, vals, ok := sigmaRequires(k)
-			if !ok {
-				continue
-			}
-			score := 1 << 30
-			for _, v := range vals {
-				score = min(score, len(v))
-			}
-			if score > bestScore {
-				best, bestVals, bestScore = f, vals, score
-			}
+			out = append(out, sigmaOptions(k)...)
 		}
-		return best, bestVals, best != nil
+		return out
 	case *sigmaOr:
-		var field *sigmaField
-		var all []string
-		for _, k := range t.kids {
-			f, vals, ok := sigmaRequires(k)
-			if !ok || (field != nil && f.key() != field.key()) {
-				return nil, nil, false
-			}
-			field = f
-			all = append(all, vals...)
+		// A field every alternative requires: the union of their values.
+		var out []requirement
+		if len(t.kids) == 0 {
+			return nil
 		}
-		return field, all, field != nil
+		kids := make([][]requirement, len(t.kids))
+		for i, k := range t.kids {
+			kids[i] = sigmaOptions(k)
+		}
+	next:
+		for _, first := range kids[0] {
+			key := first.field.key()
+			for _, o := range out {
+				if o.field.key() == key {
+					continue next
+				}
+			}
+			all := append([]string(nil), first.vals...)
+			for _, kid := range kids[1:] {
+				i := slices.IndexFunc(kid, func(o requirement) bool { return o.field.key() == key })
+				if i < 0 {
+					continue next
+				}
+				all = append(all, kid[i].vals...)
+			}
+			out = append(out, requirement{first.field, all})
+		}
+		return out
 	}
-	return nil, nil, false
+	return nil
+}
+
+// bestOption picks the requirement to file a rule by: the highest score
+// (the field's diversity in the set), then the most specific (the one whose
+// shortest value is longest: an alert name over a workload), then the first.
+func bestOption(opts []requirement, score func(requirement) int) (requirement, bool) {
+	best, bestScore, bestLen := -1, -1, -1
+	for i, o := range opts {
+		sc := score(o)
+		l := 1 << 30
+		for _, v := range o.vals {
+			l = min(l, len(v))
+		}
+		if sc > bestScore || (sc == bestScore && l > bestLen) {
+			best, bestScore, bestLen = i, sc, l
+		}
+	}
+	if best < 0 {
+		return requirement{}, false
+	}
+	return opts[best], true
 }
 
 func looksNumeric(s string) bool {

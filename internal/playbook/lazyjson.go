@@ -1,9 +1,10 @@
 package playbook
 
 import (
-	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"math/bits"
 	"strconv"
 	"unicode/utf8"
 )
@@ -96,27 +97,44 @@ func skipWS(data []byte, i int) int {
 }
 
 // scanString returns the index after the closing quote of the string at i.
+// It looks for the next quote or backslash eight bytes at a time (the bytes
+// of one 64-bit word at once), then byte by byte in the last few.
 func scanString(data []byte, i int) (end int, escaped bool, err error) {
-	// The next quote, then whether a backslash comes before it: vectorised
-	// scans (IndexAny builds a set on every call), each byte read at most
-	// twice however many escapes there are.
-	j, q := i+1, -1 // q: the first quote at or after j, once found
-	for j < len(data) {
-		if q < j {
-			k := bytes.IndexByte(data[j:], '"')
-			if k < 0 {
+	j := i + 1
+	for {
+		for j+8 <= len(data) {
+			if m := quoteOrBackslash(binary.LittleEndian.Uint64(data[j:])); m != 0 {
+				j += bits.TrailingZeros64(m) >> 3
 				break
 			}
-			q = j + k
+			j += 8
 		}
-		k := bytes.IndexByte(data[j:q], '\\')
-		if k < 0 {
-			return q + 1, escaped, nil
+		for j < len(data) && data[j] != '"' && data[j] != '\\' {
+			j++
 		}
+		if j >= len(data) {
+			return 0, false, errors.New("unterminated string")
+		}
+		if data[j] == '"' {
+			return j + 1, escaped, nil
+		}
+		// a backslash: the next byte is escaped, whatever it is
 		escaped = true
-		j += k + 2
+		j += 2
 	}
-	return 0, false, errors.New("unterminated string")
+}
+
+// quoteOrBackslash has the high bit set in the lowest byte of x that is a
+// quote or a backslash (and possibly in bytes above it, never below: the
+// classic "has zero byte" test is exact for the lowest one).
+func quoteOrBackslash(x uint64) uint64 {
+	const (
+		ones = 0x0101010101010101
+		high = 0x8080808080808080
+	)
+	q := x ^ (ones * '"')
+	b := x ^ (ones * '\\')
+	return ((q-ones)&^q | (b-ones)&^b) & high
 }
 
 // skipValue returns the index after the value at i.
@@ -155,6 +173,10 @@ func skipValue(data []byte, i, depth int) (int, error) {
 // maxScanDepth bounds the nesting skipContainer follows.
 const maxScanDepth = 512
 
+// jsonClass sorts the bytes skipContainer looks at: 1 a quote, 2 an
+// opener, 3 a closer, 0 anything else.
+var jsonClass = [256]uint8{'"': 1, '{': 2, '[': 2, '}': 3, ']': 3}
+
 // skipContainer returns the index after the object or array at i: strings
 // are skipped whole, every closer must match its opener, and nesting is
 // bounded. The grammar between brackets (separators, literals) is checked
@@ -163,14 +185,17 @@ func skipContainer(data []byte, i int) (int, error) {
 	var open [maxScanDepth / 64]uint64 // bit set: '{' at that depth, else '['
 	depth := 0
 	for j := i; j < len(data); j++ {
-		switch c := data[j]; c {
-		case '"':
+		c := data[j]
+		switch jsonClass[c] {
+		case 0:
+			continue
+		case 1:
 			end, _, err := scanString(data, j)
 			if err != nil {
 				return 0, err
 			}
 			j = end - 1
-		case '{', '[':
+		case 2:
 			if depth >= maxScanDepth {
 				return 0, errors.New("nesting too deep")
 			}
@@ -180,7 +205,7 @@ func skipContainer(data []byte, i int) (int, error) {
 				open[depth/64] &^= 1 << (depth % 64)
 			}
 			depth++
-		case '}', ']':
+		case 3:
 			depth--
 			if depth < 0 || (open[depth/64]&(1<<(depth%64)) != 0) != (c == '}') {
 				return 0, errors.New("mismatched bracket")

@@ -37,6 +37,9 @@ type setProg struct {
 	memberB   [][]byte      // by member id: the name as bytes
 	lenMask   uint64        // bit n: some name is n bytes long (n < 63); bit 63: some is longer
 	matches   int           // compiled field matches (memo slots)
+	// reads: the top-level members the program reads (members, and those
+	// its virtual fields read), each once: what Set.Decode decodes.
+	reads []string
 }
 
 func lenBit(n int) uint64 {
@@ -110,6 +113,7 @@ func (b *progBuilder) refID(r ref) int32 {
 			x = int32(len(b.prog.members))
 			b.byMember[name] = x
 			b.prog.members = append(b.prog.members, name)
+			b.addRead(name)
 			b.prog.memberB = append(b.prog.memberB, []byte(name))
 			sig := uint32(0)
 			if isASCII(name) {
@@ -141,6 +145,9 @@ func (b *progBuilder) fieldID(f *sigmaField) int32 {
 	}
 	b.byPtr[f] = id
 	b.prog.fields = append(b.prog.fields, f)
+	for _, name := range f.reads {
+		b.addRead(name)
+	}
 	var refs []int32
 	if f.virtual == nil {
 		for _, r := range f.refs {
@@ -149,6 +156,13 @@ func (b *progBuilder) fieldID(f *sigmaField) int32 {
 	}
 	b.prog.fieldRefs = append(b.prog.fieldRefs, refs)
 	return id
+}
+
+// addRead adds a top-level member name to the program's reads, once.
+func (b *progBuilder) addRead(name string) {
+	if !slices.Contains(b.prog.reads, name) {
+		b.prog.reads = append(b.prog.reads, name)
+	}
 }
 
 func (b *progBuilder) rule(r *SigmaRule) cnode {

@@ -19,8 +19,10 @@ type sigmaField struct {
 	name  string
 	refs  []ref // values are gathered from every path, in order
 	xform int
-	// virtual computes the values instead of refs.
+	// virtual computes the values instead of refs; reads names the
+	// top-level members it reads (Set.Decode decodes them ahead).
 	virtual func(c *evalCtx, out []any) ([]any, bool)
+	reads   []string
 }
 
 const (
@@ -187,7 +189,7 @@ func newSigmaMappings() map[string]*sigmaMapping {
 	signin := map[string]*sigmaField{
 		"resulttype":                rawField("ResultType", xfNone, "raw.status.errorCode"),
 		"resultdescription":         rawField("ResultDescription", xfNone, "raw.status.failureReason", "raw.status.additionalDetails"),
-		"status":                    {name: "Status", virtual: signInStatus},
+		"status":                    {name: "Status", virtual: signInStatus, reads: []string{"status"}},
 		"authenticationrequirement": rawField("AuthenticationRequirement", xfNone, "raw.authenticationRequirement"),
 		"riskstate":                 rawField("RiskState", xfNone, "raw.riskState"),
 		"risklevelduringsignin":     rawField("RiskLevelDuringSignIn", xfNone, "raw.riskLevelDuringSignIn"),
