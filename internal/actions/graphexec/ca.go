@@ -372,11 +372,18 @@ func (e *Executor) ipRound(ctx context.Context, ops []*ipOp) {
 		polState = st
 	}
 	if len(gone) > 0 {
-		note, err := e.dropLocations(ctx, c, gone, ids)
+		drop, inUse, note, err := e.dropLocations(ctx, c, gone, ids)
+		for l, err := range inUse {
+			fail(l.ops, err)
+		}
 		if err != nil {
-			fail(goneOps, err)
-		} else {
 			for _, l := range gone {
+				if inUse[l] == nil {
+					fail(l.ops, err)
+				}
+			}
+		} else {
+			for _, l := range drop {
 				_, derr := e.idpCall(ctx, c, abs.DELETE, seg("identity", "conditionalAccess", "namedLocations", l.ID), nil)
 				if derr != nil && Classify(derr, "").Status != http.StatusNotFound {
 					fail(l.ops, Classify(derr, permCA))
@@ -403,17 +410,65 @@ func (e *Executor) ipRound(ctx context.Context, ops []*ipOp) {
 // dropLocations removes the emptied locations from Responder's policy before
 // they are deleted (Entra refuses to delete a location a policy references,
 // and a policy may not name a location that does not exist). keep are the
-// locations that still hold ranges: the policy keeps (or gains) them. When
-// none is left the policy is deleted rather than left without a location
-// condition, which would block every sign-in; the next block_ip creates it
-// again, in the configured state. It returns a note for the details.
-func (e *Executor) dropLocations(ctx context.Context, c *calls, gone []*location, keep []string) (string, error) {
+// locations that still hold ranges: the policy keeps (or gains) them. A
+// location another policy also uses is not touched: its requests fail in
+// inUse (the unblock would otherwise leave the range in a location no longer
+// Responder's to manage), and it stays in Responder's policy, still blocking.
+// When the policy would be left naming no location it is deleted rather than
+// left without a location condition, which would block every sign-in; the
+// next block_ip creates it again, in the configured state. It returns the
+// locations to delete and a note for the details.
+func (e *Executor) dropLocations(ctx context.Context, c *calls, gone []*location, keep []string) (drop []*location, inUse map[*location]error, note string, err error) {
 	raws, err := e.idpList(ctx, c, caPolicies, permCARead)
 	if err != nil {
-		return "", err
+		return nil, nil, "", err
 	}
-	isGone := func(id string) bool {
-		return slices.ContainsFunc(gone, func(l *location) bool { return strings.EqualFold(l.ID, id) })
+	type policy struct {
+		raw        map[string]any
+		id, name   string
+		incl, excl []string
+	}
+	var ours *policy
+	var others []policy
+	for _, r := range raws {
+		var p policy
+		if json.Unmarshal(r, &p.raw) != nil {
+			continue
+		}
+		p.id, _ = p.raw["id"].(string)
+		p.name, _ = p.raw["displayName"].(string)
+		cond, _ := p.raw["conditions"].(map[string]any)
+		locs, _ := cond["locations"].(map[string]any)
+		for k, dst := range map[string]*[]string{"includeLocations": &p.incl, "excludeLocations": &p.excl} {
+			xs, _ := locs[k].([]any)
+			for _, x := range xs {
+				if s, _ := x.(string); s != "" {
+					*dst = append(*dst, s)
+				}
+			}
+		}
+		if p.name == e.cfg.PolicyName && ours == nil {
+			ours = &p
+		} else {
+			others = append(others, p)
+		}
+	}
+	uses := func(p policy, id string) bool {
+		eq := func(x string) bool { return strings.EqualFold(x, id) }
+		return slices.ContainsFunc(p.incl, eq) || slices.ContainsFunc(p.excl, eq)
+	}
+	inUse = map[*location]error{}
+	for _, l := range gone {
+		if i := slices.IndexFunc(others, func(p policy) bool { return uses(p, l.ID) }); i >= 0 {
+			inUse[l] = &actions.Error{Class: actions.Permanent, Code: "NamedLocationInUse",
+				Message: fmt.Sprintf("the range was the last of %q, which Conditional Access policy %q (%s) also uses: the location cannot be deleted, so the range stays blocked; remove the location from that policy and retry", l.DisplayName, others[i].name, others[i].id)}
+			keep = append(keep, l.ID)
+			continue
+		}
+		drop = append(drop, l)
+	}
+	if len(drop) == 0 || ours == nil {
+		return drop, inUse, "", nil
 	}
 	defer func() {
 		// Verify the policy again at the next block.
@@ -421,58 +476,45 @@ func (e *Executor) dropLocations(ctx context.Context, c *calls, gone []*location
 		e.ips.policyAt = time.Time{}
 		e.ips.mu.Unlock()
 	}()
-	for _, r := range raws {
-		var raw map[string]any
-		if json.Unmarshal(r, &raw) != nil || raw["displayName"] != e.cfg.PolicyName {
-			continue
-		}
-		id, _ := raw["id"].(string)
-		if len(keep) == 0 {
-			_, err := e.idpCall(ctx, c, abs.DELETE, seg("identity", "conditionalAccess", "policies", id), nil)
-			if err != nil && Classify(err, "").Status != http.StatusNotFound {
-				return "", Classify(err, permCA)
-			}
-			e.ips.mu.Lock()
-			e.ips.policyID = ""
-			e.ips.mu.Unlock()
-			return fmt.Sprintf(", and policy %q, left with no blocked range, was deleted (the next block creates it again)", e.cfg.PolicyName), nil
-		}
-		cond, _ := raw["conditions"].(map[string]any)
-		locs, _ := cond["locations"].(map[string]any)
-		if cond == nil || locs == nil {
-			return "", nil
-		}
-		need := false
-		for _, k := range []string{"includeLocations", "excludeLocations"} {
-			xs, _ := locs[k].([]any)
-			out := []string{}
-			for _, x := range xs {
-				if s, _ := x.(string); s != "" && !isGone(s) {
-					out = append(out, s)
-				} else {
-					need = true
-				}
-			}
-			if k == "includeLocations" {
-				for _, id := range keep {
-					if !slices.Contains(out, id) {
-						out = append(out, id)
-						need = true
-					}
-				}
-			}
-			if _, ok := locs[k]; ok || len(out) > 0 {
-				locs[k] = out
-			}
-		}
-		if need {
-			if _, err := e.idpCall(ctx, c, abs.PATCH, seg("identity", "conditionalAccess", "policies", id), map[string]any{"conditions": cond}); err != nil {
-				return "", Classify(err, permCA)
-			}
-		}
-		return fmt.Sprintf(" after policy %q stopped naming it", e.cfg.PolicyName), nil
+	dropped := func(id string) bool {
+		return slices.ContainsFunc(drop, func(l *location) bool { return strings.EqualFold(l.ID, id) })
 	}
-	return "", nil
+	incl := slices.DeleteFunc(slices.Clone(ours.incl), dropped)
+	for _, id := range keep {
+		if !slices.ContainsFunc(incl, func(x string) bool { return strings.EqualFold(x, id) }) {
+			incl = append(incl, id)
+		}
+	}
+	if len(incl) == 0 {
+		_, err := e.idpCall(ctx, c, abs.DELETE, seg("identity", "conditionalAccess", "policies", ours.id), nil)
+		if err != nil && Classify(err, "").Status != http.StatusNotFound {
+			return nil, inUse, "", Classify(err, permCA)
+		}
+		e.ips.mu.Lock()
+		e.ips.policyID = ""
+		e.ips.mu.Unlock()
+		return drop, inUse, fmt.Sprintf(", and policy %q, left with no blocked range, was deleted (the next block creates it again)", e.cfg.PolicyName), nil
+	}
+	excl := slices.DeleteFunc(slices.Clone(ours.excl), dropped)
+	if !slices.Equal(incl, ours.incl) || len(excl) != len(ours.excl) {
+		cond, _ := ours.raw["conditions"].(map[string]any)
+		if cond == nil {
+			cond = map[string]any{}
+		}
+		locs, _ := cond["locations"].(map[string]any)
+		if locs == nil {
+			locs = map[string]any{}
+			cond["locations"] = locs
+		}
+		locs["includeLocations"] = incl
+		if _, ok := locs["excludeLocations"]; ok {
+			locs["excludeLocations"] = excl
+		}
+		if _, err := e.idpCall(ctx, c, abs.PATCH, seg("identity", "conditionalAccess", "policies", ours.id), map[string]any{"conditions": cond}); err != nil {
+			return nil, inUse, "", Classify(err, permCA)
+		}
+	}
+	return drop, inUse, fmt.Sprintf(" after policy %q stopped naming it", e.cfg.PolicyName), nil
 }
 
 // ipPlan applies block / unblock requests to the named locations read at the

@@ -133,3 +133,50 @@ func TestLegacyPlaceholderLocationReused(t *testing.T) {
 		t.Fatalf("locations: %v", got)
 	}
 }
+
+// TestUnblockLeavesOthersLocationsAlone (misuse): unblocking a range only an
+// administrator's own location holds touches nothing; and when the location
+// of Responder's last range is also used by another policy, the unblock is
+// an audited failure that deletes nothing and leaves the range blocked.
+func TestUnblockLeavesOthersLocationsAlone(t *testing.T) {
+	h := newHarness(t, hopts{exec: func(c *graphexec.Config) { c.CoalesceWindow = time.Millisecond }})
+	admin := `{"@odata.type":"#microsoft.graph.ipNamedLocation","id":"0000aaaa-0000-4000-8000-00000000000a","displayName":"Branch office","isTrusted":true,
+		"ipRanges":[{"@odata.type":"#microsoft.graph.iPv4CidrRange","cidrAddress":"198.51.100.0/24"}]}`
+	if err := h.sim.AddRawNamedLocation(json.RawMessage(admin)); err != nil {
+		t.Fatal(err)
+	}
+	o, _ := h.do(request(actions.UnblockIP, ip("198.51.100.0/24"), nil))
+	want(t, o, audit.Succeeded, "not blocked by Responder")
+	if got := rangesOf(h.sim); len(got) != 1 || len(got["Branch office"]) != 1 || wireCount(h.sim, "DELETE", "conditionalAccess") != 0 {
+		t.Fatalf("an administrator's location was touched: %v", got)
+	}
+
+	o, _ = h.do(request(actions.BlockIP, ip("203.0.113.7"), nil))
+	want(t, o, audit.Succeeded, "blocked")
+	var ours string
+	for _, l := range h.sim.NamedLocations() {
+		if l["displayName"] == "Responder blocked IPs 1" {
+			ours = l["id"].(string)
+		}
+	}
+	other := `{"displayName":"Admin: MFA outside the office","state":"enabled","conditions":{"users":{"includeUsers":["All"]},
+		"locations":{"includeLocations":["All"],"excludeLocations":["` + ours + `"]}},"grantControls":{"operator":"OR","builtInControls":["mfa"]}}`
+	if err := h.sim.AddRawPolicy(json.RawMessage(other)); err != nil {
+		t.Fatal(err)
+	}
+	o, rec := h.do(request(actions.UnblockIP, ip("203.0.113.7"), nil))
+	want(t, o, audit.Failed, "also uses")
+	if o.ErrorCode != "NamedLocationInUse" || rec.ErrorCode != "NamedLocationInUse" || o.Attempts != 1 {
+		t.Errorf("code %q/%q attempts %d", o.ErrorCode, rec.ErrorCode, o.Attempts)
+	}
+	if got := rangesOf(h.sim); len(got["Responder blocked IPs 1"]) != 1 || wireCount(h.sim, "DELETE", "conditionalAccess") != 0 {
+		t.Errorf("the range was not left blocked: %v, %d DELETEs", got, wireCount(h.sim, "DELETE", "conditionalAccess"))
+	}
+	for _, p := range h.sim.Policies() {
+		if p["displayName"] == "Responder: block sign-ins from blocked IPs" {
+			if b, _ := json.Marshal(p); !strings.Contains(string(b), ours) {
+				t.Errorf("Responder's policy dropped the location that still blocks: %s", b)
+			}
+		}
+	}
+}
