@@ -67,6 +67,22 @@
 //     Administrator; Get- cmdlets also Global Reader). Cmdlet failures are
 //     OData errors whose details carry "ErrorId|ExceptionType|text", e.g. 404
 //     Ex6F9304|…ManagementObjectNotFoundException for an unknown identity.
+//     RetireInvokeCommand(404|410) makes the endpoint answer as a retired
+//     one would (no cmdlet detail), for the engine's ExchangeInvokeCommandGone.
+//   - $filter and $select are checked against each resource's documented
+//     properties and operators (schema.go, which names Microsoft's texts): an
+//     unknown property is 400 "Invalid filter clause: Could not find a
+//     property named 'x' on type 'microsoft.graph.t'." ($select: "Parsing
+//     OData Select and Expand failed: …"; Outlook: RequestBroker--ParseUri), an
+//     operator the property does not support is 400 Request_UnsupportedQuery
+//     "Unsupported or invalid query filter clause specified for property 'x'
+//     of resource 'User'." on directory objects, BadRequest "Invalid filter
+//     clause" on reports, Identity Protection and Conditional Access, and
+//     ErrorInvalidUrlQueryFilter on Outlook. "in" and enum literals
+//     (microsoft.graph.riskLevel'high') parse.
+//   - IP named locations refuse private, loopback, link-local, shared and
+//     multicast ranges (public ranges only, as Entra's location condition
+//     says) and an update that would leave ipRanges empty.
 //   - Errors carry request-id and client-request-id (headers and innerError)
 //     and a zone-less innerError.date, as Graph sends them.
 //
