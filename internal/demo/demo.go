@@ -84,6 +84,10 @@ type Attack struct {
 	RuleID     string // the inbox rule the attacker created
 	KeptRuleID string // the user's own internal forwarding rule, which must survive
 	ForwardTo  string // the attacker's mailbox
+	// PhishMessageID is the phishing mail's internet message id; PhishCopies
+	// its message id in each mailbox (by UPN).
+	PhishMessageID string
+	PhishCopies    map[string]string
 }
 
 // BreakGlass is the seeded emergency-access account, protected by default.
@@ -505,7 +509,7 @@ func subjects(steps []*stepState, tenant *m365sim.Tenant) string {
 }
 
 func targetOf(r audit.Record) string {
-	for _, k := range []string{"user", "ip", "message_id"} {
+	for _, k := range []string{"user", "ip", "message_id", "device", "file", "url", "domain", "sender"} {
 		if v := r.Target[k]; v != "" {
 			return v
 		}

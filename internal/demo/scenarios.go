@@ -44,7 +44,7 @@ type scenario struct {
 
 // scenarios lists the attacks, the default first.
 func scenarios() []scenario {
-	return []scenario{
+	return append([]scenario{
 		{name: defaultScenario, alias: "high-risk-user", playbook: "high-risk-user",
 			attack: "Identity Protection rates a detection for the user high", play: riskyUser},
 		{name: "external-forwarding-rule", playbook: "external-forwarding-rule",
@@ -65,7 +65,7 @@ func scenarios() []scenario {
 			attack: "the user's account signs in from a Tor exit node", play: anonymousSignIn},
 		{name: "risky-detection-anonymous-ip", playbook: "risky-detection-anonymous-ip",
 			attack: "Identity Protection reports a sign-in from an anonymising address (the detection feed)", play: anonymousDetection},
-	}
+	}, defenderScenarios()...)
 }
 
 // ScenarioInfo describes one scenario.
@@ -375,6 +375,9 @@ func checkTenant(t *m365sim.Tenant, victim m365sim.User, atk Attack, st *stepSta
 	u, ok := t.User(target)
 	if !ok {
 		u = victim
+	}
+	if facts, problems, ok := checkDefender(t, atk, st); ok {
+		return facts, problems
 	}
 	switch st.step.Action {
 	case actions.DisableUser:

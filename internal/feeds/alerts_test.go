@@ -2,10 +2,12 @@ package feeds
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/responder-sec/responder/internal/bus"
 	"github.com/responder-sec/responder/internal/event"
 	"github.com/responder-sec/responder/internal/m365sim"
 )
@@ -48,6 +50,20 @@ func TestAlertsFeed(t *testing.T) {
 	}
 	if c := byKind["CommandAndControl"]; c.IP != "198.51.100.23" {
 		t.Errorf("C2 event: %+v", c)
+	}
+	// What the stream stores carries the evidence summary (the matcher reads it
+	// from there).
+	stream, err := e.bus.JS.Stream(ctx, bus.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := stream.GetLastMsgForSubject(ctx, bus.EventSubject(e.tn.Info().TenantID, string(event.SourceAlert), "Ransomware"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored event.Envelope
+	if err := json.Unmarshal(msg.Data, &stored); err != nil || stored.AlertField("device") != "4f1b6f1e0a5c3d2e1f00112233445566778899aa" || stored.Alert.Title == "" {
+		t.Errorf("stored event: %v %+v", err, stored.Alert)
 	}
 	next := 0
 	for _, w := range e.tn.WireLog() {

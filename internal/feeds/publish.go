@@ -2,6 +2,7 @@ package feeds
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -46,6 +47,23 @@ func appendEnvelope(dst []byte, env *event.Envelope) ([]byte, error) {
 	if env.IP != "" {
 		dst = append(dst, `,"ip":`...)
 		dst = appendJSONString(dst, env.IP)
+	}
+	if env.Mailbox != "" {
+		dst = append(dst, `,"mailbox":`...)
+		dst = appendJSONString(dst, env.Mailbox)
+	}
+	if env.RuleID != "" {
+		dst = append(dst, `,"rule_id":`...)
+		dst = appendJSONString(dst, env.RuleID)
+	}
+	if env.Alert != nil {
+		// Alerts are few: the evidence summary goes through encoding/json.
+		b, err := json.Marshal(env.Alert)
+		if err != nil {
+			return dst, fmt.Errorf("feeds: encode event %s: alert: %w", env.ID, err)
+		}
+		dst = append(dst, `,"alert":`...)
+		dst = append(dst, b...)
 	}
 	dst = append(dst, `,"raw":`...)
 	if len(env.Raw) == 0 {
