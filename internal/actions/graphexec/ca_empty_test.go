@@ -57,6 +57,13 @@ func TestUnblockLastRangeDeletesTheLocation(t *testing.T) {
 	if len(got) != 1 || len(got["Responder blocked IPs 1"]) != 1 || got["Responder blocked IPs 1"][0] != "2001:db8:1::5/128" {
 		t.Fatalf("after the first unblock: %v", got)
 	}
+	dr := request(actions.UnblockIP, ip("2001:db8:1::5"), nil)
+	dr.DryRun = true
+	do, _ := h.do(dr)
+	want(t, do, audit.DryRun, "the last range of \"Responder blocked IPs 1\": delete the location")
+	if len(h.sim.NamedLocations()) != 1 || len(h.sim.Policies()) != 1 {
+		t.Fatal("the dry run deleted something")
+	}
 	o, rec := h.do(request(actions.UnblockIP, ip("2001:db8:1::5"), nil))
 	want(t, o, audit.Succeeded, "was deleted")
 	if !strings.Contains(o.Detail, "policy") {
