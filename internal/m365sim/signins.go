@@ -51,6 +51,7 @@ func moreRoutes() []route {
 	rs = append(rs,
 		route{http.MethodGet, "auditLogs/signIns", permSignIns, thrReports, (*Tenant).listSignIns},
 		route{http.MethodGet, "auditLogs/signIns/{}", permSignIns, thrReports, (*Tenant).getSignIn},
+		route{http.MethodGet, "directory/deletedItems/{}", permDeletedRead, thrEntra, (*Tenant).getDeletedItem}, // userdelete.go
 	)
 	return rs
 }

@@ -89,6 +89,7 @@ type state struct {
 
 	users     map[string]*userRec // by id
 	userOrder []string
+	deleted   map[string]*deletedUser // soft-deleted users by id (userdelete.go)
 	domains   []map[string]any
 	roles     []*dirRole
 	groups    map[string]*groupRec // by id (roles.go)

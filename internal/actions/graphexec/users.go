@@ -27,7 +27,7 @@ func (e *Executor) getUser(ctx context.Context, c *calls, user string) (userStat
 	r := e.batch.do(ctx, c, &entraCall{kind: "GET user", method: http.MethodGet,
 		url: "/" + seg("users", user) + "?" + query("$select", "id,userPrincipalName,accountEnabled"), units: 1, perm: permUserRead})
 	if r.err != nil {
-		return userState{}, r.err
+		return userState{}, e.userGone(ctx, c, user, r.err) // gone.go
 	}
 	var u userState
 	if err := json.Unmarshal(r.body, &u); err != nil {
@@ -74,7 +74,7 @@ func (e *Executor) revokeSessions(ctx context.Context, user, perm string, plan b
 	r := e.batch.do(ctx, c, &entraCall{kind: "POST revoke", method: http.MethodPost, url: "/" + seg("users", user, "revokeSignInSessions"),
 		units: 1, writes: 1, perm: perm})
 	if r.err != nil {
-		return actions.Result{GraphRequestIDs: c.list()}, r.err
+		return actions.Result{GraphRequestIDs: c.list()}, e.userGone(ctx, c, user, r.err) // gone.go
 	}
 	aj, _ := json.Marshal(map[string]any{"revokeSignInSessions": true, "at": time.Now().UTC()})
 	return actions.Result{Detail: "sign-in sessions revoked (refresh tokens invalidated; access tokens expire within their lifetime)", After: aj, GraphRequestIDs: c.list()}, nil
