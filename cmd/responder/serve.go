@@ -25,6 +25,7 @@ import (
 type serveCmd struct {
 	tenantFlags
 	busFlags
+	consoleFlags
 	Listen           string        `help:"Embedded NATS listen address (loopback unless told otherwise; anything else needs --nats-listen-tls-cert)." default:"127.0.0.1:4222" env:"RESPONDER_NATS_LISTEN"`
 	ListenTLSCert    string        `name:"nats-listen-tls-cert" help:"Embedded NATS server certificate (PEM)." env:"RESPONDER_NATS_LISTEN_TLS_CERT" type:"path"`
 	ListenTLSKey     string        `name:"nats-listen-tls-key" help:"Private key of --nats-listen-tls-cert (mode 0600)." env:"RESPONDER_NATS_LISTEN_TLS_KEY" type:"path"`
@@ -159,9 +160,14 @@ func (c *serveCmd) Run(e *env) error {
 		}
 		blast.PerAction[name] = n
 	}
+	consoleKP, consolePub, err := c.consoleKey(c.DataDir, c.OpsAddr, e.log)
+	if err != nil {
+		return err
+	}
 	eng, err := engine.New(e.ctx, engine.Config{
-		Blast: blast,
-		Bus:   bc, Credentials: creds, PlaybookDir: c.Playbooks, PlaybookWatch: watchEvery(c.PlaybookWatch), DataDir: c.DataDir,
+		ConsoleKey: consolePub,
+		Blast:      blast,
+		Bus:        bc, Credentials: creds, PlaybookDir: c.Playbooks, PlaybookWatch: watchEvery(c.PlaybookWatch), DataDir: c.DataDir,
 		Protected: actions.Protected{Users: protected, Roles: roles}, DryRun: c.DryRun, Logger: e.log,
 		IP:           actions.IPPolicy{NeverBlock: neverBlock},
 		AnalystsFile: c.Analysts, OpsAddr: c.OpsAddr, OpsToken: c.OpsToken, OpsHosts: c.OpsHosts, Approvals: rules,
@@ -171,6 +177,11 @@ func (c *serveCmd) Run(e *env) error {
 		return err
 	}
 	defer eng.Close()
+	closeConsole, err := c.attach(eng, consoleKP, creds, c.OpsAddr, c.OpsHosts, c.natsAuthFlags, e.log)
+	if err != nil {
+		return err
+	}
+	defer closeConsole()
 	if err := writeContext(c.DataDir, localContext{NatsURL: eng.Bus().ClientURL(), TenantID: creds.TenantID, Started: time.Now().UTC()}); err != nil {
 		e.log.Warn("could not write the local context", "err", err)
 	}

@@ -151,3 +151,11 @@ func FreeLoopbackAddr(ctx context.Context) (string, error) {
 	addr := ln.Addr().String()
 	return addr, ln.Close()
 }
+
+// URL is where people open the console.
+func (c *Console) URL() string {
+	if o, ok := c.redirectOrigin(); ok {
+		return o + "/"
+	}
+	return c.cfg.RedirectURL
+}

@@ -51,6 +51,15 @@ type Options struct {
 	Prepare func(*m365sim.Tenant)
 	// Engine may change the engine's configuration before it starts.
 	Engine func(engine.Config) engine.Config
+	// Console, when set, is called once the engine is built and before it
+	// runs (demo --console mounts the web console there); the func it
+	// returns is called when the demo ends.
+	Console func(eng *engine.Engine, tenant *m365sim.Tenant) (func(), error)
+	// Hold, when set, is called after a scenario that passed, while the
+	// engine and the tenant keep running, with the caller's context (not
+	// bounded by Timeout): demo --console waits there until interrupted,
+	// and the console's browser tests drive it.
+	Hold func(ctx context.Context, eng *engine.Engine, tenant *m365sim.Tenant, res Result) error
 }
 
 // Result is what a run observed.
@@ -224,6 +233,7 @@ func run(ctx context.Context, o Options, sc scenario) (Result, error) {
 		return res, fmt.Errorf("demo: scenario %s: %w: playbook %q is switched off (enabled: false in %s); enable it to play this scenario",
 			sc.name, ErrPlaybookDisabled, pb.Name, pb.File)
 	}
+	outer := ctx
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 
@@ -296,7 +306,18 @@ func run(ctx context.Context, o Options, sc scenario) (Result, error) {
 		fmt.Fprintf(o.Out, "Scenario %s exercises playbook %s and waits for: %s\n", sc.name, pb.Name, expectation(pb, o.Approve))
 	}
 
-	runCtx, stopEngine := context.WithCancel(ctx)
+	if o.Console != nil {
+		done, err := o.Console(eng, tenant)
+		if err != nil {
+			return res, err
+		}
+		defer done()
+	}
+	engineCtx := ctx
+	if o.Hold != nil {
+		engineCtx = outer // the engine outlives the scenario's timeout
+	}
+	runCtx, stopEngine := context.WithCancel(engineCtx)
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- eng.Run(runCtx) }()
 	defer func() {
@@ -463,6 +484,9 @@ wait:
 		fmt.Fprintf(o.Out, "Contained %s in %.2fs; %s waits for approval.\n", subjects(steps, tenant), res.Elapsed.Seconds(), strings.Join(waits, ", "))
 	} else {
 		fmt.Fprintf(o.Out, "Contained %s in %.2fs.\n", subjects(steps, tenant), res.Elapsed.Seconds())
+	}
+	if o.Hold != nil {
+		return res, o.Hold(outer, eng, tenant, res)
 	}
 	return res, nil
 }

@@ -115,12 +115,14 @@ func (t *Tenant) redirectAllowed(clientID, uri string) bool {
 	return slices.Contains(t.oidc.redirects[strings.ToLower(clientID)], uri)
 }
 
-// jwks answers the keys endpoint.
+// jwks answers the keys endpoint. Microsoft also publishes x5t and x5c
+// (the signing certificate); the emulator signs with a bare key, so it gives
+// kid, n and e only (RFC 7517 makes the certificate members optional).
 func (t *Tenant) jwks() *resp {
 	t.oidc.init()
 	pub := t.oidc.key.PublicKey
 	return jsonPlain(http.StatusOK, map[string]any{"keys": []any{map[string]any{
-		"kty": "RSA", "use": "sig", "kid": t.oidc.kid, "x5t": t.oidc.kid,
+		"kty": "RSA", "use": "sig", "kid": t.oidc.kid,
 		"n": b64(pub.N.Bytes()), "e": b64(big.NewInt(int64(pub.E)).Bytes()),
 		"issuer": t.base + "/" + t.opts.TenantID + "/v2.0",
 	}}})
