@@ -25,6 +25,7 @@ func TestActionOnADeletedUserIsAClearFailure(t *testing.T) {
 		{actions.DisableUser, u.ID, "user " + u.ID + " no longer exists (deleted 20"},
 		{actions.RevokeSessions, u.ID, "user " + u.ID + " no longer exists (deleted 20"},
 		{actions.DisableUser, u.UserPrincipalName, "user " + u.UserPrincipalName + " no longer exists (deleted, or never in this directory)"},
+		{actions.ResetPassword, u.ID, "user " + u.ID + " no longer exists (deleted 20"},
 	} {
 		o, rec := h.do(request(tc.action, user(tc.target), nil))
 		if o.Outcome != audit.Failed || !strings.Contains(rec.Detail, tc.want) || !strings.Contains(rec.Detail, "nothing to do") || rec.Attempts > 1 {

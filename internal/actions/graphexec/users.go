@@ -99,7 +99,7 @@ func (e *Executor) resetPassword(ctx context.Context, user, perm string, plan bo
 		"passwordProfile": map[string]any{"password": pw, "forceChangePasswordNextSignIn": true},
 	})
 	if err != nil {
-		return actions.Result{GraphRequestIDs: c.list()}, e.roleDenied(ctx, c, user, err, perm, true)
+		return actions.Result{GraphRequestIDs: c.list()}, e.userGone(ctx, c, user, e.roleDenied(ctx, c, user, err, perm, true))
 	}
 	aj, _ := json.Marshal(map[string]any{"passwordProfile": map[string]any{"forceChangePasswordNextSignIn": true, "password": "[never recorded]"}, "at": time.Now().UTC()})
 	return actions.Result{Detail: "password reset to a generated value; the user must change it at next sign-in", After: aj,
