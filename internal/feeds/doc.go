@@ -27,8 +27,18 @@
 //     envelope id (id:timestamp), so it is a new event. The two risk feeds share
 //     the tenant's 1 request per second TenantBudget with Conditional Access
 //     actions; polls take PriorityPoll and yield to PriorityAction. A tenant
-//     without the licence a feed needs gets one error naming it (ErrNoLicence);
-//     that poller asks again every LicenceRecheck and the other feeds go on.
+//     without the licence a feed needs (403
+//     Authentication_RequestFromNonPremiumTenantOrB2CTenant) parks that feed
+//     (parked.go): the status says parked, why and since when, one log line
+//     and one audit record tell it, it asks again every LicenceRecheck (1 h)
+//     and the other feeds go on. The sign-in feed re-scans the last 2h15m
+//     every 15 min and publishes a record whose MFA, Conditional Access or
+//     risk fields changed once more, as <id>:rev-<fingerprint>
+//     (signinrev.go); the risk feeds re-scan 48 h hourly for offline
+//     detections.
+//   - A Management Activity start refused as too frequent (403, code "429",
+//     "retry again after 14m 56s") is waited out, and the wait is kept in KV
+//     (bus.SubscriptionStartAfterKey) so that a restart does not ask again.
 //
 // # Delivery: exactly once in EVENTS across crashes
 //

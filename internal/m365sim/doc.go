@@ -41,9 +41,13 @@
 //     get, $filter with doubled single quotes in literals, $search, $orderby/InefficientFilter,
 //     $skip paging, delete, permanentDelete, move with a new id),
 //     conditionalAccess namedLocations and policies (limits below),
-//     auditLogs/signIns (newest first; SetPremium(false) → 403
-//     Authentication_RequestFromNonPremiumTenantOrB2CTenant), identityProtection
-//     riskDetections and riskyUsers (confirmCompromised, dismiss), and $batch
+//     auditLogs/signIns (newest first; versions that change later,
+//     UpdateSignIn / CompleteSignInMFA: signinupdate.go), identityProtection
+//     riskDetections and riskyUsers (confirmCompromised, dismiss), the Entra ID
+//     edition (Options.Licence / SetLicence: P1 → riskyUsers 403, Free → also
+//     riskDetections and signIns 403 Authentication_RequestFromNonPremiumTenantOrB2CTenant:
+//     licence.go), deleted users (DeleteUser, directory/deletedItems/{id};
+//     Identity Protection records stay: userdelete.go), and $batch
 //     (≤ 20 steps, unique ids, dependsOn with 424, per-step status, faults and
 //     throttling applied per step). Ids are taken from EscapedPath, so ids
 //     holding %2F survive. Request bodies are gunzipped (kiota compresses all).
@@ -144,8 +148,11 @@
 //
 // Tokens are HS256-signed (no JWKS); nobody but the emulator validates them.
 // Webhooks are recorded but never validated or notified; notifications list is
-// empty. Content is listed whether it was created before or after the
-// subscription started, and start is not throttled to one per 15 minutes.
+// empty. Content created before a subscription started or while it was stopped
+// is never listed, and starts are throttled to one per 15 minutes per content
+// type, as Microsoft does (manage_subs.go; tests that subscribed before their
+// content call StartSubscription). A P1 tenant's limited risk-detection
+// information is not modelled.
 // Exact wording of some messages is inferred ([U] in the notes): the Exchange
 // admin API's 403 for a missing permission or role, the error ids of its
 // ParameterBinding, access-denied and CommandNotFound failures (ExSim…),
