@@ -272,12 +272,18 @@ func (v *Verifier) Allowed(who audit.Actor, action actions.Name) string {
 // actions, and returns who the request is from: the signer, or for a console
 // key the person signed in whom it names.
 func (v *Verifier) authorize(signer Analyst, req *actions.Request) (Analyst, error) {
-	if signer.Role == RoleConsole {
-		p, err := v.OnBehalf(signer, req.RequestedBy)
+	by := req.RequestedBy
+	switch {
+	case signer.Role == RoleConsole:
+		p, err := v.OnBehalf(signer, by)
 		if err != nil {
 			return Analyst{}, err
 		}
 		signer = p
+	case signer.Role != RoleEngine && (by.EntraOID != "" || by.UPN != "" || by.TokenID != "" || by.Groups != ""):
+		// Only a console vouches for an Entra identity: an analyst key
+		// naming one would put someone else's object id in the audit trail.
+		return Analyst{}, rejectf(Unauthorised, "%s signed a request naming an Entra identity; only a console key may", signer.Name)
 	}
 	return signer, authorizeAs(signer, req)
 }
