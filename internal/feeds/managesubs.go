@@ -213,10 +213,20 @@ func (st *ctState) loadStartAfter(ctx context.Context) {
 		return
 	}
 	st.waitLoaded = true
-	if found && d.StartAfter.After(st.startAfter) {
-		st.startAfter = d.StartAfter
+	if !found || !d.StartAfter.After(st.startAfter) {
+		return
 	}
+	// Microsoft's wait is 15 minutes; a stored one far longer is not its
+	// answer (a clock jump, or a tampered bucket) and would stop the feed.
+	if limit := st.p.cfg.Now().UTC().Add(maxStartWait); d.StartAfter.After(limit) {
+		st.log.Warn("stored subscription start wait ignored: longer than Microsoft ever asks", "start_after", d.StartAfter, "max", maxStartWait)
+		return
+	}
+	st.startAfter = d.StartAfter
 }
+
+// maxStartWait bounds a stored start wait (Microsoft asks for 15 minutes).
+const maxStartWait = time.Hour
 
 // saveStartAfter stores the start wait for the next process.
 func (st *ctState) saveStartAfter(ctx context.Context) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/responder-sec/responder/internal/bus"
 	"github.com/responder-sec/responder/internal/m365sim"
 )
 
@@ -56,5 +57,25 @@ func TestManagementStartWaitSurvivesARestart(t *testing.T) {
 	}
 	if n := startsOf(e, ct); n != 2 {
 		t.Fatalf("an enabled subscription was started again (%d starts)", n)
+	}
+}
+
+// A stored start wait longer than Microsoft ever asks (a tampered bucket or a
+// clock jump) does not stop the feed: it is ignored and the subscription is
+// started.
+func TestManagementStartWaitTooLongIsIgnored(t *testing.T) {
+	e := newEnv(t, m365sim.Options{})
+	ct := "Audit.Exchange"
+	if _, err := e.kv.Put(context.Background(), bus.SubscriptionStartAfterKey(ct),
+		[]byte(`{"start_after":"`+e.clock.Now().Add(24*365*time.Hour).UTC().Format(time.RFC3339)+`"}`)); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.manageConfig()
+	cfg.ContentTypes = []string{ct}
+	if err := NewManagementPoller(cfg).PollOnce(context.Background()); err != nil {
+		t.Fatalf("poll with a year-long stored wait: %v", err)
+	}
+	if n := startsOf(e, ct); n != 1 {
+		t.Fatalf("%d starts, want 1", n)
 	}
 }
