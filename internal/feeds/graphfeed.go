@@ -369,7 +369,7 @@ func (p *GraphPoller) window(ctx context.Context, from, to time.Time) (int, erro
 				}
 				base := env.ID
 				if p.seen.has(base) {
-					env.ID = base + ":rev-" + fp
+					env.ID = base + event.RevisionMark + fp
 				}
 				tag = len(versions)
 				versions = append(versions, [2]string{base, ver})

@@ -247,7 +247,9 @@ func (m *MemCounter) Keys() int {
 func (p *Playbook) observation(c *evalCtx, followUp bool) (Observation, bool) {
 	th := p.Trigger.Threshold
 	o := Observation{
-		Playbook: p.Name, EventID: c.env.ID, Time: c.env.Time, FollowUp: followUp,
+		// A later version of a record (a sign-in completed with its MFA
+		// details) counts as the record it revises.
+		Playbook: p.Name, EventID: event.RecordID(c.env.ID), Time: c.env.Time, FollowUp: followUp,
 		Count: th.Count, Distinct: th.distinct != nil, Window: th.Window, Then: th.Then != nil,
 	}
 	var parts []string
