@@ -174,6 +174,9 @@ func findByID(list []map[string]any, id string) int {
 }
 
 func (t *Tenant) getNamedLocation(r *req, p []string) *resp {
+	if res := t.checkQuery(r, namedLocationSchema()); res != nil {
+		return res
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	i := findByID(t.st.namedLocations, p[0])
@@ -320,6 +323,9 @@ func (t *Tenant) createPolicy(r *req, _ []string) *resp {
 }
 
 func (t *Tenant) getPolicy(r *req, p []string) *resp {
+	if res := t.checkQuery(r, caPolicySchema()); res != nil {
+		return res
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	i := findByID(t.st.policies, p[0])

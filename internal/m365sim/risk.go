@@ -225,6 +225,9 @@ func (t *Tenant) listRiskDetections(r *req, _ []string) *resp {
 }
 
 func (t *Tenant) getRiskDetection(r *req, p []string) *resp {
+	if res := t.checkQuery(r, riskDetectionSchema()); res != nil {
+		return res
+	}
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -252,6 +255,9 @@ func (t *Tenant) listRiskyUsers(r *req, _ []string) *resp {
 }
 
 func (t *Tenant) getRiskyUser(r *req, p []string) *resp {
+	if res := t.checkQuery(r, riskyUserSchema()); res != nil {
+		return res
+	}
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()

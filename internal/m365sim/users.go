@@ -367,6 +367,9 @@ func (t *Tenant) roleLocked(key string) *dirRole {
 }
 
 func (t *Tenant) getRole(r *req, p []string) *resp {
+	if res := t.checkQuery(r, directoryRoleSchema()); res != nil {
+		return res
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	d := t.roleLocked(p[0])
