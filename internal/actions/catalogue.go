@@ -336,7 +336,7 @@ var catalogue = map[Name]Spec{
 		Name: UnblockSender, Target: "sender", InverseOnly: true, Inverse: BlockSender,
 		Description: "remove the Tenant Allow/Block List entry a block_sender created (Remove-TenantAllowBlockListItems -ListType Sender -Ids)",
 		API:         APIExchange, Permissions: []Clause{exchangeApp}, Role: TABLRole,
-		Why:    "`Remove-TenantAllowBlockListItems -Ids` of the entry Responder created (only as the inverse an undo issues)",
+		Why:    "`Remove-TenantAllowBlockListItems -Ids` of the entry Responder created",
 		Calls:  "Exchange Online admin API: POST /adminapi/beta/{tenant}/InvokeCommand Get-TenantAllowBlockListItems -ListType Sender -Entry; Remove-TenantAllowBlockListItems -ListType Sender -Ids",
 		Params: []string{"entry_id"}, Parse: parseUnblockSender,
 		RepeatSafe: true,
