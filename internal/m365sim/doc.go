@@ -73,6 +73,21 @@
 //     Ex6F9304|…ManagementObjectNotFoundException for an unknown identity.
 //     RetireInvokeCommand(404|410) makes the endpoint answer as a retired
 //     one would (no cmdlet detail), for the engine's ExchangeInvokeCommandGone.
+//     The Tenant Allow/Block List sender cmdlets (exchange_tabl.go):
+//     New-/Get-/Remove-TenantAllowBlockListItems -ListType Sender, with the
+//     limits of "Allow or block email using the Tenant Allow/Block List"
+//     (500 block entries without Defender for Office 365, 20 entries a call,
+//     a block's expiration date at most 90 days ahead and not past,
+//     ExpirationDate xor NoExpiration) and its roles (Security
+//     Administrator, which the default app holds, Exchange Administrator,
+//     Global Administrator, Security Operator; readers may Get-).
+//   - Defender XDR alerts (alerts.go): GET /security/alerts_v2 and /{id}
+//     (SecurityAlert.Read.All), newest first, $filter on the documented
+//     properties (lastUpdateDateTime, createdDateTime, severity,
+//     serviceSource, status…), $top and $skip with @odata.nextLink;
+//     InjectAlert builds alerts with device, file, user, mailbox,
+//     analysed-message, URL and IP evidence; UpdateAlert moves
+//     lastUpdateDateTime as the service does on any change.
 //   - $filter and $select are checked against each resource's documented
 //     properties and operators (schema.go, which names Microsoft's texts): an
 //     unknown property is 400 "Invalid filter clause: Could not find a
