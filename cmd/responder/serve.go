@@ -26,6 +26,7 @@ type serveCmd struct {
 	tenantFlags
 	busFlags
 	consoleFlags
+	notifyFlags
 	Listen           string        `help:"Embedded NATS listen address (loopback unless told otherwise; anything else needs --nats-listen-tls-cert)." default:"127.0.0.1:4222" env:"RESPONDER_NATS_LISTEN"`
 	ListenTLSCert    string        `name:"nats-listen-tls-cert" help:"Embedded NATS server certificate (PEM)." env:"RESPONDER_NATS_LISTEN_TLS_CERT" type:"path"`
 	ListenTLSKey     string        `name:"nats-listen-tls-key" help:"Private key of --nats-listen-tls-cert (mode 0600)." env:"RESPONDER_NATS_LISTEN_TLS_KEY" type:"path"`
@@ -164,10 +165,14 @@ func (c *serveCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
+	notifications, err := c.notifySettings(c.ConsoleRedirectURL, c.OpsAddr)
+	if err != nil {
+		return err
+	}
 	eng, err := engine.New(e.ctx, engine.Config{
-		ConsoleKey: consolePub,
-		Blast:      blast,
-		Bus:        bc, Credentials: creds, PlaybookDir: c.Playbooks, PlaybookWatch: watchEvery(c.PlaybookWatch), DataDir: c.DataDir,
+		ConsoleKey: consolePub, Notify: notifications,
+		Blast: blast,
+		Bus:   bc, Credentials: creds, PlaybookDir: c.Playbooks, PlaybookWatch: watchEvery(c.PlaybookWatch), DataDir: c.DataDir,
 		Protected: actions.Protected{Users: protected, Roles: roles}, DryRun: c.DryRun, Logger: e.log,
 		IP:           actions.IPPolicy{NeverBlock: neverBlock},
 		AnalystsFile: c.Analysts, OpsAddr: c.OpsAddr, OpsToken: c.OpsToken, OpsHosts: c.OpsHosts, Approvals: rules,

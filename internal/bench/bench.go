@@ -85,6 +85,8 @@ func Scenarios() map[string]Scenario {
 			Description: "a burst of N block_ip requests (default 200) in a fresh tenant under the 1 request/s Conditional Access budget with 50 ms Graph latency: elapsed time against the time the budget allows for the fewest requests, 4 + 2(ceil(N/C) - 1) (goal <= 1.10; checks: every address in Responder's named location, the policy blocks it, every request succeeded, no request beyond the fewest)"},
 		{Name: "ingest", Owner: "internal/feeds", Run: runIngest,
 			Description: "Management Activity records read from the emulated tenant over TLS (budget on) through the whole poller into EVENTS per second, against a plain JetStream async publish in the same run (goal >= 0.5), blobs of 2,000 and 20,000 (checks: every record published once, poller peak memory < 200 MB)"},
+		{Name: "audit-query", Owner: "internal/auditindex", Run: runAuditQuery,
+			Description: "N audit records (default 1,000,000, a year of a busy tenant) written by the engine's writer and indexed, then filtered pages of 50 newest first (target, actor, action, request; with time, outcome, playbook) through the engine's query service as a reviewer: p99 page time (goal < 500 ms; checks: every record written, the index covers the trail, each page holds exactly the matching records)"},
 		{Name: "match", Owner: "internal/playbook", Run: runMatch,
 			Description: "events matched against the shipped playbooks per second"},
 	}

@@ -97,6 +97,10 @@ type Config struct {
 	Defender DefenderSettings
 	Blast           actions.BlastLimits
 	IP              actions.IPPolicy
+
+	// Notify posts requests held for approval and failed ones to webhooks
+	// (notify.go); no webhook: off.
+	Notify NotifySettings
 }
 
 // Engine is one running Responder process.
@@ -330,6 +334,11 @@ func (e *Engine) run(ctx context.Context) error {
 		"auditquery": query.Run,
 	}
 	parts["audit-head"] = e.auditHead.Run
+	if run, err := e.notifier(kv); err != nil {
+		return err
+	} else if run != nil {
+		parts["notify"] = run
+	}
 	// The audit index behind filtered and newest-first audit pages.
 	indexer, err := auditindex.NewIndexer(auditindex.IndexerConfig{Tenant: tenant, JS: e.bus.JS, Logger: e.log.With("part", "auditindex")})
 	if err != nil {

@@ -5,10 +5,12 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/responder-sec/responder/internal/actions"
 	"github.com/responder-sec/responder/internal/audit"
+	"github.com/responder-sec/responder/internal/notify"
 	"github.com/responder-sec/responder/internal/ops"
 )
 
@@ -18,10 +20,18 @@ type recorder struct {
 	inner   actions.Recorder
 	metrics *ops.Metrics
 	seen    *eventTimes
+	// notifier, once the engine runs one, is told of requests held for
+	// approval and failed (notify.go).
+	notifier atomic.Pointer[notify.Notifier]
 }
 
 func (r *recorder) Append(ctx context.Context, rec audit.Record) (audit.Record, error) {
 	out, err := r.inner.Append(ctx, rec)
+	if n := r.notifier.Load(); n != nil && err == nil {
+		if ev, ok := notify.FromRecord(out); ok {
+			n.Enqueue(ev)
+		}
+	}
 	if err == nil && rec.Action != "" && rec.Outcome.Final() {
 		var since time.Duration
 		if t, ok := r.seen.get(rec.EventID); ok {
