@@ -89,3 +89,70 @@ func directBatch(ctx context.Context, nc *nats.Conn, stream string, seq uint64, 
 		}
 	}
 }
+
+// directReq is one direct get: a message by sequence (Batch 0), or up to
+// Batch messages from Seq on (on NextFor, if set).
+type directReq struct {
+	Seq     uint64 `json:"seq,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+	Batch   int    `json:"batch,omitempty"`
+}
+
+// directMany sends every request at once on one reply subscription and
+// returns each one's messages (none for a sequence or subject with nothing
+// stored): one round trip for the lot instead of one each.
+func directMany(ctx context.Context, nc *nats.Conn, stream string, reqs []directReq) ([][]stored, error) {
+	out := make([][]stored, len(reqs))
+	if len(reqs) == 0 {
+		return out, nil
+	}
+	prefix := nc.NewInbox()
+	sub, err := nc.SubscribeSync(prefix + ".*")
+	if err != nil {
+		return nil, fmt.Errorf("direct get %s: %w", stream, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		return nil, fmt.Errorf("direct get %s: %w", stream, err)
+	}
+	api := "$JS.API.DIRECT.GET." + stream
+	for i, r := range reqs {
+		body, err := json.Marshal(r)
+		if err != nil {
+			return nil, err
+		}
+		if err := nc.PublishRequest(api, prefix+"."+strconv.Itoa(i), body); err != nil {
+			return nil, fmt.Errorf("direct get %s: %w", stream, err)
+		}
+	}
+	finished := make([]bool, len(reqs))
+	open := len(reqs)
+	for open > 0 {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("direct get %s: %w", stream, err)
+		}
+		i, err := strconv.Atoi(m.Subject[len(prefix)+1:])
+		if err != nil || i < 0 || i >= len(reqs) || finished[i] {
+			continue
+		}
+		if status := m.Header.Get("Status"); status != "" {
+			if status != "204" && status != "404" {
+				return nil, fmt.Errorf("direct get %s: status %s %s", stream, status, m.Header.Get("Description"))
+			}
+			finished[i] = true
+			open--
+			continue
+		}
+		seq, err := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("direct get %s: reply without a sequence", stream)
+		}
+		out[i] = append(out[i], stored{seq: seq, subject: m.Header.Get("Nats-Subject"), data: m.Data})
+		if reqs[i].Batch == 0 {
+			finished[i] = true
+			open--
+		}
+	}
+	return out, nil
+}

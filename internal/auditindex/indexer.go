@@ -70,18 +70,7 @@ func Mark(ctx context.Context, js jetstream.JetStream, tenant string) (uint64, e
 	if err != nil {
 		return 0, fmt.Errorf("auditindex: stream %s: %w", bus.StreamAuditIndex, err)
 	}
-	m, err := s.GetLastMsgForSubject(ctx, bus.AuditIndexMarkSubject(tenant))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("auditindex: read mark: %w", err)
-	}
-	v, n := binary.Uvarint(m.Data)
-	if n <= 0 {
-		return 0, fmt.Errorf("auditindex: malformed mark at seq %d", m.Sequence)
-	}
-	return v, nil
+	return markOf(ctx, s, tenant)
 }
 
 type chunkKey struct {
@@ -221,4 +210,20 @@ func (ix *Indexer) flush(ctx context.Context, pending map[chunkKey][]entry, last
 		return fmt.Errorf("auditindex: write mark: %w", err)
 	}
 	return nil
+}
+
+// markOf reads the mark from the index stream's handle.
+func markOf(ctx context.Context, idx jetstream.Stream, tenant string) (uint64, error) {
+	m, err := idx.GetLastMsgForSubject(ctx, bus.AuditIndexMarkSubject(tenant))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("auditindex: read mark: %w", err)
+	}
+	v, n := binary.Uvarint(m.Data)
+	if n <= 0 {
+		return 0, fmt.Errorf("auditindex: malformed mark at seq %d", m.Sequence)
+	}
+	return v, nil
 }

@@ -3,7 +3,6 @@ package auditindex
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -25,8 +24,8 @@ const (
 	// MaxScan bounds the stream messages and records one page reads without
 	// returning them; past it the page ends early with More.
 	MaxScan = 20000
-	// fetchConcurrency bounds the direct gets of one page in flight.
-	fetchConcurrency = 8
+	// fetchMin and fetchMax bound the direct gets of one page in flight.
+	fetchMin, fetchMax = 16, 256
 	// tailWindow is how many sequences of the unindexed tail one read covers.
 	tailWindow = 1024
 )
@@ -77,11 +76,35 @@ type Reader struct {
 	js      jetstream.JetStream
 	tenant  string
 	maxScan int
+
+	mu            sync.Mutex
+	auditS, index jetstream.Stream // handles, looked up once
 }
 
 // NewReader returns a Reader of tenant's records on an engine connection.
 func NewReader(nc *nats.Conn, js jetstream.JetStream, tenant string) *Reader {
 	return &Reader{nc: nc, js: js, tenant: tenant, maxScan: MaxScan}
+}
+
+// streams returns the handles of the AUDIT and index streams.
+func (r *Reader) streams(ctx context.Context) (jetstream.Stream, jetstream.Stream, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.auditS == nil {
+		s, err := r.js.Stream(ctx, bus.StreamAudit)
+		if err != nil {
+			return nil, nil, fmt.Errorf("auditindex: stream %s: %w", bus.StreamAudit, err)
+		}
+		r.auditS = s
+	}
+	if r.index == nil {
+		s, err := r.js.Stream(ctx, bus.StreamAuditIndex)
+		if err != nil {
+			return nil, nil, fmt.Errorf("auditindex: stream %s: %w", bus.StreamAuditIndex, err)
+		}
+		r.index = s
+	}
+	return r.auditS, r.index, nil
 }
 
 // Page reads one page.
@@ -90,15 +113,21 @@ func (r *Reader) Page(ctx context.Context, q Query) (Page, error) {
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
-	mark, err := Mark(ctx, r.js, r.tenant)
+	s, idx, err := r.streams(ctx)
 	if err != nil {
 		return Page{}, err
 	}
-	s, err := r.js.Stream(ctx, bus.StreamAudit)
+	// The mark first: every record up to it is indexed, so the stream's state
+	// read next covers it.
+	mark, err := markOf(ctx, idx, r.tenant)
+	if err != nil {
+		return Page{}, err
+	}
+	info, err := s.Info(ctx)
 	if err != nil {
 		return Page{}, fmt.Errorf("auditindex: stream %s: %w", bus.StreamAudit, err)
 	}
-	st := s.CachedInfo().State
+	st := info.State
 	end := st.LastSeq
 	if q.End > 0 {
 		end = min(end, q.End)
@@ -106,7 +135,7 @@ func (r *Reader) Page(ctx context.Context, q Query) (Page, error) {
 	mark = min(mark, end)
 	f := q.Filter
 	f.TenantID = r.tenant
-	p := &pager{r: r, audit: s, f: f, limit: limit, newest: q.Newest, budget: r.maxScan, maxBytes: q.MaxBytes}
+	p := &pager{r: r, index: idx, f: f, limit: limit, newest: q.Newest, budget: r.maxScan, maxBytes: q.MaxBytes}
 	p.page = Page{FirstSeq: st.FirstSeq, LastSeq: st.LastSeq, Mark: mark}
 	first := max(st.FirstSeq, 1)
 	if st.Msgs == 0 || end < first {
@@ -157,7 +186,7 @@ func (r *Reader) Page(ctx context.Context, q Query) (Page, error) {
 // pager fills one page.
 type pager struct {
 	r      *Reader
-	audit  jetstream.Stream
+	index  jetstream.Stream
 	f      audit.Filter
 	limit  int
 	newest bool
@@ -269,31 +298,15 @@ type group struct {
 
 // indexed reads [lo, hi] through the index, in the page's order.
 func (p *pager) indexed(ctx context.Context, lo, hi uint64) error {
-	idx, err := p.r.js.Stream(ctx, bus.StreamAuditIndex)
+	groups, err := p.list(ctx)
 	if err != nil {
-		return fmt.Errorf("auditindex: stream %s: %w", bus.StreamAuditIndex, err)
+		return err
 	}
-	var groups []*group
-	for _, alts := range plan(p.f) {
-		g := &group{buckets: map[uint64]bool{}}
-		for _, t := range alts {
-			filter := bus.AuditIndexKeyFilter(p.r.tenant, t.dim, Key(t.dim, t.value))
-			g.subjects = append(g.subjects, filter)
-			info, err := idx.Info(ctx, jetstream.WithSubjectFilter(filter))
-			if err != nil {
-				return fmt.Errorf("auditindex: list %s: %w", filter, err)
-			}
-			for subj := range info.State.Subjects {
-				if b, err := strconv.ParseUint(subj[strings.LastIndexByte(subj, '.')+1:], 10, 64); err == nil {
-					g.buckets[b] = true
-				}
-			}
-		}
+	for _, g := range groups {
 		if len(g.buckets) == 0 {
 			p.finish(lo, hi)
 			return nil // some dimension has no record at all
 		}
-		groups = append(groups, g)
 	}
 	// The dimension with the fewest buckets drives; the others narrow it.
 	slices.SortFunc(groups, func(a, b *group) int { return len(a.buckets) - len(b.buckets) })
@@ -316,22 +329,15 @@ func (p *pager) indexed(ctx context.Context, lo, hi uint64) error {
 	}
 	for _, b := range buckets {
 		var cand []entry
-		for i, g := range groups {
-			if i > 0 && !g.buckets[b] {
-				cand = nil
-				break
-			}
-			es, err := p.readBucket(ctx, g, b)
-			if err != nil {
-				return err
-			}
+		lists, err := p.readBucket(ctx, groups, b)
+		if err != nil {
+			return err
+		}
+		for i, es := range lists {
 			if i == 0 {
 				cand = es
 			} else {
 				cand = intersect(cand, es)
-			}
-			if len(cand) == 0 {
-				break
 			}
 		}
 		cand = slices.DeleteFunc(cand, func(e entry) bool {
@@ -357,38 +363,104 @@ func (p *pager) finish(lo, hi uint64) {
 	}
 }
 
-// readBucket returns the entries of g's keys in bucket b, sorted by sequence,
-// without duplicates.
-func (p *pager) readBucket(ctx context.Context, g *group, b uint64) ([]entry, error) {
-	var es []entry
-	for _, filter := range g.subjects {
-		subject := filter[:len(filter)-1] + strconv.FormatUint(b, 10)
-		for seq := uint64(0); ; {
-			var derr error
-			n, last, err := directBatch(ctx, p.r.nc, bus.StreamAuditIndex, seq, subject, directBatchMax, func(m stored) bool {
-				es, derr = decodeChunk(m.data, es)
-				return true
-			})
+// list finds, for each dimension of the filter, the buckets its keys have
+// entries in (stream info with a subject filter, answered from the server's
+// per-subject index), all dimensions at once.
+func (p *pager) list(ctx context.Context) ([]*group, error) {
+	var groups []*group
+	type job struct {
+		g      *group
+		filter string
+	}
+	var jobs []job
+	for _, alts := range plan(p.f) {
+		g := &group{buckets: map[uint64]bool{}}
+		for _, t := range alts {
+			filter := bus.AuditIndexKeyFilter(p.r.tenant, t.dim, Key(t.dim, t.value))
+			g.subjects = append(g.subjects, filter)
+			jobs = append(jobs, job{g, filter})
+		}
+		groups = append(groups, g)
+	}
+	found := make([][]string, len(jobs))
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Go(func() {
+			info, err := p.index.Info(ctx, jetstream.WithSubjectFilter(j.filter))
 			if err != nil {
-				return nil, err
+				errs[i] = fmt.Errorf("auditindex: list %s: %w", j.filter, err)
+				return
 			}
-			_ = derr // a malformed chunk narrows nothing: its entries are skipped
-			if n < directBatchMax {
-				break
+			for subj := range info.State.Subjects {
+				found[i] = append(found[i], subj)
 			}
-			seq = last + 1
+		})
+	}
+	wg.Wait()
+	for i, j := range jobs {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		for _, subj := range found[i] {
+			if b, err := strconv.ParseUint(subj[strings.LastIndexByte(subj, '.')+1:], 10, 64); err == nil {
+				j.g.buckets[b] = true
+			}
 		}
 	}
-	slices.SortFunc(es, func(a, b entry) int {
-		switch {
-		case a.seq < b.seq:
-			return -1
-		case a.seq > b.seq:
-			return 1
+	return groups, nil
+}
+
+// readBucket returns, for each group, the entries of its keys in bucket b,
+// sorted by sequence, without duplicates: the chunks of every key are asked
+// for at once.
+func (p *pager) readBucket(ctx context.Context, groups []*group, b uint64) ([][]entry, error) {
+	type key struct{ g, alt int }
+	var (
+		keys []key
+		reqs []directReq
+	)
+	for gi, g := range groups {
+		for ai, filter := range g.subjects {
+			keys = append(keys, key{gi, ai})
+			reqs = append(reqs, directReq{NextFor: filter[:len(filter)-1] + strconv.FormatUint(b, 10), Batch: directBatchMax})
 		}
-		return 0
-	})
-	return slices.CompactFunc(es, func(a, b entry) bool { return a.seq == b.seq }), nil
+	}
+	lists := make([][]entry, len(groups))
+	for len(reqs) > 0 {
+		got, err := directMany(ctx, p.r.nc, bus.StreamAuditIndex, reqs)
+		if err != nil {
+			return nil, err
+		}
+		var moreKeys []key
+		var more []directReq
+		for i, msgs := range got {
+			g := keys[i].g
+			for _, m := range msgs {
+				// A malformed chunk narrows nothing: its entries are skipped.
+				lists[g], _ = decodeChunk(m.data, lists[g])
+			}
+			if len(msgs) == reqs[i].Batch {
+				// A full batch: the key has more chunks in this bucket.
+				moreKeys = append(moreKeys, keys[i])
+				more = append(more, directReq{Seq: msgs[len(msgs)-1].seq + 1, NextFor: reqs[i].NextFor, Batch: directBatchMax})
+			}
+		}
+		keys, reqs = moreKeys, more
+	}
+	for g, es := range lists {
+		slices.SortFunc(es, func(a, b entry) int {
+			switch {
+			case a.seq < b.seq:
+				return -1
+			case a.seq > b.seq:
+				return 1
+			}
+			return 0
+		})
+		lists[g] = slices.CompactFunc(es, func(a, b entry) bool { return a.seq == b.seq })
+	}
+	return lists, nil
 }
 
 // intersect keeps the entries of a (sorted) whose sequence is in b (sorted).
@@ -406,40 +478,30 @@ func intersect(a, b []entry) []entry {
 	return out
 }
 
-// fetch reads the records of cand (in the page's order) and offers them.
+// fetch reads the records of cand (in the page's order) and offers them,
+// a group of direct gets at a time.
 func (p *pager) fetch(ctx context.Context, cand []entry) error {
 	for len(cand) > 0 && !p.done {
-		n := min(len(cand), max(p.limit-len(p.page.Items), fetchConcurrency), 256)
+		n := min(len(cand), max(p.limit-len(p.page.Items), fetchMin), fetchMax)
 		group := cand[:n]
 		cand = cand[n:]
-		msgs := make([]stored, n)
-		gone := make([]bool, n)
-		errs := make([]error, n)
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, fetchConcurrency)
+		reqs := make([]directReq, n)
 		for i, e := range group {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				m, err := p.audit.GetMsg(ctx, e.seq)
-				switch {
-				case errors.Is(err, jetstream.ErrMsgNotFound):
-					gone[i] = true // aged out since it was indexed
-				case err != nil:
-					errs[i] = err
-				default:
-					msgs[i] = stored{seq: m.Sequence, subject: m.Subject, data: m.Data}
-				}
-			}()
+			reqs[i] = directReq{Seq: e.seq}
 		}
-		wg.Wait()
-		for i := range group {
-			if errs[i] != nil {
-				return fmt.Errorf("auditindex: read seq %d: %w", group[i].seq, errs[i])
+		got, err := directMany(ctx, p.r.nc, bus.StreamAudit, reqs)
+		if err != nil {
+			return err
+		}
+		for i, msgs := range got {
+			if len(msgs) == 0 {
+				// Aged out since it was indexed.
+				if p.offer(stored{seq: group[i].seq}, true) {
+					return nil
+				}
+				continue
 			}
-			msgs[i].seq = group[i].seq
-			if p.offer(msgs[i], gone[i]) {
+			if p.offer(msgs[0], false) {
 				return nil
 			}
 		}
