@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -97,6 +98,9 @@ type Set struct {
 	idx       setIndex
 	prog      setProg
 	ctxPool   sync.Pool // *evalCtx, reused by Match
+	// ctxHot keeps one evalCtx out of the pool, which the collector empties:
+	// a matcher that runs event after event reuses its buffers and memo.
+	ctxHot atomic.Pointer[evalCtx]
 }
 
 // Playbooks returns the playbooks, sorted by name.

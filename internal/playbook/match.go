@@ -44,14 +44,19 @@ func (s *Set) match(ctx context.Context, env *event.Envelope, counter Counter) (
 	if env == nil {
 		return nil, errors.New("playbook: Match: nil event")
 	}
-	c, _ := s.ctxPool.Get().(*evalCtx)
+	c := s.ctxHot.Swap(nil)
+	if c == nil {
+		c, _ = s.ctxPool.Get().(*evalCtx)
+	}
 	if c == nil {
 		c = &evalCtx{}
 	}
 	c.reset(s, env)
 	out, err := s.matchCtx(ctx, c, counter)
 	c.reset(nil, nil)
-	s.ctxPool.Put(c)
+	if !s.ctxHot.CompareAndSwap(nil, c) {
+		s.ctxPool.Put(c)
+	}
 	return out, err
 }
 
