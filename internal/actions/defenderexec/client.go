@@ -105,10 +105,15 @@ func (b *Budgets) Wait(ctx context.Context, api string) error {
 	return nil
 }
 
-// throttled tells api's budgets that Microsoft answered 429.
+// throttled tells api's budgets that Microsoft answered 429: the minute's
+// budget waits d; the hour's only when d is longer than a minute's window
+// (its count is untouched otherwise, so one 429 does not slow every later
+// call to the hour's pace).
 func (b *Budgets) throttled(api string, d time.Duration) {
-	for _, bk := range b.buckets(api) {
-		bk.Throttled(d)
+	bs := b.buckets(api)
+	bs[0].Throttled(d)
+	if len(bs) > 1 && d > b.lim.PerMinute.Per {
+		bs[1].Throttled(d)
 	}
 }
 
@@ -139,6 +144,12 @@ const maxBody = 16 << 20
 // times, each wait at most maxWait) within the budget; other failures are
 // classified once here.
 func (c *client) call(ctx context.Context, api, method, path string, body, out any, perm string) (int, error) {
+	return c.callPaid(ctx, api, method, path, body, out, perm, false)
+}
+
+// callPaid is call; paid says the caller already waited for the budget of
+// the first attempt.
+func (c *client) callPaid(ctx context.Context, api, method, path string, body, out any, perm string, paid bool) (int, error) {
 	var payload []byte
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -148,8 +159,10 @@ func (c *client) call(ctx context.Context, api, method, path string, body, out a
 		payload = b
 	}
 	for attempt := 0; ; attempt++ {
-		if err := c.budgets.Wait(ctx, api); err != nil {
-			return 0, classifyTransport(err)
+		if !paid || attempt > 0 {
+			if err := c.budgets.Wait(ctx, api); err != nil {
+				return 0, classifyTransport(err)
+			}
 		}
 		status, err := c.once(ctx, method, path, payload, out, perm)
 		var e *actions.Error

@@ -61,7 +61,8 @@ type Config struct {
 	// and the retry follows the same action.
 	PollInitial, PollMax, PollTimeout time.Duration
 	// CoalesceWindow is how long an indicator round waits for more requests
-	// after the last arrival (default 50ms).
+	// after the last arrival (default 200ms: a block waits that long at
+	// most, and a burst arriving from a loaded worker stays in one import).
 	CoalesceWindow time.Duration
 	// MaxRetryAfter caps an in-place wait for a 429's Retry-After (default
 	// 30s); Resends bounds them (default 3).
@@ -117,7 +118,7 @@ func New(cfg Config) *Executor {
 		cfg.PollTimeout = 90 * time.Second
 	}
 	if cfg.CoalesceWindow <= 0 {
-		cfg.CoalesceWindow = 50 * time.Millisecond
+		cfg.CoalesceWindow = 200 * time.Millisecond
 	}
 	if cfg.MaxRetryAfter <= 0 {
 		cfg.MaxRetryAfter = 30 * time.Second

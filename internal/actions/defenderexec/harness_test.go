@@ -148,7 +148,9 @@ func (g *holdGate) Hold(_ context.Context, _ *actions.Request, _ actions.Deliver
 	return true, f.Approval, nil
 }
 
-func (g *holdGate) Authorize(context.Context, audit.Actor, actions.Name) (string, error) { return "", nil }
+func (g *holdGate) Authorize(context.Context, audit.Actor, actions.Name) (string, error) {
+	return "", nil
+}
 
 func request(action actions.Name, target actions.Target, params map[string]any) *actions.Request {
 	return &actions.Request{Version: actions.Version, ID: uuid.NewString(), Action: action, Target: target, Params: params,

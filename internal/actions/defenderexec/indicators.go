@@ -162,8 +162,18 @@ func (e *Executor) block(ctx context.Context, req *actions.Request, p actions.Pa
 		defer cancel()
 		for {
 			e.gather(rctx)
+			// Several waiting: the round imports. Its call waits for the
+			// import budget before the round takes the requests, so that
+			// those arriving meanwhile go in the same call.
+			paid := false
+			c.mu.Lock()
+			several := len(c.pending) > 1
+			c.mu.Unlock()
+			if several {
+				paid = e.c.budgets.Wait(rctx, apiIndicatorsImport) == nil
+			}
 			ops := c.take(MaxImport)
-			e.round(rctx, ops)
+			e.round(rctx, ops, paid)
 			c.mu.Lock()
 			if len(c.pending) == 0 {
 				c.busy = false
@@ -231,7 +241,7 @@ func finish(op *indOp, res actions.Result, err error) {
 
 // round reads the existing indicators of the round's values, leaves alone what
 // another principal created, and submits the rest in the fewest calls.
-func (e *Executor) round(ctx context.Context, ops []*indOp) {
+func (e *Executor) round(ctx context.Context, ops []*indOp, paid bool) {
 	if len(ops) == 0 {
 		return
 	}
@@ -300,7 +310,7 @@ func (e *Executor) round(ctx context.Context, ops []*indOp) {
 				FailureReason string `json:"failureReason"`
 			} `json:"value"`
 		}
-		if _, err := e.c.call(ctx, apiIndicatorsImport, http.MethodPost, "/api/indicators/import", map[string]any{"Indicators": bodies}, &out, perm); err != nil {
+		if _, err := e.c.callPaid(ctx, apiIndicatorsImport, http.MethodPost, "/api/indicators/import", map[string]any{"Indicators": bodies}, &out, perm, paid); err != nil {
 			for _, op := range submit {
 				finish(op, actions.Result{}, err)
 			}
