@@ -27,8 +27,13 @@ func (e *Executor) userGone(ctx context.Context, c *calls, user string, err erro
 	if !errors.As(err, &ae) || ae.Status != http.StatusNotFound {
 		return err
 	}
+	// Microsoft's own code stays in the text, for its support.
+	graph := ""
+	if ae.Code != "" {
+		graph = " (Graph: HTTP 404 " + ae.Code + ")"
+	}
 	gone := &actions.Error{Class: actions.Permanent, Status: http.StatusNotFound, Code: "UserNotFound", RequestID: ae.RequestID,
-		Message: fmt.Sprintf("user %s no longer exists (deleted, or never in this directory): nothing to do", user)}
+		Message: fmt.Sprintf("user %s no longer exists (deleted, or never in this directory): nothing to do%s", user, graph)}
 	if !isObjectID(user) {
 		return gone
 	}
@@ -46,7 +51,7 @@ func (e *Executor) userGone(ctx context.Context, c *calls, user string, err erro
 		return gone
 	}
 	gone.Code = "UserDeleted"
-	gone.Message = fmt.Sprintf("user %s no longer exists (deleted %s; restorable from deleted items for 30 days): nothing to do", user, d.DeletedDateTime)
+	gone.Message = fmt.Sprintf("user %s no longer exists (deleted %s; restorable from deleted items for 30 days): nothing to do%s", user, d.DeletedDateTime, graph)
 	return gone
 }
 
