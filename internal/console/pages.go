@@ -135,20 +135,22 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, s *session, 
 	if err != nil {
 		d.Error = err.Error()
 	} else {
-		after, _ := strconv.ParseUint(q.Get("after"), 10, 64)
-		rep, err := c.queries().Do(r.Context(), auditquery.Query{Op: auditquery.OpList, Filter: f, AfterSeq: after, Limit: PageSize})
+		// Newest first, through the engine's audit index: a page of any
+		// filter without reading the whole trail; "before" is the cursor.
+		before, _ := strconv.ParseUint(q.Get("before"), 10, 64)
+		rep, err := c.queries().Page(r.Context(), f, auditquery.OrderNewest, before, PageSize)
 		if err != nil {
 			d.Error = err.Error()
 		} else {
 			d.Records, d.First, d.Last = records(rep.Items), rep.FirstSeq, rep.LastSeq
-			if rep.More && rep.NextSeq > after {
+			if rep.More && rep.NextSeq > 0 && (before == 0 || rep.NextSeq < before) {
 				nq := url.Values{}
 				for k, v := range d.Filter {
 					if v != "" {
 						nq.Set(k, v)
 					}
 				}
-				nq.Set("after", strconv.FormatUint(rep.NextSeq, 10))
+				nq.Set("before", strconv.FormatUint(rep.NextSeq, 10))
 				d.Next = nq.Encode()
 			}
 		}
