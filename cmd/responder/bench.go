@@ -16,7 +16,7 @@ func serveBenchChild() (served bool, code int) { return ingest.ServeChild() }
 
 // benchCmd runs one benchmark scenario on loopback against the emulated tenant.
 type benchCmd struct {
-	Scenario    string `arg:"" help:"Scenario: bus, latency, contain, purge, block-ip, ingest, match, audit-query."`
+	Scenario    string `arg:"" help:"Scenario: bus, latency, contain, purge, block-ip, isolate, indicators, ingest, match, audit-query."`
 	JSON        bool   `name:"json" help:"Print one JSON object (scenario, measured, unit, bound, ratio, goal, met, n, concurrency, checks, and the scenario's other figures)."`
 	N           int    `name:"n" help:"Size of the run (requests, users or samples; 0 = the scenario's default)."`
 	Concurrency int    `help:"Action worker requests in flight (0 = the engine's default)."`
