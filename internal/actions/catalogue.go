@@ -318,7 +318,7 @@ var catalogue = map[Name]Spec{
 		Name: UnblockIP, CLI: "unblock-ip", Target: "ip", Inverse: BlockIP,
 		Description: "remove the range from Responder's blocked IP named locations",
 		API:         APIGraph, Permissions: []Clause{caWrite, caRead},
-		Why:   "remove the range from Responder's named locations",
+		Why:   "remove the range from Responder's named locations; a location left with no range is deleted (Entra requires one), and the policy with the last one",
 		Calls: "GET/PATCH /identity/conditionalAccess/namedLocations",
 		Parse: parseIPParams, RepeatSafe: true,
 	},
