@@ -35,7 +35,8 @@ func (c *doctorCmd) Run(e *env) error {
 	defer cancel()
 	rep, err := doctor.Check(ctx, doctor.Config{
 		Credential: cred, GraphScope: creds.GraphScope(), ManageScope: creds.ManageScope(), ExchangeScope: creds.ExchangeScope(),
-		Feeds: c.Feeds, Actions: c.Actions, GraphURL: creds.GraphURL, HTTPClient: creds.HTTPClient,
+		DefenderScope: m365.DefenderScope,
+		Feeds:         c.Feeds, Actions: c.Actions, GraphURL: creds.GraphURL, HTTPClient: creds.HTTPClient,
 		// The undocumented InvokeCommand endpoint, probed through the actions' adapter.
 		ExchangeProbe: graphexec.InvokeCommandProbe(m365.BearerClient(creds, cred, creds.ExchangeScope()), creds.ExchangeAdminURL(), creds.TenantID),
 	})

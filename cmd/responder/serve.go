@@ -37,6 +37,9 @@ type serveCmd struct {
 	Protected        string        `help:"Protected identities (UPNs or object ids, comma-separated): never actioned by a playbook." env:"RESPONDER_PROTECTED"`
 	ProtectedRoles   string        `help:"Directory roles (names or template ids, comma-separated) whose members, through role-assignable groups and PIM eligibility too, are protected; 'none' protects no role. Default: Global Administrator, Privileged Role Administrator, Privileged Authentication Administrator." env:"RESPONDER_PROTECTED_ROLES"`
 	NeverBlock       string        `help:"Ranges block_ip never blocks (CIDR or address, comma-separated: the company's egress, partners), besides the tenant's trusted named locations." env:"RESPONDER_NEVER_BLOCK"`
+	ProtectedDevices string        `help:"Devices playbooks never isolate (Defender machine ids, Entra device ids or computer names, comma-separated), besides those tagged responder-protected." env:"RESPONDER_PROTECTED_DEVICES"`
+	ServerTags       string        `help:"Defender machine tags that mark servers and domain controllers besides osPlatform (comma-separated; default server,domain-controller,dc): a playbook's isolation of one waits for approval." env:"RESPONDER_DEFENDER_SERVER_TAGS"`
+	AllowedHashes    string        `help:"File hashes block-file never blocks (SHA-256 or SHA-1, comma-separated)." env:"RESPONDER_DEFENDER_ALLOWED_HASHES"`
 	DryRun           bool          `help:"Record what would be done and change nothing." env:"RESPONDER_DRY_RUN"`
 	Replicas         int           `help:"Stream and bucket replicas (3 in a three-server cluster; 0 keeps what existing streams have, 1 for new ones)." default:"0" env:"RESPONDER_REPLICAS"`
 	Analysts         string        `help:"Analysts file (YAML: names, public keys, rights); default: only the local administrator key." env:"RESPONDER_ANALYSTS" type:"path"`
@@ -177,6 +180,7 @@ func (c *serveCmd) Run(e *env) error {
 		IP:           actions.IPPolicy{NeverBlock: neverBlock},
 		AnalystsFile: c.Analysts, OpsAddr: c.OpsAddr, OpsToken: c.OpsToken, OpsHosts: c.OpsHosts, Approvals: rules,
 		VerifiedDomains: c.VerifiedDomains, CAPolicyState: c.CAPolicyState,
+		Defender: engine.DefenderSettings{ProtectedDevices: splitList(c.ProtectedDevices), ServerTags: nilIfEmpty(splitList(c.ServerTags)), AllowedHashes: splitList(c.AllowedHashes)},
 	})
 	if err != nil {
 		return err
