@@ -53,6 +53,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	ignoreEmptyEnv() // an empty RESPONDER_ variable means unset (envempty.go)
 	var c cli
 	parser, err := kong.New(&c,
 		kong.Name("responder"),

@@ -22,16 +22,16 @@ func RunStandalone(ctx context.Context, opts Options, stdout io.Writer) error {
 		return err
 	}
 	defer t.Close()
-	dir, err := os.MkdirTemp("", "m365sim-")
-	if err != nil {
-		return fmt.Errorf("m365sim: temp dir: %w", err)
-	}
-	defer os.RemoveAll(dir)
 	info := t.Info()
 	if opts.TLSDir != "" {
-		// The CA New kept there (hosted.go).
+		// The CA New kept there (hosted.go); no temporary directory needed.
 		info.CAFile = filepath.Join(opts.TLSDir, CAFileName)
 	} else {
+		dir, err := os.MkdirTemp("", "m365sim-")
+		if err != nil {
+			return fmt.Errorf("m365sim: temp dir: %w", err)
+		}
+		defer os.RemoveAll(dir)
 		info.CAFile = filepath.Join(dir, "ca.pem")
 		if err := t.WriteCAFile(info.CAFile); err != nil {
 			return err
