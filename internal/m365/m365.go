@@ -37,10 +37,10 @@ const (
 	// DefenderScope is the token scope for the Defender for Endpoint API on
 	// every host: the App ID URI of the WindowsDefenderATP application
 	// (https://learn.microsoft.com/defender-endpoint/api/exposed-apis-create-app-webapp).
-	DefenderScope = "https://api.securitycenter.microsoft.com/.default"
-	graphAudience      = "https://graph.microsoft.com"
-	manageAudience     = "https://manage.office.com"
-	exchangeAudience   = "https://outlook.office365.com"
+	DefenderScope    = "https://api.securitycenter.microsoft.com/.default"
+	graphAudience    = "https://graph.microsoft.com"
+	manageAudience   = "https://manage.office.com"
+	exchangeAudience = "https://outlook.office365.com"
 )
 
 // Credentials say how to reach one tenant as one application.
