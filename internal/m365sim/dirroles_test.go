@@ -85,7 +85,7 @@ func TestServicePrincipalRoleAssignments(t *testing.T) {
 		}
 		got[v.RoleDefinitionID] = true
 	}
-	if !got[roleTemplates["User Administrator"]] || !got[exchangeRoleTemplates["Exchange Recipient Administrator"]] || len(got) != 2 {
+	if !got[roleTemplates["User Administrator"]] || !got[exchangeRoleTemplates["Exchange Recipient Administrator"]] || len(got) != 3 { // and Security Administrator (the Tenant Allow/Block List)
 		t.Fatalf("sp roles = %v", got)
 	}
 }
