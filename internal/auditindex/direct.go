@@ -96,6 +96,9 @@ type directReq struct {
 	Seq     uint64 `json:"seq,omitempty"`
 	NextFor string `json:"next_by_subj,omitempty"`
 	Batch   int    `json:"batch,omitempty"`
+	// MultiLast: the last message of every subject matching these filters
+	// (at most 1024; Batch must be set so the reply ends with its EOB).
+	MultiLast []string `json:"multi_last,omitempty"`
 }
 
 // directMany sends every request at once on one reply subscription and

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -107,6 +108,8 @@ func (ix *Indexer) run(ctx context.Context) error {
 	}
 	ix.log.Debug("audit index following the trail", "from_seq", mark+1)
 	pending := map[chunkKey][]entry{}
+	spans := map[uint64]span{} // buckets' record times, as written
+	touched := map[uint64]span{}
 	var last uint64 // last sequence consumed
 	count := 0
 	for {
@@ -121,6 +124,7 @@ func (ix *Indexer) run(ctx context.Context) error {
 			}
 			e := entry{seq: seq, sec: at.Unix()}
 			b := seq / BucketSize
+			touched[b] = touched[b].with(e.sec)
 			for _, t := range terms {
 				k := chunkKey{t.dim, t.value, b}
 				pending[k] = append(pending[k], e)
@@ -131,10 +135,11 @@ func (ix *Indexer) run(ctx context.Context) error {
 			return err
 		}
 		if last > mark && (count >= ix.cfg.FlushEvery || got < fetchBatch) {
-			if err := ix.flush(ctx, pending, last); err != nil {
+			if err := ix.flush(ctx, pending, ix.merge(ctx, spans, touched), last); err != nil {
 				return err
 			}
 			clear(pending)
+			clear(touched)
 			mark, count = last, 0
 			if ix.cfg.Flushed != nil {
 				ix.cfg.Flushed(mark)
@@ -175,7 +180,7 @@ func (ix *Indexer) fetch(ctx context.Context, cons jetstream.Consumer, fn func(s
 
 // flush writes the pending chunks, waits until the stream holds them all, and
 // then moves the mark to last.
-func (ix *Indexer) flush(ctx context.Context, pending map[chunkKey][]entry, last uint64) error {
+func (ix *Indexer) flush(ctx context.Context, pending map[chunkKey][]entry, spans map[uint64]span, last uint64) error {
 	futures := make([]jetstream.PubAckFuture, 0, asyncWindow)
 	wait := func() error {
 		for _, f := range futures {
@@ -195,6 +200,17 @@ func (ix *Indexer) flush(ctx context.Context, pending map[chunkKey][]entry, last
 		f, err := ix.cfg.JS.PublishAsync(subject, encodeChunk(es), jetstream.WithExpectStream(bus.StreamAuditIndex))
 		if err != nil {
 			return fmt.Errorf("auditindex: write chunk: %w", err)
+		}
+		if futures = append(futures, f); len(futures) == asyncWindow {
+			if err := wait(); err != nil {
+				return err
+			}
+		}
+	}
+	for b, sp := range spans {
+		f, err := ix.cfg.JS.PublishAsync(bus.AuditIndexSpanSubject(ix.cfg.Tenant, b), sp.encode(), jetstream.WithExpectStream(bus.StreamAuditIndex))
+		if err != nil {
+			return fmt.Errorf("auditindex: write span: %w", err)
 		}
 		if futures = append(futures, f); len(futures) == asyncWindow {
 			if err := wait(); err != nil {
@@ -226,4 +242,82 @@ func markOf(ctx context.Context, idx jetstream.Stream, tenant string) (uint64, e
 		return 0, fmt.Errorf("auditindex: malformed mark at seq %d", m.Sequence)
 	}
 	return v, nil
+}
+
+// span is the earliest and latest record time (Unix seconds) of a bucket.
+type span struct {
+	min, max int64
+	set      bool
+}
+
+func (s span) with(sec int64) span {
+	if !s.set {
+		return span{sec, sec, true}
+	}
+	return span{min(s.min, sec), max(s.max, sec), true}
+}
+
+func (s span) union(o span) span {
+	if !o.set {
+		return s
+	}
+	return s.with(o.min).with(o.max)
+}
+
+func (s span) encode() []byte {
+	return binary.AppendVarint(binary.AppendVarint([]byte{chunkVersion}, s.min), s.max)
+}
+
+func decodeSpan(b []byte) (span, bool) {
+	if len(b) < 3 || b[0] != chunkVersion {
+		return span{}, false
+	}
+	lo, n := binary.Varint(b[1:])
+	if n <= 0 {
+		return span{}, false
+	}
+	hi, m := binary.Varint(b[1+n:])
+	if m <= 0 || hi < lo {
+		return span{}, false
+	}
+	return span{lo, hi, true}, true
+}
+
+// merge folds the buckets touched by a flush into spans (reading a bucket's
+// span as stored the first time this indexer touches it) and returns the
+// spans to write.
+func (ix *Indexer) merge(ctx context.Context, spans, touched map[uint64]span) map[uint64]span {
+	out := make(map[uint64]span, len(touched))
+	for b, t := range touched {
+		cur, ok := spans[b]
+		if !ok {
+			cur = ix.storedSpan(ctx, b)
+		}
+		cur = cur.union(t)
+		spans[b] = cur
+		out[b] = cur
+	}
+	return out
+}
+
+// storedSpan is bucket b's span as stored; when it cannot be read, a span
+// covering all time, so that readers never skip the bucket for its time.
+func (ix *Indexer) storedSpan(ctx context.Context, b uint64) span {
+	all := span{math.MinInt64, math.MaxInt64, true}
+	s, err := ix.cfg.JS.Stream(ctx, bus.StreamAuditIndex)
+	if err != nil {
+		return all
+	}
+	m, err := s.GetLastMsgForSubject(ctx, bus.AuditIndexSpanSubject(ix.cfg.Tenant, b))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return span{}
+	}
+	if err != nil {
+		return all
+	}
+	sp, ok := decodeSpan(m.Data)
+	if !ok {
+		return all
+	}
+	return sp
 }

@@ -65,8 +65,9 @@ type Page struct {
 	// Mark the index's.
 	FirstSeq, LastSeq, Mark uint64
 	// Examined counts the records and stream messages the page read and did
-	// not return.
-	Examined int
+	// not return; Buckets the index buckets it read, Fetched the records it
+	// read by sequence.
+	Examined, Buckets, Fetched int
 }
 
 // Reader answers pages from the index and the AUDIT stream. It holds no
@@ -327,8 +328,17 @@ func (p *pager) indexed(ctx context.Context, lo, hi uint64) error {
 	if !p.f.Until.IsZero() {
 		maxSec = p.f.Until.Unix()
 	}
+	if minSec != math.MinInt64 || maxSec != math.MaxInt64 {
+		// Skip the buckets whose records all lie outside the time range.
+		spans := p.spans(ctx)
+		buckets = slices.DeleteFunc(buckets, func(b uint64) bool {
+			sp, ok := spans[b]
+			return ok && (sp.max < minSec || sp.min > maxSec)
+		})
+	}
 	for _, b := range buckets {
 		var cand []entry
+		p.page.Buckets++
 		lists, err := p.readBucket(ctx, groups, b)
 		if err != nil {
 			return err
@@ -352,6 +362,26 @@ func (p *pager) indexed(ctx context.Context, lo, hi uint64) error {
 	}
 	p.finish(lo, hi)
 	return nil
+}
+
+// spans reads every bucket's span (one multi-last direct get). A bucket
+// without one, or every bucket when they cannot be read, is not skipped.
+func (p *pager) spans(ctx context.Context) map[uint64]span {
+	out := map[uint64]span{}
+	got, err := directMany(ctx, p.r.nc, bus.StreamAuditIndex, []directReq{{MultiLast: []string{bus.AuditIndexSpanFilter(p.r.tenant)}, Batch: 1024}})
+	if err != nil {
+		return out
+	}
+	for _, m := range got[0] {
+		b, err := strconv.ParseUint(m.subject[strings.LastIndexByte(m.subject, '.')+1:], 10, 64)
+		if err != nil {
+			continue
+		}
+		if sp, ok := decodeSpan(m.data); ok {
+			out[b] = sp
+		}
+	}
+	return out
 }
 
 // finish notes that [lo, hi] was read to its end.
@@ -493,6 +523,7 @@ func (p *pager) fetch(ctx context.Context, cand []entry) error {
 		if err != nil {
 			return err
 		}
+		p.page.Fetched += n
 		for i, msgs := range got {
 			if len(msgs) == 0 {
 				// Aged out since it was indexed.

@@ -305,6 +305,7 @@ func runAuditQuery(ctx context.Context, o Options) (Result, error) {
 	client := auditquery.Client{NC: nc, Tenant: benchTenant, Key: reviewerKey, Name: "reviewer"}
 	reader := auditindex.NewReader(b.NC, b.JS, benchTenant)
 	var readerTimes []time.Duration
+	var maxBuckets, maxFetched int
 
 	const queries = 200
 	o.progressf("audit-query: %d filtered queries, first and second pages of %d newest first", queries, auditQueryPage)
@@ -333,10 +334,12 @@ func runAuditQuery(ctx context.Context, o Options) (Result, error) {
 			// The same page read by the engine's index reader alone (no
 			// signature, replay check or NATS request): the service's share.
 			t0 = time.Now()
-			if _, err := reader.Page(ctx, auditindex.Query{Filter: qs.f, Newest: true, Cursor: cursor, Limit: auditQueryPage}); err != nil {
+			rp, err := reader.Page(ctx, auditindex.Query{Filter: qs.f, Newest: true, Cursor: cursor, Limit: auditQueryPage})
+			if err != nil {
 				return Result{}, fmt.Errorf("bench: reader: %w", err)
 			}
 			readerTimes = append(readerTimes, time.Since(t0))
+			maxBuckets, maxFetched = max(maxBuckets, rp.Buckets), max(maxFetched, rp.Fetched)
 			// What the page must hold: the newest matches before the cursor.
 			var want []uint64
 			for i := len(recs) - 1; i >= 0 && len(want) < auditQueryPage; i-- {
@@ -400,9 +403,12 @@ func runAuditQuery(ctx context.Context, o Options) (Result, error) {
 			"p99_ms_by_kind": kindP99,
 			"reader_p50_ms":  ms(percentile(readerTimes, 50)),
 			"reader_p99_ms":  ms(percentile(readerTimes, 99)),
-			"write_s":        writeTime.Seconds(),
-			"index_s":        indexTime.Seconds(),
-			"store_mb":       storeMB,
+			// The most index buckets and records one page read.
+			"max_page_buckets": maxBuckets,
+			"max_page_fetched": maxFetched,
+			"write_s":          writeTime.Seconds(),
+			"index_s":          indexTime.Seconds(),
+			"store_mb":         storeMB,
 		},
 	}
 	res.AddCheck("every record written, in order", consecutive && last == uint64(n),

@@ -51,3 +51,14 @@ func AuditIndexStreamConfig(maxAge time.Duration, replicas int) jetstream.Stream
 		Duplicates:  2 * time.Minute,
 	}
 }
+
+// AuditIndexSpanSubject carries the record times (earliest, latest) of one
+// bucket of AUDIT sequences: its last message is the bucket's span.
+func AuditIndexSpanSubject(tenant string, bucket uint64) string {
+	return "responder." + Token(tenant) + ".auditidx.span." + strconv.FormatUint(bucket, 10)
+}
+
+// AuditIndexSpanFilter matches every bucket's span.
+func AuditIndexSpanFilter(tenant string) string {
+	return "responder." + Token(tenant) + ".auditidx.span.*"
+}
