@@ -65,8 +65,9 @@ type Pending struct {
 	Action    string            `json:"action"`
 	Target    map[string]string `json:"target,omitempty"`
 	Requester audit.Actor       `json:"requester"`
-	Reason    string            `json:"reason,omitempty"` // the requester's
-	Why       []string          `json:"why"`              // why approval is needed
+	Reason    string            `json:"reason,omitempty"`   // the requester's
+	EventID   string            `json:"event_id,omitempty"` // the event that triggered it (playbooks)
+	Why       []string          `json:"why"`                // why approval is needed
 	Required  int               `json:"required"`
 	Approvals []Vote            `json:"approvals,omitempty"`
 	State     State             `json:"state"`

@@ -107,7 +107,15 @@ type Console struct {
 	mu     sync.Mutex
 	sess   map[string]*session // by sha256 of the cookie value
 	logins map[string]*login   // by state
-	chain  struct {
+	// refusals bounds the audit records of refusals (a page anywhere on the
+	// web can make a browser POST here): RefusalsPerMinute a minute, the
+	// rest counted into the next one written.
+	refusals struct {
+		sync.Mutex
+		window        time.Time
+		told, dropped int
+	}
+	chain struct {
 		sync.Mutex
 		at  time.Time
 		res audit.VerifyResult
@@ -408,10 +416,30 @@ func (c *Console) refuseCSRF(w http.ResponseWriter, r *http.Request, s *session)
 	c.renderStatus(w, http.StatusForbidden, "error", view{Title: "Refused", Error: "This form was not sent from a page of this console (its security token is missing or wrong). Nothing was done; the attempt is in the audit trail. Reload the page and try again."})
 }
 
+// RefusalsPerMinute bounds the refusals the console audits each minute.
+const RefusalsPerMinute = 60
+
+// record audits a refusal, at most RefusalsPerMinute a minute.
 func (c *Console) record(ctx context.Context, rec audit.Record) {
 	if c.cfg.Audit == nil {
 		return
 	}
+	now := c.cfg.Now()
+	c.refusals.Lock()
+	if now.Sub(c.refusals.window) >= time.Minute {
+		c.refusals.window, c.refusals.told = now, 0
+	}
+	if c.refusals.told >= RefusalsPerMinute {
+		c.refusals.dropped++
+		c.refusals.Unlock()
+		return
+	}
+	c.refusals.told++
+	if n := c.refusals.dropped; n > 0 {
+		rec.Detail += fmt.Sprintf(" (and %d more refusals not recorded one by one: over %d a minute)", n, RefusalsPerMinute)
+		c.refusals.dropped = 0
+	}
+	c.refusals.Unlock()
 	if _, err := c.cfg.Audit.Append(context.WithoutCancel(ctx), rec); err != nil {
 		c.log.Error("console: audit", "err", err)
 	}

@@ -13,12 +13,21 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/responder-sec/responder/internal/analyst"
+	"github.com/responder-sec/responder/internal/audit"
 	"github.com/responder-sec/responder/internal/bus"
 )
 
 // newTestConsole is a console on a real embedded NATS server (no engine:
 // these cases never reach one).
 func newTestConsole(t *testing.T) *Console {
+	t.Helper()
+	now := time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC)
+	c, _ := newTestConsoleBus(t, &now)
+	return c
+}
+
+// newTestConsoleBus runs the console on clock *now.
+func newTestConsoleBus(t *testing.T, now *time.Time) (*Console, *bus.Bus) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
@@ -38,11 +47,59 @@ func newTestConsole(t *testing.T) *Console {
 	}
 	dir, _ := analyst.NewDirectory()
 	c, err := New(Config{Tenant: "8f3c2a51-6a0e-4f6b-9d2e-2b7c41d0c0de", LoginURL: "https://127.0.0.1:1", ClientID: "c", ClientSecret: "s",
-		RedirectURL: "http://127.0.0.1:9464/auth/callback", Conn: nc, Key: kp, Directory: func() *analyst.Directory { return dir }})
+		RedirectURL: "http://127.0.0.1:9464/auth/callback", Conn: nc, Key: kp, Directory: func() *analyst.Directory { return dir },
+		Audit: audit.NewWriter(b.JS, audit.WriterOptions{}), Now: func() time.Time { return *now }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	return c, b
+}
+
+// A page anywhere on the web can make a browser POST to the console: each
+// refusal is audited, but at most RefusalsPerMinute a minute, the rest
+// counted into the next record.
+func TestRefusalsAuditedBounded(t *testing.T) {
+	now := time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC)
+	c, b := newTestConsoleBus(t, &now)
+	for range RefusalsPerMinute + 15 {
+		r := httptest.NewRequest("POST", "/approvals/x/approve", strings.NewReader("reason=x"))
+		r.Host = "127.0.0.1:9464"
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set("Origin", "https://evil.example")
+		w := httptest.NewRecorder()
+		c.ServeHTTP(w, r)
+		if w.Code != http.StatusForbidden {
+			t.Fatalf("cross-site POST: %d", w.Code)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	count := func() uint64 {
+		st, err := b.JS.Stream(ctx, bus.StreamAudit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.CachedInfo().State.Msgs
+	}
+	if n := count(); n != RefusalsPerMinute {
+		t.Fatalf("%d refusals audited in a minute, want %d", n, RefusalsPerMinute)
+	}
+	// A minute later the next refusal is audited and says how many were not.
+	now = now.Add(time.Minute)
+	r := httptest.NewRequest("POST", "/act", strings.NewReader("csrf=x"))
+	r.Host = "127.0.0.1:9464"
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	c.ServeHTTP(httptest.NewRecorder(), r)
+	if n := count(); n != RefusalsPerMinute+1 {
+		t.Fatalf("after a minute: %d records", n)
+	}
+	var last audit.Record
+	if err := audit.List(ctx, b.JS, audit.Filter{}, func(rec audit.Record) error { last = rec; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if last.Outcome != audit.Rejected || !strings.Contains(last.Detail, "15 more refusals") || !strings.Contains(last.Detail, "CSRF") {
+		t.Fatalf("last record %+v", last)
+	}
 }
 
 func TestConsoleRefusesWithoutSignIn(t *testing.T) {

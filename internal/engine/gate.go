@@ -147,7 +147,7 @@ func (g *gate) Hold(ctx context.Context, req *actions.Request, d actions.Deliver
 	}
 	p := approval.Pending{
 		RequestID: req.ID, Action: string(req.Action), Target: req.Target.Map(), Requester: req.RequestedBy,
-		Reason: req.Reason, Why: need.Why, Required: need.Required, CreatedAt: now, ExpiresAt: now.Add(ttl),
+		Reason: req.Reason, EventID: req.EventID, Why: need.Why, Required: need.Required, CreatedAt: now, ExpiresAt: now.Add(ttl),
 		Message: d.Data(), Header: d.Header(),
 	}
 	if err := g.store.Submit(ctx, p); err != nil && !errors.Is(err, approval.ErrExists) {
