@@ -111,6 +111,9 @@ func (t *Tenant) admin(r *req) *resp {
 		}
 		return j(201, t.InjectRiskDetection(d))
 	}
+	if res := t.defenderAdmin(r, j, bad, decode); res != nil {
+		return res
+	}
 	if res := t.adminMore(r, j, bad, decode); res != nil {
 		return res
 	}

@@ -739,3 +739,61 @@ func (t *Tenant) defenderThrottle(r *req, api string) *resp {
 	res.hdr.Set("Retry-After", retrySeconds(wait))
 	return res
 }
+
+// defenderAdmin serves the Defender knobs of the admin API:
+//
+//	GET  /_sim/defender/machines            Machines
+//	POST /_sim/defender/machines            AddMachine (Machine JSON)
+//	GET  /_sim/defender/machineactions      MachineActions
+//	GET  /_sim/defender/indicators          Indicators (active)
+//	PUT  /_sim/defender/timing              {"in_progress_after":ns,"done_after":ns}
+//	PUT  /_sim/defender/outcome             {"machine_id":"…","status":"Failed"}
+//	PUT  /_sim/defender/limits              DefenderLimits JSON
+func (t *Tenant) defenderAdmin(r *req, j func(int, any) *resp, bad func(string) *resp, decode func(any) bool) *resp {
+	path := strings.Join(r.segs, "/")
+	if !strings.HasPrefix(path, "defender/") {
+		return nil
+	}
+	switch sub := strings.TrimPrefix(path, "defender/"); {
+	case r.method == http.MethodGet && sub == "machines":
+		return j(http.StatusOK, t.Machines())
+	case r.method == http.MethodPost && sub == "machines":
+		var m Machine
+		if !decode(&m) || m.ComputerDNSName == "" {
+			return bad("body must be a Machine with computerDnsName")
+		}
+		return j(http.StatusCreated, t.AddMachine(m))
+	case r.method == http.MethodGet && sub == "machineactions":
+		return j(http.StatusOK, t.MachineActions())
+	case r.method == http.MethodGet && sub == "indicators":
+		return j(http.StatusOK, t.Indicators())
+	case r.method == http.MethodPut && sub == "timing":
+		var b struct {
+			InProgress time.Duration `json:"in_progress_after"`
+			Done       time.Duration `json:"done_after"`
+		}
+		if !decode(&b) {
+			return bad(`body must be {"in_progress_after":ns,"done_after":ns}`)
+		}
+		t.SetMachineActionTiming(b.InProgress, b.Done)
+		return noContent()
+	case r.method == http.MethodPut && sub == "outcome":
+		var b struct {
+			MachineID string `json:"machine_id"`
+			Status    string `json:"status"`
+		}
+		if !decode(&b) || b.MachineID == "" {
+			return bad(`body must be {"machine_id":"…","status":"Failed|TimeOut|Cancelled|"}`)
+		}
+		t.SetMachineActionOutcome(b.MachineID, b.Status)
+		return noContent()
+	case r.method == http.MethodPut && sub == "limits":
+		var l DefenderLimits
+		if !decode(&l) {
+			return bad("body must be DefenderLimits")
+		}
+		t.SetDefenderLimits(l)
+		return noContent()
+	}
+	return nil
+}

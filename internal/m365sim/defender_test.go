@@ -214,3 +214,31 @@ func TestDefenderThrottling(t *testing.T) {
 		t.Fatalf("after Retry-After: %d", st)
 	}
 }
+
+func TestDefenderAdminKnobs(t *testing.T) {
+	tn := startTenant(t, Options{Seed: SeedSmall})
+	hc := tn.HTTPClient()
+	put := func(path, body string) int {
+		req, _ := http.NewRequest("PUT", tn.URL()+"/_sim/defender/"+path, strings.NewReader(body))
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	m, _ := tn.MachineByName("desktop-01.contoso.com")
+	if put("outcome", `{"machine_id":"`+m.ID+`","status":"TimeOut"}`) != 204 || put("timing", `{"in_progress_after":0,"done_after":0}`) != 204 {
+		t.Fatal("knobs refused")
+	}
+	d := newDefClient(t, tn, creds(tn), m365.DefenderScope)
+	_, _, a := d.do("POST", "/api/machines/"+m.ID+"/isolate", map[string]any{"Comment": "x"})
+	if _, _, got := d.do("GET", "/api/machineactions/"+a["id"].(string), nil); got["status"] != "TimeOut" {
+		t.Fatalf("status %v", got["status"])
+	}
+	resp, err := hc.Get(tn.URL() + "/_sim/defender/machines")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("machines: %v", err)
+	}
+	resp.Body.Close()
+}

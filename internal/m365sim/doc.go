@@ -88,6 +88,17 @@
 //     InjectAlert builds alerts with device, file, user, mailbox,
 //     analysed-message, URL and IP evidence; UpdateAlert moves
 //     lastUpdateDateTime as the service does on any change.
+//   - Microsoft Defender for Endpoint API (defender.go), under /api/ with a
+//     token for https://api.securitycenter.microsoft.com (roles Machine.Isolate,
+//     Machine.Read.All, Ti.ReadWrite.All): machines (a few dozen seeded
+//     workstations and servers, a domain controller, a device tagged
+//     responder-protected; $filter), isolate/unisolate as machine actions
+//     Pending → InProgress → final on the tenant's clock
+//     (SetMachineActionTiming, SetMachineActionOutcome, /_sim/defender/…),
+//     indicators (submit or update, import ≤ 500, delete, expiry, 15,000
+//     active, CIDR refused) and 100 calls/min + 1,500/h per API, 30/min for
+//     the import, 429 with Retry-After (SetDefenderLimits). Sources in
+//     defender.go.
 //   - $filter and $select are checked against each resource's documented
 //     properties and operators (schema.go, which names Microsoft's texts): an
 //     unknown property is 400 "Invalid filter clause: Could not find a
