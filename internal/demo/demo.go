@@ -83,6 +83,12 @@ type Result struct {
 	// NamedLocations the tenant's Conditional Access named locations.
 	Rules          []map[string]any
 	NamedLocations []map[string]any
+	// Machines, Indicators and SenderBlocks are the tenant's Defender devices,
+	// Defender indicators and Tenant Allow/Block List sender entries after
+	// the run.
+	Machines     []m365sim.Machine
+	Indicators   []m365sim.DefenderIndicator
+	SenderBlocks []m365sim.TABLEntry
 	// Err is why the scenario did not pass (set by RunAll; Run returns it).
 	Err error
 }
@@ -422,6 +428,7 @@ wait:
 	res.User, _ = tenant.User(victim.ID)
 	res.Rules = tenant.MessageRules(victim.ID)
 	res.NamedLocations = tenant.NamedLocations()
+	res.Machines, res.Indicators, res.SenderBlocks = tenant.Machines(), tenant.Indicators(), tenant.TABLSenders()
 
 	vctx, vcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer vcancel()

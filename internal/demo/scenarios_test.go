@@ -166,6 +166,25 @@ func assertSteps(t *testing.T, res Result, pb *playbook.Playbook, approve bool) 
 			if !found {
 				t.Errorf("no named location holds %s: %v", pfx, res.NamedLocations)
 			}
+		case "isolate_device":
+			if i := slices.IndexFunc(res.Machines, func(m m365sim.Machine) bool { return m.ID == r.Target["device"] }); i < 0 || !res.Machines[i].Isolated {
+				t.Errorf("device %s is not isolated", r.Target["device"])
+			}
+		case "block_file", "block_url", "block_domain", "block_device_ip":
+			v := r.Target[map[string]string{"block_file": "file", "block_url": "url", "block_domain": "domain", "block_device_ip": "ip"}[a]]
+			if !slices.ContainsFunc(res.Indicators, func(i m365sim.DefenderIndicator) bool { return strings.EqualFold(i.IndicatorValue, v) }) {
+				t.Errorf("%s: no Defender indicator for %s", a, v)
+			}
+		case "block_sender":
+			if !slices.ContainsFunc(res.SenderBlocks, func(e m365sim.TABLEntry) bool { return e.Value == r.Target["sender"] && e.Action == "Block" }) {
+				t.Errorf("sender %s is not in the Tenant Allow/Block List", r.Target["sender"])
+			}
+		case "purge_mail":
+			// The run itself checks every inbox (checkDefender): a copy left is
+			// a scenario error.
+			if len(res.Attack.PhishCopies) == 0 {
+				t.Errorf("purge_mail without a phishing mail delivered")
+			}
 		default:
 			t.Errorf("no tenant check for %s: add one", a)
 		}
