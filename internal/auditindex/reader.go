@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -68,6 +69,9 @@ type Page struct {
 	// not return; Buckets the index buckets it read, Fetched the records it
 	// read by sequence.
 	Examined, Buckets, Fetched int
+	// Where the page's time went: listing buckets, reading chunks, reading
+	// records.
+	ListTime, ChunkTime, FetchTime time.Duration
 }
 
 // Reader answers pages from the index and the AUDIT stream. It holds no
@@ -299,7 +303,9 @@ type group struct {
 
 // indexed reads [lo, hi] through the index, in the page's order.
 func (p *pager) indexed(ctx context.Context, lo, hi uint64) error {
+	t0 := time.Now()
 	groups, err := p.list(ctx)
+	p.page.ListTime += time.Since(t0)
 	if err != nil {
 		return err
 	}
@@ -330,7 +336,9 @@ func (p *pager) indexed(ctx context.Context, lo, hi uint64) error {
 	}
 	if minSec != math.MinInt64 || maxSec != math.MaxInt64 {
 		// Skip the buckets whose records all lie outside the time range.
+		t0 := time.Now()
 		spans := p.spans(ctx)
+		p.page.ListTime += time.Since(t0)
 		buckets = slices.DeleteFunc(buckets, func(b uint64) bool {
 			sp, ok := spans[b]
 			return ok && (sp.max < minSec || sp.min > maxSec)
@@ -339,7 +347,9 @@ func (p *pager) indexed(ctx context.Context, lo, hi uint64) error {
 	for _, b := range buckets {
 		var cand []entry
 		p.page.Buckets++
+		t0 := time.Now()
 		lists, err := p.readBucket(ctx, groups, b)
+		p.page.ChunkTime += time.Since(t0)
 		if err != nil {
 			return err
 		}
@@ -519,7 +529,9 @@ func (p *pager) fetch(ctx context.Context, cand []entry) error {
 		for i, e := range group {
 			reqs[i] = directReq{Seq: e.seq}
 		}
+		t0 := time.Now()
 		got, err := directMany(ctx, p.r.nc, bus.StreamAudit, reqs)
+		p.page.FetchTime += time.Since(t0)
 		if err != nil {
 			return err
 		}

@@ -340,6 +340,11 @@ func runAuditQuery(ctx context.Context, o Options) (Result, error) {
 			}
 			readerTimes = append(readerTimes, time.Since(t0))
 			maxBuckets, maxFetched = max(maxBuckets, rp.Buckets), max(maxFetched, rp.Fetched)
+			if o.Progress != nil && time.Since(t0) > 200*time.Millisecond {
+				o.progressf("audit-query: slow page %s %+v: %v (list %v, chunks %v in %d buckets, %d records %v)",
+					qs.kind, qs.f, time.Since(t0).Round(time.Millisecond), rp.ListTime.Round(time.Millisecond),
+					rp.ChunkTime.Round(time.Millisecond), rp.Buckets, rp.Fetched, rp.FetchTime.Round(time.Millisecond))
+			}
 			// What the page must hold: the newest matches before the cursor.
 			var want []uint64
 			for i := len(recs) - 1; i >= 0 && len(want) < auditQueryPage; i-- {
