@@ -22,6 +22,9 @@ func detectSourceReference(raw json.RawMessage) (Source, error) {
 	if err != nil {
 		return "", err
 	}
+	if r.wrap == refWrapNone && isAlertShape(raw) {
+		return SourceAlert, nil
+	}
 	return r.detect()
 }
 
@@ -30,6 +33,11 @@ func normalizeReference(tenantID string, raw json.RawMessage) (Envelope, error) 
 	r, err := refParseRecord(raw)
 	if err != nil {
 		return Envelope{}, err
+	}
+	// Graph security alerts (alerts_v2) are recognised first and decoded by
+	// alert.go, whose encoding/json decoding is its own reference.
+	if r.wrap == refWrapNone && isAlertShape(raw) {
+		return normalizeAlert(tenantID, raw)
 	}
 	src, err := r.detect()
 	if err != nil {
