@@ -104,7 +104,10 @@
 // # Actions
 //
 // Step actions are checked with actions.Lookup: every playbook, enabled or
-// not, names catalogue actions only. A step's target is validated when the
+// not, names catalogue actions only. A step's target keys are user, ip,
+// message_id, sender, device, file, url and domain; left out, the action's
+// own kind defaults to {{ user || user_id }}, {{ ip }}, {{ sender }},
+// {{ device }}, {{ sha256 || sha1 }}, {{ url }} or {{ domain }}. A step's target is validated when the
 // event resolves it (a UPN or object id, an address or CIDR); a playbook
 // whose target cannot be resolved does not fire and Match reports why.
 //
