@@ -400,6 +400,9 @@ func browse(ctx context.Context, t *testing.T, chromium string, r demo.ConsoleRu
 	// The other pages render.
 	b.do("status page", chromedp.Navigate(b.base+"/status"), chromedp.WaitVisible(chromedp.CSS("#playbooks")))
 	b.snap("status")
+	if feeds := b.text("feeds", "#feeds tbody"); !strings.Contains(feeds, "risk_detections") {
+		b.failf("status page", "feeds %q: the scenario's risk feed is missing", feeds)
+	}
 	b.do("act page", chromedp.Navigate(b.base+"/act"), chromedp.WaitVisible(chromedp.CSS("#act-form")))
 	b.snap("act")
 	b.do("phone width", chromedp.EmulateViewport(390, 844), chromedp.Navigate(b.base+"/approvals"), chromedp.WaitVisible(chromedp.CSS(ownCard)))

@@ -7,6 +7,7 @@ import (
 
 	"github.com/responder-sec/responder/internal/analyst"
 	"github.com/responder-sec/responder/internal/audit"
+	"github.com/responder-sec/responder/internal/bus"
 	"github.com/responder-sec/responder/internal/feeds"
 )
 
@@ -29,11 +30,11 @@ func (e *Engine) Recorder() interface {
 
 // FeedStatus is every feed's status as its poller last wrote it.
 func (e *Engine) FeedStatus(ctx context.Context) ([]feeds.StatusLine, error) {
-	kv, err := e.bus.State(ctx)
+	raw, err := e.bus.State(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return feeds.Status(ctx, kv, nil)
+	return feeds.Status(ctx, bus.TenantState(raw, e.Tenant()), nil)
 }
 
 // reloadState is the last playbook reload.
