@@ -79,13 +79,32 @@ type chunkKey struct {
 	bucket     uint64
 }
 
-// Run indexes the trail from the mark on, until ctx ends.
+// Run indexes the trail from the mark on, until ctx ends. A failure (the
+// stream deleted, the server away) is logged and the indexer starts again
+// from the mark after a pause (1 s doubling to 30 s): the index is derived
+// data, and pages read what it has not covered from the stream itself, so
+// it never stops the engine.
 func (ix *Indexer) Run(ctx context.Context) error {
-	err := ix.run(ctx)
-	if ctx.Err() != nil {
-		return nil
+	pause := time.Second
+	for {
+		started := time.Now()
+		err := ix.run(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(started) > time.Minute {
+			pause = time.Second
+		}
+		ix.log.Error("audit index stopped; starting again from its mark", "in", pause, "err", err)
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		pause = min(2*pause, 30*time.Second)
 	}
-	return err
 }
 
 func (ix *Indexer) run(ctx context.Context) error {
@@ -96,6 +115,13 @@ func (ix *Indexer) run(ctx context.Context) error {
 	s, err := ix.cfg.JS.Stream(ctx, bus.StreamAudit)
 	if err != nil {
 		return fmt.Errorf("auditindex: stream %s: %w", bus.StreamAudit, err)
+	}
+	if last := s.CachedInfo().State.LastSeq; mark > last {
+		// The stream was deleted and recreated: its sequences start again.
+		// Chunks naming the old records stay until they age out; pages check
+		// every record they read, so they only cost reads.
+		ix.log.Warn("audit stream ends before the index's mark: indexing it from its start", "mark", mark, "last_seq", last)
+		mark = 0
 	}
 	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects:    []string{bus.AuditFilter(ix.cfg.Tenant)},
