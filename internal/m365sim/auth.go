@@ -287,6 +287,10 @@ func (t *Tenant) token(r *req) *resp {
 			// newer host and older URI Microsoft's samples use.
 			resource = defenderResource
 		default:
+			if t.hostedOrigin(res) { // hosted.go
+				resource = strings.TrimRight(strings.ToLower(res), "/")
+				continue
+			}
 			return t.loginError(r, http.StatusBadRequest, "invalid_resource", 500011,
 				fmt.Sprintf("The resource principal named %s was not found in the tenant named %s. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.", res, t.opts.TenantID))
 		}
@@ -305,7 +309,7 @@ func (t *Tenant) token(r *req) *resp {
 		c.Acr = "2"
 	}
 	for _, role := range a.Roles {
-		if roleResource(role) == resource {
+		if roleResource(role) == resource || t.hostedOrigin(resource) { // hosted.go: every API of the origin
 			c.Roles = append(c.Roles, role)
 		}
 	}
@@ -490,7 +494,7 @@ func (t *Tenant) authenticate(r *req, resource string) *resp {
 		return fail(err.Error(), "")
 	}
 	r.tok = c
-	if c.Aud != resource {
+	if c.Aud != resource && !t.hostedOrigin(c.Aud) {
 		return fail("Access token validation failure. Invalid audience.", "")
 	}
 	if c.Tid != t.opts.TenantID {

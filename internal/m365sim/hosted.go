@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -187,4 +188,29 @@ func baseURL(hosts []string, addr net.Addr) string {
 		}
 	}
 	return "https://" + addr.String()
+}
+
+// hostedOrigin reports whether res (a token scope's resource, without
+// /.default) is the origin of one of the names in Options.Hosts. Responder
+// scopes its tokens for an API on a host that is not Microsoft's public cloud
+// to that host's origin (m365.Audience, the national clouds' rule: "the
+// token's audience is the service root of the cloud's Graph endpoint",
+// https://learn.microsoft.com/en-us/graph/deployments#app-registration-and-token-service-root-endpoints).
+// Every API of a hosted emulator shares its origin, so a token for it is good
+// for each of them, as a token for a national cloud's host is there.
+func (t *Tenant) hostedOrigin(res string) bool {
+	if len(t.opts.Hosts) == 0 {
+		return false
+	}
+	ta, ok := t.ln.Addr().(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	res = strings.TrimRight(strings.ToLower(res), "/")
+	for _, h := range t.opts.Hosts {
+		if h != "" && res == "https://"+strings.ToLower(net.JoinHostPort(h, fmt.Sprint(ta.Port))) {
+			return true
+		}
+	}
+	return false
 }

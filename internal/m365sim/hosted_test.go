@@ -38,8 +38,13 @@ func clientFor(t *testing.T, dir string, ten *Tenant) *http.Client {
 
 func hostedToken(t *testing.T, hc *http.Client, info Info, secret string) int {
 	t.Helper()
+	return hostedTokenFor(t, hc, info, secret, "https://graph.microsoft.com/.default")
+}
+
+func hostedTokenFor(t *testing.T, hc *http.Client, info Info, secret, scope string) int {
+	t.Helper()
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {info.ClientID}, "client_secret": {secret},
-		"scope": {"https://graph.microsoft.com/.default"}}
+		"scope": {scope}}
 	res, err := hc.PostForm(info.LoginURL+"/"+info.TenantID+"/oauth2/v2.0/token", form)
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +74,14 @@ func TestHostedTenant(t *testing.T) {
 	hc := clientFor(t, dir, ten)
 	if code := hostedToken(t, hc, info, "given-secret"); code != http.StatusOK {
 		t.Fatalf("token with the given secret: %d", code)
+	}
+	// Responder scopes a token for a host that is not Microsoft's to that
+	// host's origin (m365.Audience): the emulator's own origin is a resource.
+	if code := hostedTokenFor(t, hc, info, "given-secret", info.LoginURL+"/.default"); code != http.StatusOK {
+		t.Fatalf("token for the emulator's origin: %d", code)
+	}
+	if code := hostedTokenFor(t, hc, info, "given-secret", "https://other.test/.default"); code != http.StatusBadRequest {
+		t.Fatalf("token for an origin the emulator is not: %d, want 400", code)
 	}
 	// Misuse: another secret is refused, whatever the default app had.
 	if code := hostedToken(t, hc, info, "sim~guess"); code != http.StatusUnauthorized {
