@@ -95,8 +95,8 @@ type Config struct {
 	CAPolicyState   string
 	// Defender are the Defender for Endpoint actions' settings.
 	Defender DefenderSettings
-	Blast           actions.BlastLimits
-	IP              actions.IPPolicy
+	Blast    actions.BlastLimits
+	IP       actions.IPPolicy
 
 	// Notify posts requests held for approval and failed ones to webhooks
 	// (notify.go); no webhook: off.
