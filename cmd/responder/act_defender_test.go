@@ -4,16 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/responder-sec/responder/internal/bus"
-	"github.com/responder-sec/responder/internal/engine"
-	"github.com/responder-sec/responder/internal/m365"
-	"github.com/responder-sec/responder/internal/m365sim"
 )
 
 // TestActDefenderAndUndo: `act isolate-device` isolates a device named by its
@@ -22,31 +17,7 @@ import (
 // adds an indicator naming the request, and a CIDR to block-device-ip is
 // refused with a non-zero exit and nothing blocked.
 func TestActDefenderAndUndo(t *testing.T) {
-	clearEnv(t)
-	sim, err := m365sim.New(m365sim.Options{Seed: m365sim.SeedSmall})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	info := sim.Info()
-	dataDir := t.TempDir()
-	eng, err := engine.New(context.Background(), engine.Config{
-		Bus: bus.Config{StoreDir: filepath.Join(dataDir, "nats"), Port: -1},
-		Credentials: m365.Credentials{TenantID: info.TenantID, ClientID: info.ClientID, ClientSecret: info.ClientSecret,
-			LoginURL: info.LoginURL, GraphURL: info.GraphURL, DefenderURL: info.DefenderURL, HTTPClient: sim.HTTPClient()},
-		DataDir: dataDir, PlaybookDir: "../../playbooks", Feeds: []string{}, Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	if err := writeContext(dataDir, localContext{NatsURL: eng.Bus().ClientURL(), TenantID: info.TenantID}); err != nil {
-		t.Fatal(err)
-	}
+	sim, dataDir, eng, _ := runningEngine(t, nil)
 	act := func(args ...string) (int, map[string]any, string) {
 		var out, errb bytes.Buffer
 		code := run(append([]string{"act"}, append(args, "--data-dir", dataDir, "--json", "--wait", "60s")...), &out, &errb)
@@ -58,7 +29,7 @@ func TestActDefenderAndUndo(t *testing.T) {
 	if m, _ := sim.MachineByName("desktop-06.contoso.com"); code != 0 || o["outcome"] != "succeeded" || !m.Isolated {
 		t.Fatalf("isolate-device: exit %d %s", code, text)
 	}
-	results, err := eng.Bus().NC.SubscribeSync("responder." + bus.Token(info.TenantID) + ".result.>")
+	results, err := eng.Bus().NC.SubscribeSync("responder." + bus.Token(eng.Tenant()) + ".result.>")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,16 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/responder-sec/responder/internal/bus"
-	"github.com/responder-sec/responder/internal/engine"
-	"github.com/responder-sec/responder/internal/m365"
-	"github.com/responder-sec/responder/internal/m365sim"
 )
 
 // TestActBlockSenderAndUndo: `act block-sender` blocks the address in the
@@ -21,31 +16,7 @@ import (
 // worker, Exchange admin API, audit), `act undo` removes that entry, and the
 // tenant's own domain is refused with a non-zero exit and nothing blocked.
 func TestActBlockSenderAndUndo(t *testing.T) {
-	clearEnv(t)
-	sim, err := m365sim.New(m365sim.Options{Seed: m365sim.SeedSmall})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	info := sim.Info()
-	dataDir := t.TempDir()
-	eng, err := engine.New(context.Background(), engine.Config{
-		Bus: bus.Config{StoreDir: filepath.Join(dataDir, "nats"), Port: -1},
-		Credentials: m365.Credentials{TenantID: info.TenantID, ClientID: info.ClientID, ClientSecret: info.ClientSecret,
-			LoginURL: info.LoginURL, GraphURL: info.GraphURL, ExchangeURL: info.ExchangeURL, HTTPClient: sim.HTTPClient()},
-		DataDir: dataDir, PlaybookDir: "../../playbooks", Feeds: []string{}, Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	if err := writeContext(dataDir, localContext{NatsURL: eng.Bus().ClientURL(), TenantID: info.TenantID}); err != nil {
-		t.Fatal(err)
-	}
+	sim, dataDir, eng, _ := runningEngine(t, nil)
 	act := func(args ...string) (int, map[string]any, string) {
 		var out, errb bytes.Buffer
 		code := run(append([]string{"act"}, append(args, "--data-dir", dataDir, "--json", "--wait", "60s")...), &out, &errb)
@@ -63,7 +34,7 @@ func TestActBlockSenderAndUndo(t *testing.T) {
 	}
 	// The inverse is a request of its own: wait for its outcome on the
 	// result subjects (the engine's connection sees every requester's).
-	results, err := eng.Bus().NC.SubscribeSync("responder." + bus.Token(info.TenantID) + ".result.>")
+	results, err := eng.Bus().NC.SubscribeSync("responder." + bus.Token(eng.Tenant()) + ".result.>")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,10 +2,8 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,43 +17,16 @@ import (
 	"github.com/responder-sec/responder/internal/audit"
 	"github.com/responder-sec/responder/internal/bus"
 	"github.com/responder-sec/responder/internal/engine"
-	"github.com/responder-sec/responder/internal/m365"
-	"github.com/responder-sec/responder/internal/m365sim"
 )
 
 // TestAuditExportAndVerify runs `audit export` and `audit verify` against a
 // running engine as an operator would, then plays the attacker on the export
 // file and on the anchors.
 func TestAuditExportAndVerify(t *testing.T) {
-	clearEnv(t)
-	sim, err := m365sim.New(m365sim.Options{Seed: m365sim.SeedSmall})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	info := sim.Info()
-	dataDir := t.TempDir()
-	eng, err := engine.New(context.Background(), engine.Config{
-		Bus: bus.Config{StoreDir: filepath.Join(dataDir, "nats"), Port: -1},
-		Credentials: m365.Credentials{TenantID: info.TenantID, ClientID: info.ClientID, ClientSecret: info.ClientSecret,
-			LoginURL: info.LoginURL, GraphURL: info.GraphURL, HTTPClient: sim.HTTPClient()},
-		DataDir:      dataDir,
-		PlaybookDir:  "../../playbooks",
-		Feeds:        []string{engine.FeedRiskDetections},
-		RiskInterval: time.Hour,
-		Logger:       slog.New(slog.DiscardHandler),
+	_, dataDir, eng, ctx := runningEngine(t, func(c *engine.Config) {
+		c.Feeds = []string{engine.FeedRiskDetections}
+		c.RiskInterval = time.Hour
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	if err := writeContext(dataDir, localContext{NatsURL: eng.Bus().ClientURL(), TenantID: info.TenantID}); err != nil {
-		t.Fatal(err)
-	}
 	cli := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
 		code := run(append(args, "--data-dir", dataDir), &out, &errb)
