@@ -34,7 +34,9 @@ func (s *Set) Decode(env *event.Envelope, d *Decoded) {
 	}
 	if d.c.rawErr != nil {
 		d.c.reset(s, env)
+		return
 	}
+	d.c.prepare()
 }
 
 // Release drops what d holds of its last event, keeping the buffers.

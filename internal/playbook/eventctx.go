@@ -50,6 +50,7 @@ type evalCtx struct {
 	keyTab     [keyTabSize]int32
 	sigGen     uint32
 	gen        uint32
+	prepGen    uint32 // gen of the slots Set.Decode filled (prepare); 0: none
 	valBuf     []fval
 	valHW      int // the most of valBuf used since reset
 	leafHW     int // the same for leafBuf

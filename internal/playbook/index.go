@@ -47,12 +47,42 @@ type srcIndex struct {
 // characters is filed as rest, and an event value with other characters
 // meets every unit of the index (case folding beyond ASCII is not a map
 // lookup), so the index never leaves out a unit that could match.
+//
+// A value that is an integer (numKey) files its units by number in num:
+// Sigma compares numbers numerically ("0" equals 0.0, 50074 equals
+// "50074"), so an event's leaf meets them by its number, whether the record
+// holds a JSON number or numeric text (sign-in ResultType, status codes).
 type keyedIndex struct {
 	key   string      // "kind" or the field's key
 	field *sigmaField // nil for the kind
 	fid   int32       // the field's id in the set's program; -1 for the kind
 	m     map[string][]int32
+	num   map[float64][]int32
 	all   []int32 // every unit filed here, in order
+}
+
+// numMark prefixes a requirement's value that is an integer (numKey): it
+// files by number.
+const numMark = "\x00#"
+
+// numKey reports whether a Sigma value is an integer that the index files
+// by number: an optional '-' and 1 to 15 digits, so that its float64 is
+// exact. For such a value v, a leaf equals v (sigmaValue.matchScalar) exactly
+// when the leaf is a number equal to v, or text that starts with a digit or
+// '-' and parses (strconv.ParseFloat) to v: text equal to v is such text, and
+// no other text folds to digits.
+func numKey(s string) (float64, bool) {
+	d := strings.TrimPrefix(s, "-")
+	if len(d) == 0 || len(d) > 15 {
+		return 0, false
+	}
+	for i := 0; i < len(d); i++ {
+		if d[i] < '0' || d[i] > '9' {
+			return 0, false
+		}
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	return f, err == nil
 }
 
 func (s *Set) buildIndex() {
@@ -121,10 +151,19 @@ func (s *Set) buildIndex() {
 		seen := map[string]bool{}
 		for _, v := range vals {
 			v = strings.ToLower(v)
-			if !seen[v] {
-				seen[v] = true
-				k.m[v] = append(k.m[v], id)
+			if seen[v] {
+				continue
 			}
+			seen[v] = true
+			if n, ok := strings.CutPrefix(v, numMark); ok {
+				f, _ := numKey(n)
+				if k.num == nil {
+					k.num = map[float64][]int32{}
+				}
+				k.num[f] = append(k.num[f], id)
+				continue
+			}
+			k.m[v] = append(k.m[v], id)
 		}
 	}
 	for i, p := range s.playbooks {
@@ -175,6 +214,57 @@ func (s *Set) buildIndex() {
 			}
 		}
 	}
+	s.prog.srcFields = sourceFields(&s.idx)
+}
+
+// sourceFields lists, per source, the ids of the fields that the source's
+// units and keyed indexes read, each once: the slots Set.Decode fills.
+func sourceFields(idx *setIndex) map[event.Source][]int32 {
+	out := map[event.Source][]int32{}
+	for src, si := range idx.bySrc {
+		seen := map[int32]bool{}
+		var ids []int32
+		add := func(id int32) {
+			if id >= 0 && !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+		for _, k := range si.keyed {
+			add(k.fid)
+		}
+		units := slices.Clone(si.rest)
+		for _, k := range si.keyed {
+			units = append(units, k.all...)
+		}
+		slices.Sort(units)
+		for _, id := range units {
+			cnodeFields(idx.units[id].node, add, 0)
+		}
+		out[src] = ids
+	}
+	return out
+}
+
+// cnodeFields calls add with the id of every field a compiled node reads.
+func cnodeFields(n cnode, add func(int32), depth int) {
+	if depth > 4*maxSigmaCondDepth {
+		return
+	}
+	switch t := n.(type) {
+	case *cAnd:
+		for _, k := range t.kids {
+			cnodeFields(k, add, depth+1)
+		}
+	case *cOr:
+		for _, k := range t.kids {
+			cnodeFields(k, add, depth+1)
+		}
+	case *cNot:
+		cnodeFields(t.kid, add, depth+1)
+	case *cField:
+		add(t.id)
+	}
 }
 
 // key identifies where a field is read from, for sharing one keyed index.
@@ -212,8 +302,15 @@ func sigmaOptions(n sigmaNode) []requirement {
 		}
 		var vals []string
 		for _, v := range t.values {
-			if v.kind != svEq || looksNumeric(v.s) || !isASCII(v.s) {
+			if v.kind != svEq || !isASCII(v.s) {
 				return nil
+			}
+			if looksNumeric(v.s) {
+				if _, ok := numKey(v.s); !ok {
+					return nil
+				}
+				vals = append(vals, numMark+v.s)
+				continue
 			}
 			vals = append(vals, v.s)
 		}
@@ -309,16 +406,28 @@ func (s *Set) candidates(c *evalCtx, buf []int32) []int32 {
 		leaves := c.leaves(m)
 		for i := range leaves {
 			l := &leaves[i]
-			if _, isNum := l.x.(float64); isNum {
-				// Its text is a number, and no key is (looksNumeric).
-				continue
+			if l.flags&lfStr == 0 {
+				if n, ok := l.number(); ok {
+					// A number: its text is a number too, and no key of m
+					// is (looksNumeric).
+					if k.num != nil {
+						out = append(out, k.num[n]...)
+					}
+					continue
+				}
 			}
-			if _, ok := l.str(); !ok {
+			s, ok := l.str()
+			if !ok {
 				continue
 			}
 			if !l.ascii() {
 				out = append(out, k.all...)
 				continue
+			}
+			if k.num != nil && l.flags&lfStr != 0 && len(s) > 0 && (s[0] >= '0' && s[0] <= '9' || s[0] == '-') {
+				if n, ok := l.parsed(); ok {
+					out = append(out, k.num[n]...)
+				}
 			}
 			// Keys are lower-cased: the leaf's lower-cased text (shared
 			// with contains comparisons) is the lookup.

@@ -61,7 +61,9 @@ func (s *Set) match(ctx context.Context, env *event.Envelope, counter Counter) (
 }
 
 func (s *Set) matchCtx(ctx context.Context, c *evalCtx, counter Counter) ([]Match, error) {
-	c.beginMatch()
+	if c.prepGen == 0 || c.prepGen != c.gen {
+		c.beginMatch()
+	}
 	var cb [64]int32
 	return s.matchUnits(ctx, c, counter, s.candidates(c, cb[:0]))
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/responder-sec/responder/internal/event"
 )
 
 // The compiled matcher. A Set compiles the Sigma rules it runs into its own
@@ -40,6 +42,9 @@ type setProg struct {
 	// reads: the top-level members the program reads (members, and those
 	// its virtual fields read), each once: what Set.Decode decodes.
 	reads []string
+	// srcFields: by source, the fields its units and indexes read (the
+	// slots Set.Decode fills for an event of that source).
+	srcFields map[event.Source][]int32
 }
 
 func lenBit(n int) uint64 {
@@ -626,6 +631,35 @@ func (c *evalCtx) beginMatch() {
 		c.lowBuf = nil
 	}
 	c.lowBuf = c.lowBuf[:0]
+}
+
+// prepare starts an evaluation of the event (beginMatch) and fills the
+// slots of the fields its source's rules and indexes read: each field
+// resolved, its leaves flattened, and what comparisons derive from a string
+// leaf (ASCII or not, the lower-cased form, the parsed number) computed, so
+// that matching reads the slots and derives nothing. Set.Decode calls it.
+func (c *evalCtx) prepare() {
+	c.beginMatch()
+	for _, id := range c.set.prog.srcFields[c.env.Source] {
+		m := c.field(id)
+		if !m.present {
+			continue
+		}
+		leaves := c.leaves(m)
+		for i := range leaves {
+			l := &leaves[i]
+			s, ok := l.str()
+			if !ok {
+				continue
+			}
+			c.lowerBytes(l)
+			l.number()
+			if l.flags&lfStr == 0 || (len(s) > 0 && (s[0] >= '0' && s[0] <= '9' || s[0] == '-')) {
+				l.parsed()
+			}
+		}
+	}
+	c.prepGen = c.gen
 }
 
 // maxKeptBuf bounds the per-event buffers a pooled evalCtx keeps.
