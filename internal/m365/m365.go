@@ -132,8 +132,18 @@ func (c Credentials) withDefaults() Credentials {
 	return c
 }
 
-// TokenCredential builds the azidentity credential.
+// TokenCredential builds the azidentity credential, wrapped so that the
+// token in hand is reused while it is comfortably valid (tokencache.go).
 func (c Credentials) TokenCredential() (azcore.TokenCredential, error) {
+	cred, err := c.azidentityCredential()
+	if err != nil {
+		return nil, err
+	}
+	return newReusingCredential(cred, nil), nil
+}
+
+// azidentityCredential builds the azidentity credential itself.
+func (c Credentials) azidentityCredential() (azcore.TokenCredential, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}

@@ -489,7 +489,9 @@ func (t *Tenant) authenticate(r *req, resource string) *resp {
 	if bearer == "" {
 		return fail("Access token is empty.", "")
 	}
-	c, err := t.parseToken(bearer)
+	// Verified once per token string (tokcache.go); lifetime, audience,
+	// issuer and revocation are checked below on every request.
+	c, err := t.verifiedToken(bearer)
 	if err != nil {
 		return fail(err.Error(), "")
 	}
@@ -507,9 +509,9 @@ func (t *Tenant) authenticate(r *req, resource string) *resp {
 	if now+300 < c.Nbf {
 		return fail("Lifetime validation failed, the token is not yet valid.", "")
 	}
-	t.mu.Lock()
+	t.mu.RLock()
 	revoked := t.st.revoked[c.Uti]
-	t.mu.Unlock()
+	t.mu.RUnlock()
 	if revoked {
 		if len(c.XmsCC) > 0 && r.svc != svcManage && r.svc != svcExoAdmin {
 			ch := fmt.Sprintf(`{"access_token":{"nbf":{"essential":true,"value":"%d"}}}`, t.now().Unix())

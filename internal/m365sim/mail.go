@@ -68,6 +68,56 @@ func (t *Tenant) mailboxLocked(r *req, key string) (*userRec, *resp) {
 	return u, nil
 }
 
+// lockMailbox resolves a mailbox with the tenant lock held shared and locks
+// the mailbox itself; unlock releases both. Requests to one mailbox are
+// serialised, requests to different mailboxes are not (mailbox.mu).
+func (t *Tenant) lockMailbox(r *req, key string) (u *userRec, unlock func(), res *resp) {
+	t.mu.RLock()
+	u, res = t.mailboxLocked(r, key)
+	if res != nil {
+		t.mu.RUnlock()
+		return nil, nil, res
+	}
+	u.mbox.mu.Lock()
+	return u, func() {
+		u.mbox.mu.Unlock()
+		t.mu.RUnlock()
+	}, nil
+}
+
+// add appends a message and indexes it by id.
+func (mb *mailbox) add(m *message) {
+	mb.messages = append(mb.messages, m)
+	id := str(m.obj, "id")
+	if mb.byID == nil {
+		mb.byID = map[string][]*message{}
+	}
+	mb.byID[id] = append(mb.byID[id], m)
+}
+
+// setID gives a message a new id (a move), keeping the index.
+func (mb *mailbox) setID(m *message, id string) {
+	old := str(m.obj, "id")
+	if list := mb.byID[old]; len(list) > 0 {
+		kept := list[:0]
+		for _, x := range list {
+			if x != m {
+				kept = append(kept, x)
+			}
+		}
+		if len(kept) == 0 {
+			delete(mb.byID, old)
+		} else {
+			mb.byID[old] = kept
+		}
+	}
+	m.obj["id"] = id
+	if mb.byID == nil {
+		mb.byID = map[string][]*message{}
+	}
+	mb.byID[id] = append(mb.byID[id], m)
+}
+
 func folderName(f string) (string, bool) {
 	low := strings.ToLower(f)
 	for _, w := range wellKnown {
@@ -349,7 +399,7 @@ func (t *Tenant) newMessageLocked(u *userRec, m Message, visible time.Time) *mes
 		"flag": map[string]any{"flagStatus": "notFlagged"},
 	}
 	msg := &message{obj: o, folder: folder, visible: visible}
-	u.mbox.messages = append(u.mbox.messages, msg)
+	u.mbox.add(msg)
 	return msg
 }
 
@@ -379,7 +429,7 @@ func (t *Tenant) AddRawMessage(idOrUPN string, raw json.RawMessage) (string, err
 	if str(m, "id") == "" {
 		m["id"] = exchangeID("AAMkAGI2TG93AAA", 33)
 	}
-	u.mbox.messages = append(u.mbox.messages, &message{obj: m, folder: "inbox"})
+	u.mbox.add(&message{obj: m, folder: "inbox"})
 	return str(m, "id"), nil
 }
 
@@ -392,13 +442,11 @@ func (t *Tenant) MessageState(idOrUPN, messageID string) (folder string, ok bool
 	if u == nil || u.mbox == nil {
 		return "", false
 	}
-	for _, m := range u.mbox.messages {
-		if str(m.obj, "id") == messageID {
-			if m.purged {
-				return "purged", true
-			}
-			return m.folder, true
+	for _, m := range u.mbox.byID[messageID] {
+		if m.purged {
+			return "purged", true
 		}
+		return m.folder, true
 	}
 	return "", false
 }
@@ -425,12 +473,13 @@ func (t *Tenant) msgList(r *req, user, folder string) *resp {
 		}
 	}
 	search := strings.ToLower(strings.Trim(r.q("$search"), `"`))
-	t.mu.Lock()
-	u, res := t.mailboxLocked(r, user)
+	u, unlock, res := t.lockMailbox(r, user)
 	if res != nil {
-		t.mu.Unlock()
 		return res
 	}
+	// The page is filtered, selected and encoded under the mailbox's lock,
+	// so it reads the stored messages without copying them all first.
+	defer unlock()
 	var msgs []*message
 	for _, m := range u.mbox.messages {
 		if m.purged || (folder != "" && m.folder != folder) {
@@ -446,9 +495,8 @@ func (t *Tenant) msgList(r *req, user, folder string) *resp {
 		if search != "" && !searchHit(m.obj, search) {
 			continue
 		}
-		items = append(items, &item{obj: cloneObj(m.obj), visible: m.visible})
+		items = append(items, &item{obj: m.obj, visible: m.visible})
 	}
-	t.mu.Unlock()
 	ctx := fmt.Sprintf("users('%s')/messages", user)
 	if folder != "" {
 		ctx = fmt.Sprintf("users('%s')/mailFolders('%s')/messages", user, folder)
@@ -486,21 +534,18 @@ func searchHit(o map[string]any, q string) bool {
 	return strings.Contains(subj, term) || strings.Contains(body, term) || strings.Contains(from, term)
 }
 
-func (t *Tenant) findMsgLocked(r *req, user, folder, id string) (*userRec, *message, *resp) {
-	u, res := t.mailboxLocked(r, user)
-	if res != nil {
-		return nil, nil, res
-	}
+// findMsg finds a message of a locked mailbox (lockMailbox) by id.
+func (t *Tenant) findMsg(r *req, u *userRec, folder, id string) (*message, *resp) {
 	now := t.now()
-	for _, m := range u.mbox.messages {
-		if str(m.obj, "id") == id && !m.purged && !m.visible.After(now) && (folder == "" || m.folder == folder) {
-			return u, m, nil
+	for _, m := range u.mbox.byID[id] {
+		if !m.purged && !m.visible.After(now) && (folder == "" || m.folder == folder) {
+			return m, nil
 		}
 	}
 	if !looksLikeExchangeID(id) {
-		return nil, nil, t.graphError(r, http.StatusBadRequest, "ErrorInvalidIdMalformed", "Id is malformed.")
+		return nil, t.graphError(r, http.StatusBadRequest, "ErrorInvalidIdMalformed", "Id is malformed.")
 	}
-	return nil, nil, t.errItemNotFound(r)
+	return nil, t.errItemNotFound(r)
 }
 
 func looksLikeExchangeID(id string) bool {
@@ -528,9 +573,12 @@ func (t *Tenant) msgGet(r *req, user, folder, id string) *resp {
 	if res := t.checkQuery(r, messageSchema()); res != nil {
 		return res
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	_, m, res := t.findMsgLocked(r, user, folder, id)
+	u, unlock, res := t.lockMailbox(r, user)
+	if res != nil {
+		return res
+	}
+	defer unlock()
+	m, res := t.findMsg(r, u, folder, id)
 	if res != nil {
 		return res
 	}
@@ -549,9 +597,12 @@ func (t *Tenant) getFolderMessage(r *req, p []string) *resp {
 }
 
 func (t *Tenant) msgDelete(r *req, user, folder, id string, purge bool) *resp {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	_, m, res := t.findMsgLocked(r, user, folder, id)
+	u, unlock, res := t.lockMailbox(r, user)
+	if res != nil {
+		return res
+	}
+	defer unlock()
+	m, res := t.findMsg(r, u, folder, id)
 	if res != nil {
 		return res
 	}
@@ -600,15 +651,18 @@ func (t *Tenant) msgMove(r *req, user, folder, id string) *resp {
 	if !ok {
 		return t.graphError(r, http.StatusBadRequest, "ErrorInvalidIdMalformed", "Id is malformed.")
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	_, m, res := t.findMsgLocked(r, user, folder, id)
+	u, unlock, res := t.lockMailbox(r, user)
+	if res != nil {
+		return res
+	}
+	defer unlock()
+	m, res := t.findMsg(r, u, folder, id)
 	if res != nil {
 		return res
 	}
 	// Exchange gives a moved item a new id.
 	m.folder = df
-	m.obj["id"] = exchangeID("AAMkAGI2TG93AAA", 33)
+	u.mbox.setID(m, exchangeID("AAMkAGI2TG93AAA", 33))
 	m.obj["parentFolderId"] = folderID(df)
 	o := cloneObj(m.obj)
 	o["@odata.context"] = fmt.Sprintf("https://graph.microsoft.com/v1.0/$metadata#users('%s')/messages/$entity", user)

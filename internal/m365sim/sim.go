@@ -80,7 +80,11 @@ type Tenant struct {
 
 	closeOnce sync.Once
 
-	mu    sync.Mutex
+	// mu guards st (and the fields marked so). Writers hold it exclusively;
+	// the mail handlers hold it shared plus the mailbox's own lock
+	// (mailbox.mu, mail.go), so requests to different mailboxes do not wait
+	// for each other.
+	mu    sync.RWMutex
 	st    *state
 	clock func() time.Time
 
@@ -96,6 +100,8 @@ type Tenant struct {
 	contentBase string
 
 	thr *throttler
+	// tokens caches verified bearer tokens (tokcache.go).
+	tokens tokenCache
 	// oidc: people's sign-in (oidc.go); ready as its zero value.
 	oidc oidcState
 

@@ -3,6 +3,7 @@ package m365sim
 import (
 	"encoding/json"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -46,9 +47,17 @@ type userRec struct {
 }
 
 type mailbox struct {
+	// mu guards messages, byID and the fields of each message for the mail
+	// handlers, which hold the tenant lock (Tenant.mu) only shared: requests
+	// to different mailboxes then run side by side, as Exchange serves each
+	// mailbox apart. Code holding Tenant.mu exclusively needs no mu.
+	mu       sync.Mutex
 	rules    []map[string]any
 	messages []*message
-	ruleSeq  int
+	// byID indexes messages by their id (several only if raw messages share
+	// one), in the order they were added.
+	byID    map[string][]*message
+	ruleSeq int
 }
 
 type message struct {

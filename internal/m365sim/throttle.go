@@ -181,9 +181,9 @@ func entraCost(r *req) (ru float64, write bool) {
 func (t *Tenant) throttle(r *req, class throttleClass, inflight int) *resp {
 	users := 0
 	if class == thrEntra {
-		t.mu.Lock()
+		t.mu.RLock()
 		users = len(t.st.users)
-		t.mu.Unlock()
+		t.mu.RUnlock()
 	}
 	th := t.thr
 	th.mu.Lock()

@@ -92,8 +92,8 @@ func (t *Tenant) mailboxOf(r *req) string {
 		return ""
 	}
 	key := r.segs[1]
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
 	if u := t.st.userLocked(key); u != nil {
 		return u.ID
 	}

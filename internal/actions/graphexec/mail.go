@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	abs "github.com/microsoft/kiota-abstractions-go"
 
@@ -216,30 +217,40 @@ func (e *Executor) purgeMailbox(ctx context.Context, c *calls, r *mailboxReport,
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	slots := make(chan struct{}, e.budgets.outlookMax) // no more goroutines than the mailbox admits
-	for _, m := range msgs {
-		slots <- struct{}{}
+	// As many workers as the mailbox admits requests in flight, each taking
+	// the next message until none is left: the mailbox budget still bounds
+	// the requests in flight, and a few long-lived goroutines cost less than
+	// one per message (each grows its stack through the SDK's middleware).
+	var next atomic.Int64
+	workers := min(max(e.budgets.outlookMax, 1), len(msgs))
+	for range workers {
 		wg.Add(1)
-		go func() { // owned: purgeMailbox waits; the mailbox budget bounds the requests in flight
+		go func() { // owned: purgeMailbox waits for every worker
 			defer wg.Done()
-			defer func() { <-slots }()
-			var err error
-			if q.Hard {
-				_, err = e.mailboxCall(ctx, c, user, abs.POST, seg("users", user, "messages", m.ID, "permanentDelete"), "", nil, perm)
-			} else {
-				_, err = e.mailboxCall(ctx, c, user, abs.POST, seg("users", user, "messages", m.ID, "move"), "", map[string]any{"destinationId": "deleteditems"}, perm)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			switch ce := actions.AsError(err); {
-			case err == nil:
-				r.Deleted++
-			case ce.Status == http.StatusNotFound:
-				r.Already++
-			default:
-				if r.err == nil || ce.Class != actions.Permanent {
-					r.err = ce
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(msgs) {
+					return
 				}
+				m := msgs[i]
+				var err error
+				if q.Hard {
+					_, err = e.mailboxCall(ctx, c, user, abs.POST, seg("users", user, "messages", m.ID, "permanentDelete"), "", nil, perm)
+				} else {
+					_, err = e.mailboxCall(ctx, c, user, abs.POST, seg("users", user, "messages", m.ID, "move"), "", map[string]any{"destinationId": "deleteditems"}, perm)
+				}
+				mu.Lock()
+				switch ce := actions.AsError(err); {
+				case err == nil:
+					r.Deleted++
+				case ce.Status == http.StatusNotFound:
+					r.Already++
+				default:
+					if r.err == nil || ce.Class != actions.Permanent {
+						r.err = ce
+					}
+				}
+				mu.Unlock()
 			}
 		}()
 	}
