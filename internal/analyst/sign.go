@@ -111,10 +111,13 @@ func Publish(ctx context.Context, js jetstream.Publisher, tenant string, req *ac
 	return PublishSigned(ctx, js, tenant, req, s)
 }
 
-// PublishSigned publishes an already signed request.
+// PublishSigned publishes an already signed request, re-sending it while a
+// cluster fails over (bus.PublishOnce).
 func PublishSigned(ctx context.Context, js jetstream.Publisher, tenant string, req *actions.Request, s Signed) error {
 	m := s.Msg(bus.ActionSubject(tenant, string(req.Action)))
-	if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(req.ID)); err != nil {
+	// Sent again through a cluster's failover (a few seconds without a
+	// stream leader): the request id deduplicates the repeats.
+	if _, err := bus.PublishOnce(ctx, js, m, req.ID, 0); err != nil {
 		return fmt.Errorf("analyst: publish request %s: %w", req.ID, err)
 	}
 	return nil

@@ -652,12 +652,7 @@ func conflict(err error) bool {
 
 // ambiguous reports an error after which the publish may or may not have been
 // stored (no answer in time), or a transient absence of the stream's leader.
-func ambiguous(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse)
-}
+func ambiguous(err error) bool { return bus.Transient(err) }
 
 // backoff is the pause before attempt n (n >= 2): equal jitter under a ceiling that
 // doubles from backoffBase up to backoffMax.

@@ -178,7 +178,7 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		b.Close()
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
-	if err := Ensure(ctx, js, cfg); err != nil {
+	if err := ensureWhenReady(ctx, js, cfg, log); err != nil {
 		b.Close()
 		return nil, err
 	}
@@ -188,6 +188,41 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	}
 	b.JS = Bounded(js, callTimeout)
 	return b, nil
+}
+
+// EnsureWait bounds how long Open waits for JetStream to answer: a cluster
+// that is still forming, or electing leaders after a server was lost, refuses
+// or times out stream requests for a few seconds.
+const EnsureWait = 2 * time.Minute
+
+// ensureWhenReady runs Ensure through WhenReady: engines started with their
+// cluster (docker-compose's cluster profile) wait for it instead of exiting
+// and being restarted.
+func ensureWhenReady(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logger) error {
+	return WhenReady(ctx, log, "streams and buckets", func() error { return Ensure(ctx, js, cfg) })
+}
+
+// WhenReady runs fn, and again (after 250 ms, doubling to 8 s) while its
+// errors are Unavailable, for at most EnsureWait; then fn's error is
+// returned. what names the step in the warnings.
+func WhenReady(ctx context.Context, log *slog.Logger, what string, fn func() error) error {
+	deadline := time.Now().Add(EnsureWait)
+	pause := 250 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil || !Unavailable(err) || ctx.Err() != nil || time.Now().Add(pause).After(deadline) {
+			return err
+		}
+		log.Warn("JetStream is not answering yet (a cluster forming or electing leaders); trying again", "step", what, "in", pause, "err", err)
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		pause = min(2*pause, 8*time.Second)
+	}
 }
 
 // ClientURL is the URL other processes use to reach this bus ("" if external and

@@ -252,13 +252,21 @@ func (e *Engine) Run(ctx context.Context) error {
 
 func (e *Engine) run(ctx context.Context) error {
 	tenant := e.Tenant()
-	kv, err := e.tenantState(ctx, tenant)
-	if err != nil {
+	// A cluster still electing leaders answers these late or not at all:
+	// wait for it (bus.WhenReady) rather than exit and be restarted.
+	var kv jetstream.KeyValue
+	if err := bus.WhenReady(ctx, e.log, "tenant state", func() (err error) {
+		kv, err = e.tenantState(ctx, tenant)
+		return err
+	}); err != nil {
 		return err
 	}
 	replicas := e.cfg.Bus.Replicas
-	seen, err := analyst.EnsureReplayBucket(ctx, e.bus.JS, replicas, 0)
-	if err != nil {
+	var seen jetstream.KeyValue
+	if err := bus.WhenReady(ctx, e.log, "replay bucket", func() (err error) {
+		seen, err = analyst.EnsureReplayBucket(ctx, e.bus.JS, replicas, 0)
+		return err
+	}); err != nil {
 		return fmt.Errorf("engine: replay bucket: %w", err)
 	}
 	verifier, err := analyst.NewVerifier(analyst.VerifierConfig{Directory: e.directory.Load, Seen: seen})
