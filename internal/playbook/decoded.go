@@ -18,25 +18,22 @@ type Decoded struct {
 }
 
 // Decode fills d with env (which must stay unchanged while d is in use):
-// its raw record scanned, and the top-level members that the set's rules
-// read (the compiled program's fields) decoded. What else matching reads
-// (a playbook's own conditions, a step's template) is decoded when it is
-// read, as Match does. A record whose decoded members are not JSON is left
-// to be decoded as matching reads it, so that MatchDecoded reports exactly
-// what Match reports.
+// its raw record scanned, and the slots of the fields that the rules and
+// indexes of the event's source read (the compiled program's fields)
+// filled: each field's leaves with their lower-cased text and numbers. What
+// else matching reads (a playbook's own conditions, a step's template) is
+// decoded when it is read, as Match does. A record whose members read are
+// not JSON is left to be decoded as matching reads it, so that MatchDecoded
+// reports exactly what Match reports.
 func (s *Set) Decode(env *event.Envelope, d *Decoded) {
 	d.c.reset(s, env)
 	d.c.scan()
-	for _, name := range s.prog.reads {
-		if m := d.c.memberRef(name); m != nil {
-			_, _ = d.c.memberValue(m)
-		}
+	if d.c.rawErr == nil {
+		d.c.prepare()
 	}
 	if d.c.rawErr != nil {
 		d.c.reset(s, env)
-		return
 	}
-	d.c.prepare()
 }
 
 // Release drops what d holds of its last event, keeping the buffers.

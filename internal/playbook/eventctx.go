@@ -46,9 +46,9 @@ type evalCtx struct {
 	matchMemo  []matchMemo
 	memoUsed   []int32   // memo entries filled since reset (all, when as long as memo)
 	refUsed    []int32   // the same for refMemo
-	keyNodes   []keyNode // member keys by signature, for generation sigGen
+	keyNodes   []keyNode // member keys by signature, when keysOK
 	keyTab     [keyTabSize]int32
-	sigGen     uint32
+	keysOK     bool // keyNodes and keyTab index c.members
 	gen        uint32
 	prepGen    uint32 // gen of the slots Set.Decode filled (prepare); 0: none
 	valBuf     []fval
@@ -57,8 +57,9 @@ type evalCtx struct {
 	virtBuf    []any
 	leafBuf    []leaf
 	lowBuf     []byte // lower-cased leaves (leaf.lowB)
-	// Recent default reasons, kept across events (match.go).
+	// Recent default reasons and user validity, kept across events (match.go).
 	reasons reasonCache
+	users   userCache
 	// matches being built by matchUnits
 	matchBuf []Match
 }
@@ -82,7 +83,7 @@ func (c *evalCtx) reset(s *Set, env *event.Envelope) {
 	clear(c.virtBuf[:cap(c.virtBuf)])
 	*c = evalCtx{env: env, set: s, members: members,
 		memo: c.memo, refMemo: c.refMemo, memoUsed: c.memoUsed[:0], refUsed: c.refUsed[:0], memberMemo: c.memberMemo, matchMemo: c.matchMemo, keyNodes: c.keyNodes[:0], gen: c.gen,
-		valBuf: c.valBuf[:0], virtBuf: c.virtBuf[:0], leafBuf: c.leafBuf[:0], lowBuf: c.lowBuf[:0], reasons: c.reasons, matchBuf: c.matchBuf[:0]}
+		valBuf: c.valBuf[:0], virtBuf: c.virtBuf[:0], leafBuf: c.leafBuf[:0], lowBuf: c.lowBuf[:0], reasons: c.reasons, users: c.users, matchBuf: c.matchBuf[:0]}
 }
 
 // clearMemo drops what the memo holds of the events since reset: only the
@@ -135,6 +136,7 @@ func (c *evalCtx) scan() {
 			if m := c.memberRef("properties"); m != nil && len(m.val) > 0 && m.val[0] == '{' {
 				if inner, err := scanObject(m.val, nil); err == nil {
 					c.members, c.outer = inner, outer
+					c.keysOK = false
 					return
 				}
 			}
@@ -145,6 +147,7 @@ func (c *evalCtx) scan() {
 			for i := range inner {
 				if string(inner[i].key) == "CreationTime" {
 					c.members, c.outer = inner, outer
+					c.keysOK = false
 					return
 				}
 			}
@@ -163,6 +166,9 @@ func (c *evalCtx) memberRef(key string) *member {
 
 // memberIndex is memberRef's index in c.members, -1 when absent.
 func (c *evalCtx) memberIndex(key string) int {
+	if c.set != nil && key != "" && c.set.prog.lenMask&lenBit(len(key)) != 0 && isASCII(key) {
+		return c.findKey(key, keySigString(key))
+	}
 	for i := range c.members {
 		if string(c.members[i].key) == key {
 			return i

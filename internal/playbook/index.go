@@ -29,6 +29,9 @@ type unit struct {
 	plain bool
 	src   event.Source
 	sigma *SigmaRule
+	// noTarget: the playbook's steps' errors when the event gives no
+	// target (stepErrors), shared by its units.
+	noTarget []error
 }
 
 type setIndex struct {
@@ -175,8 +178,9 @@ func (s *Set) buildIndex() {
 			s.idx.stateful = true
 		}
 		where := whereText(t.Conditions)
+		noTarget := stepErrors(p)
 		if len(t.Sigma) == 0 {
-			u := unit{pb: int32(i), rule: -1, where: where}
+			u := unit{pb: int32(i), rule: -1, where: where, noTarget: noTarget}
 			if len(t.Kinds) > 0 {
 				add(t.Source, u, "kind", nil, t.Kinds)
 			} else {
@@ -191,7 +195,7 @@ func (s *Set) buildIndex() {
 			if src == "" {
 				src = r.Source
 			}
-			u := unit{pb: int32(i), rule: int32(j), where: where, node: pb.rule(r), sigma: r, src: src,
+			u := unit{pb: int32(i), rule: int32(j), where: where, noTarget: noTarget, node: pb.rule(r), sigma: r, src: src,
 				plain: len(t.Kinds) == 0 && len(t.Conditions) == 0}
 			if len(t.Kinds) > 0 {
 				add(src, u, "kind", nil, t.Kinds)
@@ -206,7 +210,7 @@ func (s *Set) buildIndex() {
 			add(src, u, "", nil, nil)
 		}
 		if th := t.Threshold; th != nil && th.Then != nil {
-			u := unit{pb: int32(i), rule: -1, follow: true, where: where}
+			u := unit{pb: int32(i), rule: -1, follow: true, where: where, noTarget: noTarget}
 			if len(th.Then.Kinds) > 0 {
 				add(th.Then.Source, u, "kind", nil, th.Then.Kinds)
 			} else {
@@ -215,6 +219,45 @@ func (s *Set) buildIndex() {
 		}
 	}
 	s.prog.srcFields = sourceFields(&s.idx)
+	// The members the playbooks' own conditions read are looked up by
+	// signature too (evalCtx.memberIndex).
+	for _, p := range s.playbooks {
+		if !p.Enabled {
+			continue
+		}
+		conds := p.Trigger.Conditions
+		if th := p.Trigger.Threshold; th != nil && th.Then != nil {
+			conds = append(slices.Clip(conds), th.Then.Conditions...)
+		}
+		for _, c := range conds {
+			condMembers(c, func(name string) { s.prog.lenMask |= lenBit(len(name)) }, 0)
+		}
+	}
+}
+
+// condMembers calls add with the top-level member each raw path of a
+// condition starts from.
+func condMembers(c Condition, add func(string), depth int) {
+	if depth > maxCondDepth {
+		return
+	}
+	ref := func(r ref) {
+		if r.root == rootRaw && len(r.path) > 0 && !strings.HasPrefix(r.path[0], selMark) {
+			add(r.path[0])
+		}
+	}
+	switch t := c.(type) {
+	case *fieldCond:
+		ref(t.field)
+	case *quantCond:
+		ref(t.list)
+	case *notCond:
+		condMembers(t.c, add, depth+1)
+	case *boolCond:
+		for _, k := range t.conds {
+			condMembers(k, add, depth+1)
+		}
+	}
 }
 
 // sourceFields lists, per source, the ids of the fields that the source's

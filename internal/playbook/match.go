@@ -112,7 +112,7 @@ func (s *Set) matchUnits(ctx context.Context, c *evalCtx, counter Counter, units
 			}
 			fire = &ThresholdFire{Key: o.Key, Count: res.Count}
 		}
-		m, err := p.fire(c, u.where, rule, fire)
+		m, err := p.fire(c, u, rule, fire)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -252,10 +252,12 @@ func (c *evalCtx) sigmaReason(where string, rule *SigmaRule) string {
 	return r
 }
 
-// fire builds the Match of a playbook whose trigger held; where is
-// whereText(p.Trigger.Conditions), precomputed. It builds what fireRef
+// fire builds the Match of a playbook whose trigger held in unit u (its
+// where is whereText(p.Trigger.Conditions), its noTarget the steps' errors
+// when the event gives no target, both precomputed). It builds what fireRef
 // builds, with fewer allocations.
-func (p *Playbook) fire(c *evalCtx, where string, rule *SigmaRule, th *ThresholdFire) (Match, error) {
+func (p *Playbook) fire(c *evalCtx, u *unit, rule *SigmaRule, th *ThresholdFire) (Match, error) {
+	where := u.where
 	m := Match{Playbook: p.Name, Suppression: p.Suppression.Window, BlastRadius: p.BlastRadius, Sigma: rule, Threshold: th}
 	switch {
 	case p.reason != nil:
@@ -278,6 +280,9 @@ func (p *Playbook) fire(c *evalCtx, where string, rule *SigmaRule, th *Threshold
 	for i, st := range p.Steps {
 		step, err := st.resolve(c, p.DryRun)
 		if err != nil {
+			if _, ok := err.(noTarget); ok && i < len(u.noTarget) {
+				return Match{}, u.noTarget[i]
+			}
 			return Match{}, fmt.Errorf("playbook %q: step %d (%s): %w", p.Name, i+1, st.Action, err)
 		}
 		m.Steps = append(m.Steps, step)
@@ -341,7 +346,7 @@ func (st *Step) resolve(c *evalCtx, dryRun bool) (actions.Step, error) {
 	}
 	if _, ok := st.target.more[st.targetKind]; ok {
 		if v := out.Target.Map()[st.targetKind]; v == "" {
-			return out, fmt.Errorf("the event has no %s to act on", st.targetKind)
+			return out, noTarget(st.targetKind)
 		}
 		if st.targetKind == "sender" {
 			if _, _, err := actions.ParseSender(out.Target.Sender); err != nil {
@@ -352,27 +357,84 @@ func (st *Step) resolve(c *evalCtx, dryRun bool) (actions.Step, error) {
 	switch st.targetKind {
 	case "user":
 		if out.Target.User == "" {
-			return out, errors.New("the event has no user to act on")
+			return out, noTarget("user")
 		}
-		if !actions.ValidUser(out.Target.User) && !(mailboxAction(st.Action) && exchangeIdentity(out.Target.User)) {
+		if !c.validUser(out.Target.User) && !(mailboxAction(st.Action) && exchangeIdentity(out.Target.User)) {
 			return out, fmt.Errorf("target user %q is not a UPN or object id", out.Target.User)
 		}
 	case "ip":
 		if out.Target.IP == "" {
-			return out, errors.New("the event has no IP address to act on")
+			return out, noTarget("IP address")
 		}
 		if !actions.ValidIP(out.Target.IP) {
 			return out, fmt.Errorf("target ip %q is not an address or CIDR", out.Target.IP)
 		}
 	case "message":
 		if out.Target.MessageID == "" {
-			return out, errors.New("the event has no message id to act on")
+			return out, noTarget("message id")
 		}
 	}
 	if len(st.params) > 0 {
 		out.Params = resolveParams(st.params, c).(map[string]any)
 	}
 	return out, nil
+}
+
+// noTarget is the error of a step whose target the event does not give:
+// "the event has no <what> to act on".
+type noTarget string
+
+func (e noTarget) Error() string { return "the event has no " + string(e) + " to act on" }
+
+// noTargetText is what a step's noTarget names (Step.resolve).
+func (st *Step) noTargetText() string {
+	if _, ok := st.target.more[st.targetKind]; ok {
+		return st.targetKind
+	}
+	switch st.targetKind {
+	case "ip":
+		return "IP address"
+	case "message":
+		return "message id"
+	}
+	return st.targetKind
+}
+
+// stepErrors are a playbook's steps' errors when the event gives no target,
+// as fire reports them: built once per set, not per event.
+func stepErrors(p *Playbook) []error {
+	out := make([]error, len(p.Steps))
+	for i := range p.Steps {
+		st := &p.Steps[i]
+		out[i] = fmt.Errorf("playbook %q: step %d (%s): %w", p.Name, i+1, st.Action, noTarget(st.noTargetText()))
+	}
+	return out
+}
+
+// validUser is actions.ValidUser, remembered for the last few values: the
+// steps of the playbooks that fire on one event mostly act on its user.
+func (c *evalCtx) validUser(s string) bool {
+	vc := &c.users
+	for i := range vc.ents {
+		if e := &vc.ents[i]; e.set && e.s == s {
+			return e.ok
+		}
+	}
+	ok := actions.ValidUser(s)
+	vc.ents[vc.next] = userValidity{set: true, s: s, ok: ok}
+	vc.next = (vc.next + 1) % len(vc.ents)
+	return ok
+}
+
+// userCache is validUser's memory, kept across events.
+type userCache struct {
+	next int
+	ents [4]userValidity
+}
+
+type userValidity struct {
+	set, ok bool
+	s       string
 }
 
 func resolveParams(v any, c *evalCtx) any {

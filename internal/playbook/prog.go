@@ -64,6 +64,15 @@ func keySig(k []byte) uint32 {
 	return uint32(n&0xff) | uint32(foldASCII(k[0]))<<8 | uint32(foldASCII(k[n/2]))<<16 | uint32(foldASCII(k[n-1]))<<24
 }
 
+// keySigString is keySig of a string.
+func keySigString(k string) uint32 {
+	n := len(k)
+	if n == 0 {
+		return 1
+	}
+	return uint32(n&0xff) | uint32(foldASCII(k[0]))<<8 | uint32(foldASCII(k[n/2]))<<16 | uint32(foldASCII(k[n-1]))<<24
+}
+
 // matchKey identifies a field match by what it computes.
 func matchKey(field int32, t *sigmaFieldMatch) string {
 	var b strings.Builder
@@ -209,6 +218,7 @@ func (b *progBuilder) node(n sigmaNode, depth int) cnode {
 		id := b.fieldID(t.field)
 		key := matchKey(id, t)
 		if n, ok := b.byMatch[key]; ok {
+			n.shared = true
 			return n
 		}
 		out := &cField{id: id, memo: int32(len(b.byMatch)), all: t.all, values: make([]cval, len(t.values))}
@@ -260,6 +270,10 @@ type cField struct {
 	memo   int32 // result memo slot
 	all    bool
 	values []cval
+	// shared: more than one place of the program tests this; only then is
+	// the result kept in the memo (a slot of the memo read cold costs more
+	// than testing a prepared field once).
+	shared bool
 }
 
 // cval is a sigmaValue with what matching needs precomputed.
@@ -280,6 +294,9 @@ func compileCval(v *sigmaValue) cval {
 }
 
 func (f *cField) eval(c *evalCtx) bool {
+	if !f.shared {
+		return f.evalNow(c)
+	}
 	r := &c.matchMemo[f.memo]
 	if r.gen == c.gen {
 		return r.res
@@ -766,10 +783,16 @@ func (c *evalCtx) findMember(mid int32) int {
 	if sig == 0 {
 		return c.memberIndex(p.members[mid])
 	}
-	if c.sigGen != c.gen {
+	return c.findKey(p.members[mid], sig)
+}
+
+// findKey is memberIndex(name) for an ASCII name whose length some name of
+// the program has (lenMask), sig its keySig: candidates are found by
+// signature, the event's keys filed once per event.
+func (c *evalCtx) findKey(name string, sig uint32) int {
+	if !c.keysOK {
 		c.indexKeys()
 	}
-	name, nameB := p.members[mid], p.memberB[mid]
 	best, exact := -1, -1
 	for n := c.keyTab[sigBucket(sig)] - 1; n >= 0; n = c.keyNodes[n].next - 1 {
 		kn := &c.keyNodes[n]
@@ -782,7 +805,7 @@ func (c *evalCtx) findMember(mid int32) int {
 			exact = i // the chain runs backwards: the last one seen is the first
 			continue
 		}
-		if bytes.EqualFold(k, nameB) {
+		if asciiEqualFoldBytes(k, name) {
 			// the smallest key; of equal ones the first (the chain runs backwards)
 			if bk := c.members[max(best, 0)].key; best < 0 || string(k) <= string(bk) {
 				best = i
@@ -809,7 +832,7 @@ type keyNode struct {
 // indexKeys files the event's member keys by signature in a hash table of
 // chains, leaving out keys of a length no name of the program has.
 func (c *evalCtx) indexKeys() {
-	c.sigGen = c.gen
+	c.keysOK = true
 	tab := &c.keyTab
 	*tab = [keyTabSize]int32{}
 	nodes := c.keyNodes[:0]
@@ -925,6 +948,26 @@ func lowerASCII(dst []byte, s string) {
 func isASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// asciiEqualFoldBytes is bytes.EqualFold(k, []byte(name)) for an ASCII
+// name as long as k: a key with other bytes is never equal to it (a rune
+// of several bytes that folds to an ASCII letter, like U+212A to k, would
+// make the key longer than the name).
+func asciiEqualFoldBytes(k []byte, name string) bool {
+	if len(k) != len(name) {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		a, b := k[i], name[i]
+		if a == b {
+			continue
+		}
+		if a >= utf8.RuneSelf || foldASCII(a) != foldASCII(b) {
 			return false
 		}
 	}

@@ -98,6 +98,9 @@ func (t *template) value(c *evalCtx) any {
 
 // render resolves the template into a string.
 func (t *template) render(c *evalCtx) string {
+	if len(t.parts) == 1 && t.parts[0].alts != nil {
+		return toText(t.parts[0].resolve(c))
+	}
 	var b strings.Builder
 	for _, p := range t.parts {
 		if p.alts == nil {

@@ -8,7 +8,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/responder-sec/responder/internal/event"
 	"github.com/responder-sec/responder/internal/playbooktest"
@@ -80,8 +82,14 @@ func readBounded(path string) ([]byte, error) {
 // records: event i is record i mod len, the copy number i / len giving it
 // its own id, user and address (replaced in the raw record too), so that no
 // two events of a run are the same and state (thresholds) sees many keys.
+//
+// At allocates one raw record per event (as a message buffer per event in
+// the engine) and nothing more: the replacements are made in scratch
+// buffers, so that the benchmark's own garbage does not load the collector
+// that the measured phases share.
 type Corpus struct {
-	base []event.Envelope
+	base    []event.Envelope
+	scratch sync.Pool // *[]byte
 }
 
 // NewCorpus normalises recs; nil when none normalises.
@@ -106,27 +114,68 @@ func (g *Corpus) At(i int) event.Envelope {
 	b := g.base[i%len(g.base)]
 	copyN := i / len(g.base)
 	env := b
-	raw := b.Raw
+	// The replacements, in order, each over the result of the last (as
+	// bytes.ReplaceAll one after the other).
+	var olds, news [3]string
+	n := 0
 	if b.ID != "" {
-		id := fmt.Sprintf("%s-%d", b.ID, copyN)
-		raw = bytes.ReplaceAll(raw, []byte(b.ID), []byte(id))
+		id := b.ID + "-" + strconv.Itoa(copyN)
+		olds[n], news[n] = b.ID, id
+		n++
 		env.ID = id
 	}
 	if b.User != "" && copyN > 0 {
 		local, domain, _ := strings.Cut(b.User, "@")
-		u := fmt.Sprintf("%s%d@%s", local, copyN%997, domain)
-		raw = bytes.ReplaceAll(raw, []byte(b.User), []byte(u))
+		u := local + strconv.Itoa(copyN%997) + "@" + domain
+		olds[n], news[n] = b.User, u
+		n++
 		env.User = u
 	}
 	if b.IP != "" && copyN > 0 && !strings.Contains(b.IP, ":") {
 		if parts := strings.Split(b.IP, "."); len(parts) == 4 {
 			ip := fmt.Sprintf("%s.%s.%d.%d", parts[0], parts[1], (copyN/250)%250, copyN%250+1)
-			raw = bytes.ReplaceAll(raw, []byte(b.IP), []byte(ip))
+			olds[n], news[n] = b.IP, ip
+			n++
 			env.IP = ip
 		}
 	}
-	env.Raw = raw
+	if n == 0 {
+		return env
+	}
+	bufs := [2]*[]byte{g.buf(), g.buf()}
+	src := b.Raw
+	for i := 0; i < n-1; i++ {
+		dst := bufs[i%2]
+		*dst = appendReplace((*dst)[:0], src, olds[i], news[i])
+		src = *dst
+	}
+	// the last one into the event's own buffer, of the right size
+	out := make([]byte, 0, len(src)+bytes.Count(src, []byte(olds[n-1]))*(len(news[n-1])-len(olds[n-1])))
+	env.Raw = appendReplace(out, src, olds[n-1], news[n-1])
+	g.scratch.Put(bufs[0])
+	g.scratch.Put(bufs[1])
 	return env
+}
+
+func (g *Corpus) buf() *[]byte {
+	if b, ok := g.scratch.Get().(*[]byte); ok {
+		return b
+	}
+	return new([]byte)
+}
+
+// appendReplace appends src with every old replaced by new to dst: what
+// bytes.ReplaceAll(src, old, new) returns (old is not empty).
+func appendReplace(dst, src []byte, old, new string) []byte {
+	for {
+		i := bytes.Index(src, []byte(old))
+		if i < 0 {
+			return append(dst, src...)
+		}
+		dst = append(dst, src[:i]...)
+		dst = append(dst, new...)
+		src = src[i+len(old):]
+	}
 }
 
 // Events returns events [0, n).

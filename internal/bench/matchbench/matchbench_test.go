@@ -1,6 +1,7 @@
 package matchbench
 
 import (
+	"bytes"
 	"context"
 	"path/filepath"
 	"testing"
@@ -70,4 +71,34 @@ func TestRun(t *testing.T) {
 		t.Errorf("headline %+v, want 100 distinct Sigma rules and the %d shipped playbooks", h, len(shipped))
 	}
 	t.Logf("%+v", res)
+}
+
+// TestCorpusAt: an event's raw record is the source record with its id,
+// user and address replaced one after the other, as bytes.ReplaceAll does.
+func TestCorpusAt(t *testing.T) {
+	recs, err := PublicRecords(fixturesDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := NewCorpus(recs)
+	for _, i := range []int{0, 1, gen.Len() - 1, gen.Len(), 3*gen.Len() + 7, 997*gen.Len() + 5, 250*251*gen.Len() + 3} {
+		b := gen.base[i%gen.Len()]
+		env := gen.At(i)
+		want := b.Raw
+		if b.ID != "" {
+			want = bytes.ReplaceAll(want, []byte(b.ID), []byte(env.ID))
+		}
+		if b.User != "" && env.User != b.User {
+			want = bytes.ReplaceAll(want, []byte(b.User), []byte(env.User))
+		}
+		if b.IP != "" && env.IP != b.IP {
+			want = bytes.ReplaceAll(want, []byte(b.IP), []byte(env.IP))
+		}
+		if !bytes.Equal(env.Raw, want) {
+			t.Errorf("event %d: raw\n%s\nwant\n%s", i, env.Raw, want)
+		}
+		if i >= gen.Len() && (env.ID == b.ID || (b.User != "" && env.User == b.User)) {
+			t.Errorf("event %d: id %q user %q not changed", i, env.ID, env.User)
+		}
+	}
 }
