@@ -132,6 +132,16 @@ func (ix *Indexer) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("auditindex: follow %s: %w", bus.StreamAudit, err)
 	}
+	// One ordered consumer followed for as long as this run lasts: it
+	// recovers from a lost delivery or a moved leader by itself. (A Fetch on
+	// an ordered consumer deletes and creates the consumer every time, a Raft
+	// proposal in a cluster each, and the pull that follows can reach a
+	// server that has not yet heard of the new consumer: "no responders".)
+	it, err := cons.Messages(jetstream.PullMaxMessages(fetchBatch))
+	if err != nil {
+		return fmt.Errorf("auditindex: follow %s: %w", bus.StreamAudit, err)
+	}
+	defer it.Stop()
 	ix.log.Debug("audit index following the trail", "from_seq", mark+1)
 	pending := map[chunkKey][]entry{}
 	spans := map[uint64]span{} // buckets' record times, as written
@@ -142,7 +152,7 @@ func (ix *Indexer) run(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		got, err := ix.fetch(ctx, cons, func(seq uint64, data []byte) {
+		got, err := ix.fetch(ctx, it, func(seq uint64, data []byte) {
 			last = max(last, seq)
 			at, terms, ok := recordTerms(data)
 			if !ok {
@@ -174,32 +184,30 @@ func (ix *Indexer) run(ctx context.Context) error {
 	}
 }
 
-// fetch reads what the stream has for cons, waiting at most MaxWait, and
-// returns how many messages it read.
-func (ix *Indexer) fetch(ctx context.Context, cons jetstream.Consumer, fn func(seq uint64, data []byte)) (int, error) {
+// fetch reads up to fetchBatch messages from it, waiting at most MaxWait in
+// all, and returns how many it read (fewer than fetchBatch: the trail's end
+// was reached for now).
+func (ix *Indexer) fetch(ctx context.Context, it jetstream.MessagesContext, fn func(seq uint64, data []byte)) (int, error) {
 	fctx, cancel := context.WithTimeout(ctx, ix.cfg.MaxWait)
 	defer cancel()
-	batch, err := cons.Fetch(fetchBatch, jetstream.FetchContext(fctx))
-	if err != nil {
-		if ctx.Err() == nil && fctx.Err() != nil {
-			return 0, nil // the wait ran out before the pull was sent: nothing read
-		}
-		return 0, fmt.Errorf("auditindex: read %s: %w", bus.StreamAudit, err)
-	}
 	got := 0
-	for m := range batch.Messages() {
+	for got < fetchBatch {
+		m, err := it.Next(jetstream.NextContext(fctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				return got, ctx.Err()
+			}
+			if fctx.Err() != nil || errors.Is(err, nats.ErrTimeout) {
+				return got, nil // nothing more within the wait
+			}
+			return got, fmt.Errorf("auditindex: read %s: %w", bus.StreamAudit, err)
+		}
 		md, err := m.Metadata()
 		if err != nil {
 			return got, fmt.Errorf("auditindex: read %s: %w", bus.StreamAudit, err)
 		}
 		got++
 		fn(md.Sequence.Stream, m.Data())
-	}
-	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-		if ctx.Err() != nil {
-			return got, ctx.Err()
-		}
-		return got, fmt.Errorf("auditindex: read %s: %w", bus.StreamAudit, err)
 	}
 	return got, nil
 }

@@ -330,44 +330,44 @@ func (s *Service) page(ctx context.Context, q Query) (Reply, error) {
 	f := q.Filter.audit(s.cfg.Tenant)
 	size, scanned := 0, 0
 	want := int(min(info.NumPending, uint64(maxScan)))
+	// One consumer for the page, read as a stream of messages (a Fetch on an
+	// ordered consumer would delete and create it on every call).
+	it, err := cons.Messages(jetstream.PullMaxMessages(min(want, 256)))
+	if err != nil {
+		return Reply{}, fmt.Errorf("read %s: %w", bus.StreamAudit, err)
+	}
+	defer it.Stop()
 	for scanned < want {
-		batch, err := cons.Fetch(min(want-scanned, 256), jetstream.FetchMaxWait(5*time.Second))
+		m, err := it.Next(jetstream.NextMaxWait(5 * time.Second))
+		if errors.Is(err, nats.ErrTimeout) {
+			break
+		}
 		if err != nil {
 			return Reply{}, fmt.Errorf("read %s: %w", bus.StreamAudit, err)
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			scanned++
-			md, err := m.Metadata()
-			if err != nil {
-				return Reply{}, fmt.Errorf("read %s: %w", bus.StreamAudit, err)
-			}
-			seq := md.Sequence.Stream
-			if seq > state.LastSeq {
-				// Stored after the query arrived: the next page has it.
-				return rep, nil
-			}
-			var r audit.Record
-			if err := json.Unmarshal(m.Data(), &r); err == nil && !f.Match(r) {
-				rep.NextSeq = seq
-				continue
-			}
-			// Not a record at all: a reviewer verifying the chain must see it.
-			if len(rep.Items) == limit || size+len(m.Data())+len(m.Subject())+64 > MaxReplyBytes && len(rep.Items) > 0 {
-				rep.More = true
-				return rep, nil
-			}
-			size += len(m.Data()) + len(m.Subject()) + 64
-			rep.Items = append(rep.Items, Item{Seq: seq, Subject: m.Subject(), Data: append(json.RawMessage(nil), m.Data()...)})
-			rep.NextSeq = seq
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+		scanned++
+		md, err := m.Metadata()
+		if err != nil {
 			return Reply{}, fmt.Errorf("read %s: %w", bus.StreamAudit, err)
 		}
-		if n == 0 {
-			break
+		seq := md.Sequence.Stream
+		if seq > state.LastSeq {
+			// Stored after the query arrived: the next page has it.
+			return rep, nil
 		}
+		var r audit.Record
+		if err := json.Unmarshal(m.Data(), &r); err == nil && !f.Match(r) {
+			rep.NextSeq = seq
+			continue
+		}
+		// Not a record at all: a reviewer verifying the chain must see it.
+		if len(rep.Items) == limit || size+len(m.Data())+len(m.Subject())+64 > MaxReplyBytes && len(rep.Items) > 0 {
+			rep.More = true
+			return rep, nil
+		}
+		size += len(m.Data()) + len(m.Subject()) + 64
+		rep.Items = append(rep.Items, Item{Seq: seq, Subject: m.Subject(), Data: append(json.RawMessage(nil), m.Data()...)})
+		rep.NextSeq = seq
 	}
 	// Everything pending read: the page reached the stream's end.
 	rep.More = uint64(scanned) < info.NumPending
