@@ -132,9 +132,29 @@ func (f *fieldCond) scalar(op fieldOp, v any) bool {
 
 // numEqual: "0" equals "0.0"; both must be numbers.
 func numEqual(a, b string) bool {
+	if !maybeNumber(a) || !maybeNumber(b) {
+		return false
+	}
 	x, err1 := strconv.ParseFloat(a, 64)
 	y, err2 := strconv.ParseFloat(b, 64)
 	return err1 == nil && err2 == nil && x == y
+}
+
+// maybeNumber is false for text that strconv.ParseFloat certainly refuses
+// (it would build an error to say so): a number starts, after an optional
+// sign, with a digit, a point, or the i of inf or the n of nan.
+func maybeNumber(s string) bool {
+	if len(s) > 0 && (s[0] == '+' || s[0] == '-') {
+		s = s[1:]
+	}
+	if len(s) == 0 {
+		return false
+	}
+	switch c := s[0]; {
+	case c >= '0' && c <= '9', c == '.', c == 'i', c == 'I', c == 'n', c == 'N':
+		return true
+	}
+	return false
 }
 
 // notCond negates.

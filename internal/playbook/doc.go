@@ -208,14 +208,17 @@
 //
 // The set is indexed by source, then by a value each trigger requires: the
 // kind when trigger.kind is given, else a field a Sigma rule requires to
-// equal one of a few values (riskEventType, Operation, an alert name); an
-// event meets only the triggers filed under its values plus those that
-// require none. The raw record is decoded lazily: scanned once for its
-// top-level members, and a member decoded only when a condition reads it.
-// Each Set compiles the Sigma rules it runs into one program (prog.go) whose
-// per-event memo shares every field read and every comparison between
-// rules. The rule's parsed tree, evaluated directly, is the reference that
-// the differential tests and FuzzSigma hold the program to
+// equal one of a few values (riskEventType, Operation, an alert name), or
+// integers (sign-in ResultType), filed by number; an event meets only the
+// triggers filed under its values plus those that require none. The raw
+// record is decoded lazily: scanned once for its top-level members, and a
+// member decoded only when a condition reads it. Each Set compiles the Sigma
+// rules it runs into one program (prog.go): every field a rule reads has an
+// id and a slot in the per-event memo, which holds its leaves with their
+// lower-cased text and numbers, so that rules reading one field share the
+// work; Decode fills the slots of the fields of the event's source ahead of
+// MatchDecoded. The rule's parsed tree, evaluated directly, is the reference
+// that the differential tests and FuzzSigma hold the program to
 // (reference_test.go). `responder bench match` measures it.
 //
 // # Guarantees

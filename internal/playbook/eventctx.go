@@ -318,9 +318,9 @@ func (c *evalCtx) resolve(r ref, elem any) (any, bool) {
 			return v, true
 		}
 		return walk(v, r.path[1:])
-	case helperFields[r.root]:
+	case r.class == refHelper || (r.class == 0 && helperFields[r.root]):
 		return c.helper(r.root), true
-	case envFields[r.root]:
+	case r.class == refEnv || envFields[r.root]:
 		v := envValue(c.env, r.root)
 		if v == "" {
 			return nil, false
@@ -459,7 +459,11 @@ func number(v any) (float64, bool) {
 
 // numberString is number for a string.
 func numberString(s string) (float64, bool) {
-	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	s = strings.TrimSpace(s)
+	if !maybeNumber(s) {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(s, 64)
 	return f, err == nil
 }
 

@@ -27,8 +27,10 @@ type unit struct {
 	// plain: the trigger is the Sigma rule alone (no kind, no conditions),
 	// so holds is the source check and the compiled rule.
 	plain bool
-	src   event.Source
-	sigma *SigmaRule
+	// stateful: the playbook has a threshold (it fires only with a counter).
+	stateful bool
+	src      event.Source
+	sigma    *SigmaRule
 	// noTarget: the playbook's steps' errors when the event gives no
 	// target (stepErrors), shared by its units.
 	noTarget []error
@@ -179,8 +181,9 @@ func (s *Set) buildIndex() {
 		}
 		where := whereText(t.Conditions)
 		noTarget := stepErrors(p)
+		stateful := t.Threshold != nil
 		if len(t.Sigma) == 0 {
-			u := unit{pb: int32(i), rule: -1, where: where, noTarget: noTarget}
+			u := unit{pb: int32(i), rule: -1, where: where, noTarget: noTarget, stateful: stateful}
 			if len(t.Kinds) > 0 {
 				add(t.Source, u, "kind", nil, t.Kinds)
 			} else {
@@ -195,7 +198,7 @@ func (s *Set) buildIndex() {
 			if src == "" {
 				src = r.Source
 			}
-			u := unit{pb: int32(i), rule: int32(j), where: where, noTarget: noTarget, node: pb.rule(r), sigma: r, src: src,
+			u := unit{pb: int32(i), rule: int32(j), where: where, noTarget: noTarget, stateful: stateful, node: pb.rule(r), sigma: r, src: src,
 				plain: len(t.Kinds) == 0 && len(t.Conditions) == 0}
 			if len(t.Kinds) > 0 {
 				add(src, u, "kind", nil, t.Kinds)
@@ -210,7 +213,7 @@ func (s *Set) buildIndex() {
 			add(src, u, "", nil, nil)
 		}
 		if th := t.Threshold; th != nil && th.Then != nil {
-			u := unit{pb: int32(i), rule: -1, follow: true, where: where, noTarget: noTarget}
+			u := unit{pb: int32(i), rule: -1, follow: true, where: where, noTarget: noTarget, stateful: stateful}
 			if len(th.Then.Kinds) > 0 {
 				add(th.Then.Source, u, "kind", nil, th.Then.Kinds)
 			} else {

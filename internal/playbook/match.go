@@ -77,18 +77,18 @@ func (s *Set) matchUnits(ctx context.Context, c *evalCtx, counter Counter, units
 	last := int32(-1) // the last playbook that fired: its other units are skipped
 	for _, id := range units {
 		u := &s.idx.units[id]
-		if u.pb == last {
-			continue
-		}
-		p := s.playbooks[u.pb]
-		th := p.Trigger.Threshold
-		if th != nil && counter == nil {
+		if u.pb == last || (u.stateful && counter == nil) {
 			continue
 		}
 		var ok bool
 		var rule *SigmaRule
 		var err error
-		ok, rule, err = p.holds(c, u)
+		if u.plain {
+			// the unit alone decides: the playbook is read when it holds
+			ok, rule = c.env.Source == u.src && u.node.eval(c), u.sigma
+		} else {
+			ok, rule, err = s.playbooks[u.pb].holds(c, u)
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -96,6 +96,8 @@ func (s *Set) matchUnits(ctx context.Context, c *evalCtx, counter Counter, units
 		if !ok {
 			continue
 		}
+		p := s.playbooks[u.pb]
+		th := p.Trigger.Threshold
 		var fire *ThresholdFire
 		if th != nil {
 			o, ok := p.observation(c, u.follow)

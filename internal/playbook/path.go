@@ -40,7 +40,15 @@ type ref struct {
 	text string
 	root string   // envelope field name, helper name, rootRaw or rootElem
 	path []string // segments after the root (raw and element paths)
+	// class: an envelope field or a helper, as parseRef found it (0: not
+	// known, the root's name says).
+	class uint8
 }
+
+const (
+	refEnv    = 1 + iota // root is an envelope field
+	refHelper            // root is a helper
+)
 
 func (r ref) String() string { return r.text }
 
@@ -64,7 +72,11 @@ func parseRef(s string, inElem bool) (ref, error) {
 		}
 	}
 	if envFields[s] || helperFields[s] {
-		return ref{text: s, root: s}, nil
+		class := uint8(refEnv)
+		if helperFields[s] {
+			class = refHelper
+		}
+		return ref{text: s, root: s, class: class}, nil
 	}
 	if s == rootRaw {
 		return ref{text: s, root: rootRaw}, nil

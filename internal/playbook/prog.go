@@ -587,9 +587,12 @@ func (l *leaf) number() (float64, bool) {
 func (l *leaf) parsed() (float64, bool) {
 	if l.flags&lfNeqDone == 0 {
 		l.flags |= lfNeqDone
-		if f, err := strconv.ParseFloat(l.s, 64); err == nil {
-			l.neq = f
-			l.flags |= lfNeqOK
+		// maybeNumber spares ParseFloat's error for text that is no number
+		if maybeNumber(l.s) {
+			if f, err := strconv.ParseFloat(l.s, 64); err == nil {
+				l.neq = f
+				l.flags |= lfNeqOK
+			}
 		}
 	}
 	return l.neq, l.flags&lfNeqOK != 0
