@@ -413,11 +413,8 @@ func decodeEmbedded(s string) (any, bool) {
 	if len(t) < 2 || len(t) > maxEmbeddedJSON || (t[0] != '[' && t[0] != '{') {
 		return nil, false
 	}
-	var v any
-	if err := json.Unmarshal([]byte(t), &v); err != nil {
-		return nil, false
-	}
-	return v, true
+	// decodeValue gives what encoding/json gives (FuzzDecodeValue), faster
+	return decodeValue([]byte(t))
 }
 
 // scalarString renders a scalar as the string conditions compare; ok is false
