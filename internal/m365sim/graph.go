@@ -41,13 +41,16 @@ func graphRoutes() []route {
 func matchRoute(rs []route, method string, segs []string) (*route, []string, bool) {
 	pathMatched := false
 	for i := range rs {
-		pat := strings.Split(rs[i].pattern, "/")
-		if len(pat) != len(segs) {
+		// Walked segment by segment (no split per route and request).
+		rest := rs[i].pattern
+		if strings.Count(rest, "/")+1 != len(segs) {
 			continue
 		}
 		var params []string
 		ok := true
-		for j, p := range pat {
+		for j := range segs {
+			var p string
+			p, rest, _ = strings.Cut(rest, "/")
 			s := segs[j]
 			if p == "{}" {
 				params = append(params, s)

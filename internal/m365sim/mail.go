@@ -480,22 +480,24 @@ func (t *Tenant) msgList(r *req, user, folder string) *resp {
 	// The page is filtered, selected and encoded under the mailbox's lock,
 	// so it reads the stored messages without copying them all first.
 	defer unlock()
-	var msgs []*message
+	type byTime struct {
+		m        *message
+		received string
+	}
+	var msgs []byTime
 	for _, m := range u.mbox.messages {
 		if m.purged || (folder != "" && m.folder != folder) {
 			continue
 		}
-		msgs = append(msgs, m)
+		msgs = append(msgs, byTime{m, str(m.obj, "receivedDateTime")})
 	}
-	sort.SliceStable(msgs, func(i, j int) bool {
-		return str(msgs[i].obj, "receivedDateTime") > str(msgs[j].obj, "receivedDateTime")
-	})
+	sort.SliceStable(msgs, func(i, j int) bool { return msgs[i].received > msgs[j].received })
 	items := make([]*item, 0, len(msgs))
-	for _, m := range msgs {
-		if search != "" && !searchHit(m.obj, search) {
+	for _, x := range msgs {
+		if search != "" && !searchHit(x.m.obj, search) {
 			continue
 		}
-		items = append(items, &item{obj: m.obj, visible: m.visible})
+		items = append(items, &item{obj: x.m.obj, visible: x.m.visible})
 	}
 	ctx := fmt.Sprintf("users('%s')/messages", user)
 	if folder != "" {

@@ -610,6 +610,11 @@ func selectProps(obj map[string]any, sel string) map[string]any {
 	out := map[string]any{}
 	for _, f := range strings.Split(sel, ",") {
 		f = strings.TrimSpace(f)
+		if v, ok := obj[f]; ok {
+			// The property as spelled (the usual case): no scan.
+			out[f] = v
+			continue
+		}
 		for k, v := range obj {
 			if strings.EqualFold(k, f) {
 				out[k] = v

@@ -1,7 +1,9 @@
 package m365sim
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"time"
 )
@@ -65,7 +67,9 @@ func (t *Tenant) logWire(r *req, start time.Time, status, inflight int) {
 			e.BodyText = redactForm(string(r.body))
 		}
 	}
-	t.log.Debug("m365sim: request", "method", e.Method, "path", e.Path, "status", e.Status, "request_id", e.RequestID)
+	if t.log.Enabled(context.Background(), slog.LevelDebug) {
+		t.log.Debug("m365sim: request", "method", e.Method, "path", e.Path, "status", e.Status, "request_id", e.RequestID)
+	}
 	t.wmu.Lock()
 	t.wire = append(t.wire, e)
 	if len(t.wire) > maxWire {
