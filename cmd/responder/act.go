@@ -49,7 +49,7 @@ type actCommon struct {
 	Reason            string        `help:"Why (kept in the audit trail)." required:""`
 	Ticket            string        `help:"Ticket or incident id."`
 	DryRun            bool          `help:"Record what would be done; change nothing."`
-	Wait              time.Duration `help:"How long to wait for the outcome." default:"60s"`
+	Wait              time.Duration `help:"How long to wait for the outcome once the request is queued (0: do not wait). Queuing itself rides out a cluster's failover for up to 20s." default:"60s"`
 	JSON              bool          `name:"json" help:"Print one JSON object."`
 	Analyst           string        `help:"Your name in the analysts file (must match the key; default: the local administrator)." env:"RESPONDER_ANALYST"`
 	Key               string        `help:"Key file (nkey seed) to sign with (default: the local administrator key in the data directory)." env:"RESPONDER_KEY" type:"path"`
@@ -231,8 +231,6 @@ func (c *actCommon) send(e *env, action actions.Name, target actions.Target, par
 	if err := req.Validate(); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(e.ctx, c.Wait)
-	defer cancel()
 	nc, err := connectNATS(url, "responder-act", c.natsAuthFlags, kp)
 	if err != nil {
 		return err
@@ -252,12 +250,23 @@ func (c *actCommon) send(e *env, action actions.Name, target actions.Target, par
 	if err != nil {
 		return err
 	}
-	if err := analyst.Publish(ctx, js, tenant, req, kp); err != nil {
+	// Queuing is bounded by bus.FailoverWindow, not by --wait: a request
+	// is either stored once or refused, whatever the wait.
+	if err := analyst.Publish(e.ctx, js, tenant, req, kp); err != nil {
 		return err
+	}
+	if c.Wait <= 0 {
+		if c.JSON {
+			return json.NewEncoder(e.stdout).Encode(map[string]string{"request_id": req.ID, "action": string(action), "status": "queued"})
+		}
+		fmt.Fprintf(e.stderr, "requested %s on %s (request %s): queued; see `responder audit list --request %s`\n", action, describe(target), req.ID, req.ID)
+		return nil
 	}
 	if !c.JSON {
 		fmt.Fprintf(e.stderr, "requested %s on %s (request %s); waiting up to %s\n", action, describe(target), req.ID, c.Wait)
 	}
+	ctx, cancel := context.WithTimeout(e.ctx, c.Wait)
+	defer cancel()
 	msg, err := sub.NextMsgWithContext(ctx)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {

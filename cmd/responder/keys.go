@@ -17,7 +17,7 @@ type keysCmd struct {
 type keysNewCmd struct {
 	Name string `arg:"" help:"Analyst name (letters, digits, . _ @ -)."`
 	Out  string `help:"Directory for NAME.nk (the seed, mode 0600) and NAME.pub." default:"." type:"path"`
-	Role string `help:"What the key is for: analyst (requests, approvals), reviewer (reads the audit trail, nothing else) or engine." enum:"analyst,reviewer,engine" default:"analyst"`
+	Role string `help:"What the key is for: analyst (requests, approvals), reviewer (reads the audit trail, nothing else), engine, or console (the web console of an engine: name it console and write it to the engine's <data dir>/keys, where serve --console takes it)." enum:"analyst,reviewer,engine,console" default:"analyst"`
 }
 
 func (c *keysNewCmd) Run(e *env) error {

@@ -253,7 +253,6 @@ func TestEmbeddedServerEnforcesTheTrustModel(t *testing.T) {
 // the file docs/nats.md and docker-compose.yml use, with its placeholders
 // replaced by generated keys, and runs the same attacks against it.
 func TestShippedServerConfig(t *testing.T) {
-	ctx := context.Background()
 	raw, err := os.ReadFile("../../docs/nats-server.conf")
 	if err != nil {
 		t.Fatal(err)
@@ -261,10 +260,39 @@ func TestShippedServerConfig(t *testing.T) {
 	engKP, engPub := newUser(t)
 	ana, anaPub := newUser(t)
 	rev, revPub := newUser(t)
-	conf := strings.NewReplacer("@TENANT@", authTenant, "@ENGINE_KEY@", engPub, "@ADMIN_KEY@", anaPub, "@REVIEWER_KEY@", revPub).Replace(string(raw))
+	con, conPub := newUser(t)
+	conf := strings.NewReplacer("@TENANT@", authTenant, "@ENGINE_KEY@", engPub, "@ADMIN_KEY@", anaPub, "@REVIEWER_KEY@", revPub, "@CONSOLE_KEY@", conPub).Replace(string(raw))
 	if strings.Contains(conf, "@") && strings.Contains(conf, "_KEY@") {
 		t.Fatal("a placeholder is left in the configuration")
 	}
+	// The web console's user has an analyst's rights and no more.
+	t.Run("console", func(t *testing.T) {
+		b, url := serveShippedConfig(t, conf, engKP)
+		permissionCheck{url: url, tenant: authTenant, engine: b.JS, analyst: con, reviewer: rev}.run(t)
+	})
+	// A deployment without a console deletes the console's line (as
+	// docker-compose.yml does when RESPONDER_CONSOLE_KEY is unset): the rest
+	// still holds.
+	var kept []string
+	for _, l := range strings.Split(string(raw), "\n") {
+		if !strings.Contains(l, "@CONSOLE_KEY@") || strings.HasPrefix(strings.TrimSpace(l), "#") {
+			kept = append(kept, l)
+		}
+	}
+	noConsole := strings.NewReplacer("@TENANT@", authTenant, "@ENGINE_KEY@", engPub, "@ADMIN_KEY@", anaPub, "@REVIEWER_KEY@", revPub).Replace(strings.Join(kept, "\n"))
+	b, url := serveShippedConfig(t, noConsole, engKP)
+	permissionCheck{url: url, tenant: authTenant, engine: b.JS, analyst: ana, reviewer: rev}.run(t)
+	if nc, err := connectAs(t, url, con); err == nil {
+		nc.Close()
+		t.Error("the console's key connected to a server configured without it")
+	}
+}
+
+// serveShippedConfig starts a server from conf (docs/nats-server.conf filled
+// in) on a random loopback port and opens the engine's bus on it.
+func serveShippedConfig(t *testing.T, conf string, engKP nkeys.KeyPair) (*Bus, string) {
+	t.Helper()
+	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "nats-server.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -279,7 +307,7 @@ func TestShippedServerConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Start()
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
 	if !srv.ReadyForConnections(10 * time.Second) {
 		t.Fatal("server not ready")
 	}
@@ -287,8 +315,8 @@ func TestShippedServerConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("engine with its key: %v", err)
 	}
-	defer b.Close()
-	permissionCheck{url: srv.ClientURL(), tenant: authTenant, engine: b.JS, analyst: ana, reviewer: rev}.run(t)
+	t.Cleanup(b.Close)
+	return b, srv.ClientURL()
 }
 
 func TestSetIdentitiesDisconnectsARemovedKeyAtOnce(t *testing.T) {
