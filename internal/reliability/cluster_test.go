@@ -588,6 +588,6 @@ func checkQueueEmpty(t *testing.T, ctx context.Context, urls, tenant string, cl 
 			leaders = append(leaders, fmt.Sprintf("%s: meta %v, stream %v, consumer %v", s.Name(), s.JetStreamIsLeader(),
 				s.JetStreamIsStreamLeader("$G", bus.StreamActions), s.JetStreamIsConsumerLeader("$G", bus.StreamActions, consumer)))
 		}
-		t.Errorf("%v\nleaders: %s", err, strings.Join(leaders, "; "))
+		t.Errorf("%v\nleaders: %s\nNATS servers' warnings:\n%s", err, strings.Join(leaders, "; "), cl.warnings(40))
 	}
 }

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +24,33 @@ type natsCluster struct {
 	mu   sync.Mutex
 	srvs []*server.Server
 	down map[string]bool
+	logs []string // each server's log file
+}
+
+// warnings returns the last n warning and error lines of every server's log,
+// each prefixed with its file's server (for a failed test's report).
+func (c *natsCluster) warnings(n int) string {
+	c.mu.Lock()
+	files := slices.Clone(c.logs)
+	c.mu.Unlock()
+	var b strings.Builder
+	for i, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var lines []string
+		for _, l := range strings.Split(string(raw), "\n") {
+			if strings.Contains(l, "[WRN]") || strings.Contains(l, "[ERR]") {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) > n {
+			lines = lines[len(lines)-n:]
+		}
+		fmt.Fprintf(&b, "--- n%d: %d warnings and errors shown\n%s\n", i+1, len(lines), strings.Join(lines, "\n"))
+	}
+	return b.String()
 }
 
 // startNATSCluster starts n clustered JetStream servers named n1..nn and waits
@@ -44,7 +74,7 @@ func startNATSCluster(t *testing.T, ctx context.Context, n int) *natsCluster {
 		t.Logf("NATS cluster attempt %d: %v", attempt, err)
 		c.shutdown()
 		c.mu.Lock()
-		c.srvs = nil
+		c.srvs, c.logs = nil, nil
 		c.mu.Unlock()
 	}
 	if err != nil {
@@ -66,9 +96,12 @@ func (c *natsCluster) tryStart(n int) error {
 		routes[i] = &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", p)}
 	}
 	for i := range n {
+		dir := c.t.TempDir()
 		opts := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: -1,
-			JetStream: true, StoreDir: c.t.TempDir(), NoSigs: true, NoLog: true, MaxPayload: 8 << 20,
+			JetStream: true, StoreDir: dir, NoSigs: true, MaxPayload: 8 << 20,
+			// Each server's own log, for the warnings a failed test prints.
+			LogFile: filepath.Join(dir, "server.log"), Logtime: true,
 			Cluster: server.ClusterOpts{Name: "responder-reliability", Host: "127.0.0.1", Port: ports[i]},
 			// Every server gets every route, its own included (a server ignores
 			// a route to itself), so each expects n peers.
@@ -78,7 +111,11 @@ func (c *natsCluster) tryStart(n int) error {
 		if err != nil {
 			return err
 		}
+		srv.ConfigureLogger()
 		srv.Start()
+		c.mu.Lock()
+		c.logs = append(c.logs, opts.LogFile)
+		c.mu.Unlock()
 		c.mu.Lock()
 		c.srvs = append(c.srvs, srv)
 		c.mu.Unlock()
