@@ -36,6 +36,9 @@ type evalCtx struct {
 	isObj   bool     // the record (inside any wrapper) is a JSON object
 	members []member // its top-level members
 	outer   []member // the wrapper's members when members are a wrapped record's
+	// The buffers members and outer are in, kept across events: the
+	// record's (or wrapper's) members, and a wrapped record's.
+	memberBuf, innerBuf []member
 	full    any      // the whole record, decoded on demand (expr, raw)
 	fullOK  bool
 
@@ -71,8 +74,8 @@ func newEvalCtx(s *Set, env *event.Envelope) *evalCtx {
 // reset makes c fresh for another event, keeping its buffers.
 func (c *evalCtx) reset(s *Set, env *event.Envelope) {
 	// Entries past len were cleared by an earlier reset.
-	clear(c.members)
-	members := c.members[:0]
+	clear(c.memberBuf)
+	clear(c.innerBuf)
 	// The memo is kept: beginMatch moves to a new generation, which makes
 	// every entry stale (whichever set it was filled for). What the last
 	// event left in it and in the buffers is cleared here, so that a pooled
@@ -81,7 +84,7 @@ func (c *evalCtx) reset(s *Set, env *event.Envelope) {
 	clear(c.valBuf[:c.valHW])
 	clear(c.leafBuf[:c.leafHW])
 	clear(c.virtBuf[:cap(c.virtBuf)])
-	*c = evalCtx{env: env, set: s, members: members,
+	*c = evalCtx{env: env, set: s, memberBuf: c.memberBuf[:0], innerBuf: c.innerBuf[:0],
 		memo: c.memo, refMemo: c.refMemo, memoUsed: c.memoUsed[:0], refUsed: c.refUsed[:0], memberMemo: c.memberMemo, matchMemo: c.matchMemo, keyNodes: c.keyNodes[:0], gen: c.gen,
 		valBuf: c.valBuf[:0], virtBuf: c.virtBuf[:0], leafBuf: c.leafBuf[:0], lowBuf: c.lowBuf[:0], reasons: c.reasons, users: c.users, matchBuf: c.matchBuf[:0]}
 }
@@ -116,11 +119,12 @@ func (c *evalCtx) scan() {
 	if len(raw) == 0 {
 		return
 	}
-	buf := c.members[:0]
+	buf := c.memberBuf[:0]
 	if buf == nil {
 		buf = make([]member, 0, 32)
 	}
 	ms, err := scanObject(raw, buf)
+	c.memberBuf = ms // kept, grown, for the next event (reset clears it)
 	if err != nil {
 		if !json.Valid(raw) {
 			c.rawErr = fmt.Errorf("playbook: event %s: raw record is not JSON: %w", c.env.ID, err)
@@ -134,7 +138,9 @@ func (c *evalCtx) scan() {
 	if cat, ok := c.member("category"); ok {
 		if s, _ := cat.(string); s != "" {
 			if m := c.memberRef("properties"); m != nil && len(m.val) > 0 && m.val[0] == '{' {
-				if inner, err := scanObject(m.val, nil); err == nil {
+				inner, err := scanObject(m.val, c.innerBuf[:0])
+				c.innerBuf = inner
+				if err == nil {
 					c.members, c.outer = inner, outer
 					c.keysOK = false
 					return
@@ -143,7 +149,9 @@ func (c *evalCtx) scan() {
 		}
 	}
 	if m := c.memberRef("auditData"); m != nil && len(m.val) > 0 && m.val[0] == '{' {
-		if inner, err := scanObject(m.val, nil); err == nil {
+		inner, err := scanObject(m.val, c.innerBuf[:0])
+		c.innerBuf = inner
+		if err == nil {
 			for i := range inner {
 				if string(inner[i].key) == "CreationTime" {
 					c.members, c.outer = inner, outer
