@@ -39,8 +39,8 @@ type evalCtx struct {
 	// The buffers members and outer are in, kept across events: the
 	// record's (or wrapper's) members, and a wrapped record's.
 	memberBuf, innerBuf []member
-	full    any      // the whole record, decoded on demand (expr, raw)
-	fullOK  bool
+	full                any // the whole record, decoded on demand (expr, raw)
+	fullOK              bool
 
 	// The compiled matcher's per-event memo (prog.go), reset by beginMatch.
 	memo       []fieldMemo
