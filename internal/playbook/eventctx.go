@@ -36,11 +36,12 @@ type evalCtx struct {
 	isObj   bool     // the record (inside any wrapper) is a JSON object
 	members []member // its top-level members
 	outer   []member // the wrapper's members when members are a wrapped record's
+	full    any      // the whole record, decoded on demand (expr, raw)
+	fullOK  bool
+
 	// The buffers members and outer are in, kept across events: the
 	// record's (or wrapper's) members, and a wrapped record's.
 	memberBuf, innerBuf []member
-	full                any // the whole record, decoded on demand (expr, raw)
-	fullOK              bool
 
 	// The compiled matcher's per-event memo (prog.go), reset by beginMatch.
 	memo       []fieldMemo
