@@ -222,43 +222,71 @@ func (s *Set) buildIndex() {
 		}
 	}
 	s.prog.srcFields = sourceFields(&s.idx)
-	// The members the playbooks' own conditions read are looked up by
-	// signature too (evalCtx.memberIndex).
+	// What the playbooks' own conditions read, per source: the top-level
+	// members their paths start from (decoded by Set.Decode, and looked up
+	// by signature: evalCtx.memberIndex), and the forwarding helpers.
+	s.prog.srcReads = map[event.Source][]string{}
+	s.prog.srcHelpers = map[event.Source]bool{}
 	for _, p := range s.playbooks {
 		if !p.Enabled {
 			continue
 		}
-		conds := p.Trigger.Conditions
-		if th := p.Trigger.Threshold; th != nil && th.Then != nil {
-			conds = append(slices.Clip(conds), th.Then.Conditions...)
+		t := p.Trigger
+		srcs := []event.Source{t.Source}
+		if t.Source == "" {
+			srcs = srcs[:0]
+			for _, r := range t.Sigma {
+				if r != nil {
+					srcs = append(srcs, r.Source)
+				}
+			}
 		}
-		for _, c := range conds {
-			condMembers(c, func(name string) { s.prog.lenMask |= lenBit(len(name)) }, 0)
+		read := func(srcs []event.Source, conds []Condition) {
+			for _, c := range conds {
+				condRefs(c, func(r ref) {
+					if r.root == rootRaw && len(r.path) > 0 && !strings.HasPrefix(r.path[0], selMark) {
+						name := r.path[0]
+						s.prog.lenMask |= lenBit(len(name))
+						for _, src := range srcs {
+							if !slices.Contains(s.prog.srcReads[src], name) {
+								s.prog.srcReads[src] = append(s.prog.srcReads[src], name)
+							}
+						}
+					}
+					if r.class == refHelper {
+						for _, src := range srcs {
+							s.prog.srcHelpers[src] = true
+						}
+					}
+				}, 0)
+			}
+		}
+		read(srcs, t.Conditions)
+		if th := t.Threshold; th != nil && th.Then != nil {
+			if th.Then.Source != "" {
+				srcs = []event.Source{th.Then.Source}
+			}
+			read(srcs, th.Then.Conditions)
 		}
 	}
 }
 
-// condMembers calls add with the top-level member each raw path of a
-// condition starts from.
-func condMembers(c Condition, add func(string), depth int) {
+// condRefs calls fn with each path a condition reads from the event (not
+// those relative to a list element).
+func condRefs(c Condition, fn func(ref), depth int) {
 	if depth > maxCondDepth {
 		return
 	}
-	ref := func(r ref) {
-		if r.root == rootRaw && len(r.path) > 0 && !strings.HasPrefix(r.path[0], selMark) {
-			add(r.path[0])
-		}
-	}
 	switch t := c.(type) {
 	case *fieldCond:
-		ref(t.field)
+		fn(t.field)
 	case *quantCond:
-		ref(t.list)
+		fn(t.list)
 	case *notCond:
-		condMembers(t.c, add, depth+1)
+		condRefs(t.c, fn, depth+1)
 	case *boolCond:
 		for _, k := range t.conds {
-			condMembers(k, add, depth+1)
+			condRefs(k, fn, depth+1)
 		}
 	}
 }

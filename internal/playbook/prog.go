@@ -39,12 +39,14 @@ type setProg struct {
 	memberB   [][]byte      // by member id: the name as bytes
 	lenMask   uint64        // bit n: some name is n bytes long (n < 63); bit 63: some is longer
 	matches   int           // compiled field matches (memo slots)
-	// reads: the top-level members the program reads (members, and those
-	// its virtual fields read), each once: what Set.Decode decodes.
-	reads []string
 	// srcFields: by source, the fields its units and indexes read (the
 	// slots Set.Decode fills for an event of that source).
 	srcFields map[event.Source][]int32
+	// srcReads and srcHelpers: by source, the top-level members the
+	// playbooks' own conditions read, and whether they read the forwarding
+	// helpers (Set.Decode decodes and computes them too).
+	srcReads   map[event.Source][]string
+	srcHelpers map[event.Source]bool
 }
 
 func lenBit(n int) uint64 {
@@ -127,7 +129,6 @@ func (b *progBuilder) refID(r ref) int32 {
 			x = int32(len(b.prog.members))
 			b.byMember[name] = x
 			b.prog.members = append(b.prog.members, name)
-			b.addRead(name)
 			b.prog.memberB = append(b.prog.memberB, []byte(name))
 			sig := uint32(0)
 			if isASCII(name) {
@@ -159,9 +160,6 @@ func (b *progBuilder) fieldID(f *sigmaField) int32 {
 	}
 	b.byPtr[f] = id
 	b.prog.fields = append(b.prog.fields, f)
-	for _, name := range f.reads {
-		b.addRead(name)
-	}
 	var refs []int32
 	if f.virtual == nil {
 		for _, r := range f.refs {
@@ -170,13 +168,6 @@ func (b *progBuilder) fieldID(f *sigmaField) int32 {
 	}
 	b.prog.fieldRefs = append(b.prog.fieldRefs, refs)
 	return id
-}
-
-// addRead adds a top-level member name to the program's reads, once.
-func (b *progBuilder) addRead(name string) {
-	if !slices.Contains(b.prog.reads, name) {
-		b.prog.reads = append(b.prog.reads, name)
-	}
 }
 
 func (b *progBuilder) rule(r *SigmaRule) cnode {
@@ -657,10 +648,21 @@ func (c *evalCtx) beginMatch() {
 // slots of the fields its source's rules and indexes read: each field
 // resolved, its leaves flattened, and what comparisons derive from a string
 // leaf (ASCII or not, the lower-cased form, the parsed number) computed, so
-// that matching reads the slots and derives nothing. Set.Decode calls it.
+// that matching reads the slots and derives nothing; and decodes the
+// members the playbooks' own conditions read, and the forwarding
+// recipients when they read them. Set.Decode calls it.
 func (c *evalCtx) prepare() {
 	c.beginMatch()
-	for _, id := range c.set.prog.srcFields[c.env.Source] {
+	p := &c.set.prog
+	for _, name := range p.srcReads[c.env.Source] {
+		if m := c.memberRef(name); m != nil {
+			_, _ = c.memberValue(m)
+		}
+	}
+	if p.srcHelpers[c.env.Source] {
+		c.forwardRecipients()
+	}
+	for _, id := range p.srcFields[c.env.Source] {
 		m := c.field(id)
 		if !m.present {
 			continue

@@ -19,10 +19,9 @@ type sigmaField struct {
 	name  string
 	refs  []ref // values are gathered from every path, in order
 	xform int
-	// virtual computes the values instead of refs; reads names the
-	// top-level members it reads (Set.Decode decodes them ahead).
+	// virtual computes the values instead of refs (Set.Decode fills its
+	// slot like any other field's, decoding what it reads).
 	virtual func(c *evalCtx, out []any) ([]any, bool)
-	reads   []string
 }
 
 const (
@@ -189,7 +188,7 @@ func newSigmaMappings() map[string]*sigmaMapping {
 	signin := map[string]*sigmaField{
 		"resulttype":                rawField("ResultType", xfNone, "raw.status.errorCode"),
 		"resultdescription":         rawField("ResultDescription", xfNone, "raw.status.failureReason", "raw.status.additionalDetails"),
-		"status":                    {name: "Status", virtual: signInStatus, reads: []string{"status"}},
+		"status":                    {name: "Status", virtual: signInStatus},
 		"authenticationrequirement": rawField("AuthenticationRequirement", xfNone, "raw.authenticationRequirement"),
 		"riskstate":                 rawField("RiskState", xfNone, "raw.riskState"),
 		"risklevelduringsignin":     rawField("RiskLevelDuringSignIn", xfNone, "raw.riskLevelDuringSignIn"),
