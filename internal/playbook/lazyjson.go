@@ -400,7 +400,7 @@ func (d *valueDecoder) literal(lit string, v any) (any, bool) {
 }
 
 // str decodes the string at d.pos: plain ones here, escaped or invalid UTF-8
-// ones by encoding/json (which replaces invalid bytes with U+FFFD).
+// ones by unquoteJSON (encoding/json's rules: invalid bytes become U+FFFD).
 func (d *valueDecoder) str() (string, bool) {
 	start := d.pos + 1
 	i := start
@@ -422,8 +422,8 @@ func (d *valueDecoder) str() (string, bool) {
 			if err != nil {
 				return "", false
 			}
-			var s string
-			if json.Unmarshal(d.data[d.pos:end], &s) != nil {
+			s, ok := unquoteJSON(d.data[start : end-1])
+			if !ok {
 				return "", false
 			}
 			d.pos = end
@@ -434,8 +434,8 @@ func (d *valueDecoder) str() (string, bool) {
 		return "", false
 	}
 	if !ascii && !utf8.Valid(d.data[start:i]) {
-		var s string
-		if json.Unmarshal(d.data[d.pos:i+1], &s) != nil {
+		s, ok := unquoteJSON(d.data[start:i])
+		if !ok {
 			return "", false
 		}
 		d.pos = i + 1
