@@ -53,8 +53,27 @@ func BenchmarkDecodeMatch(b *testing.B) {
 }
 
 // BenchmarkMatchOnly: events decoded outside the clock, batch by batch,
-// each matched once.
+// each matched once (the playbooks that fire: HitsDecoded, as `responder
+// bench match` measures it).
 func BenchmarkMatchOnly(b *testing.B) {
+	gen, set := corpus(b), distinctSet(b, 100, true)
+	counter := playbook.NewMemCounter()
+	ds := make([]playbook.Decoded, 64)
+	var hits []playbook.Hit
+	ctx := context.Background()
+	benchStream(b, gen, func(batch []event.Envelope) {
+		for i := range batch {
+			set.Decode(&batch[i], &ds[i])
+		}
+	}, func(batch []event.Envelope) {
+		for i := range batch {
+			hits, _ = set.HitsDecoded(ctx, &ds[i], counter, hits[:0])
+		}
+	})
+}
+
+// BenchmarkMatchDecoded: the same, each hit's Match built (MatchDecoded).
+func BenchmarkMatchDecoded(b *testing.B) {
 	gen, set := corpus(b), distinctSet(b, 100, true)
 	counter := playbook.NewMemCounter()
 	ds := make([]playbook.Decoded, 64)

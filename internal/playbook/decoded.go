@@ -43,7 +43,30 @@ func (d *Decoded) Release() { d.c.reset(nil, nil) }
 // with a nil counter it is Match (threshold playbooks do not fire).
 func (s *Set) MatchDecoded(ctx context.Context, d *Decoded, counter Counter) ([]Match, error) {
 	if d == nil || d.c.env == nil || d.c.set != s {
-		return nil, errors.New("playbook: MatchDecoded: the event was not decoded for this set")
+		return nil, errNotDecoded
 	}
 	return s.matchCtx(ctx, &d.c, counter)
+}
+
+var errNotDecoded = errors.New("playbook: the event was not decoded for this set")
+
+// HitsDecoded is the first half of MatchDecoded: it appends to buf the
+// playbooks that fire on the event (the threshold ones observed by the
+// counter) and returns it with the errors MatchDecoded returns, without
+// building their Matches. RenderDecoded builds them, on the same Decoded
+// (before it is released or reused): HitsDecoded then RenderDecoded is
+// MatchDecoded.
+func (s *Set) HitsDecoded(ctx context.Context, d *Decoded, counter Counter, buf []Hit) ([]Hit, error) {
+	if d == nil || d.c.env == nil || d.c.set != s {
+		return buf, errNotDecoded
+	}
+	return s.hitsCtx(ctx, &d.c, counter, buf)
+}
+
+// RenderDecoded builds the Matches of hits that HitsDecoded returned for d.
+func (s *Set) RenderDecoded(d *Decoded, hits []Hit) ([]Match, error) {
+	if d == nil || d.c.env == nil || d.c.set != s {
+		return nil, errNotDecoded
+	}
+	return s.render(&d.c, hits)
 }

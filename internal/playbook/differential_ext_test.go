@@ -63,8 +63,8 @@ func distinctSet(t testing.TB, n int, withShipped bool) *playbook.Set {
 // playbooks (stateful, with a counter each), the public Sigma rules, a
 // hundred distinct rules with the shipped playbooks (the benchmark's
 // headline), and the public rules four times over. Match (pooled context,
-// lazy decoding) and MatchDecoded (decoded ahead, the match-only benchmark)
-// are both checked.
+// lazy decoding), MatchDecoded (decoded ahead) and HitsDecoded then
+// RenderDecoded (the match-only benchmark) are all checked.
 func TestDifferentialMatch(t *testing.T) {
 	gen := corpus(t)
 	public, _, err := playbook.LoadSigmaDir(filepath.Join(fixturesDir, "sigma"))
@@ -92,12 +92,14 @@ func TestDifferentialMatch(t *testing.T) {
 	for _, ns := range sets {
 		t.Run(ns.name, func(t *testing.T) {
 			set := ns.set
-			var optC, refC, decC playbook.Counter
+			var optC, refC, decC, hitC playbook.Counter
 			if set.Stateful() {
-				optC, refC, decC = playbook.NewMemCounter(), playbook.NewMemCounter(), playbook.NewMemCounter()
+				optC, refC, decC, hitC = playbook.NewMemCounter(), playbook.NewMemCounter(), playbook.NewMemCounter(), playbook.NewMemCounter()
 			}
 			fired, matches := 0, 0
 			var d playbook.Decoded
+			var hits []playbook.Hit
+			var hitErr error
 			for i := 0; i < n; i++ {
 				env := gen.At(i)
 				want, wantErr := set.MatchReference(ctx, &env, refC)
@@ -116,6 +118,19 @@ func TestDifferentialMatch(t *testing.T) {
 				d.Release()
 				if !sameMatches(dec, decErr, want, wantErr) {
 					t.Fatalf("event %d (%s %q): match-only\n got %s\nwant %s", i, env.Source, env.Kind, showMatches(dec, decErr), showMatches(want, wantErr))
+				}
+				// the hits alone (the match-only benchmark), then their Matches
+				set.Decode(&env, &d)
+				hits, hitErr = set.HitsDecoded(ctx, &d, hitC, hits[:0])
+				lazy, renderErr := set.RenderDecoded(&d, hits)
+				d.Release()
+				if renderErr != nil || !sameMatches(lazy, hitErr, want, wantErr) || len(hits) != len(want) {
+					t.Fatalf("event %d (%s %q): hits then render (render error %v)\n got %s\nwant %s", i, env.Source, env.Kind, renderErr, showMatches(lazy, hitErr), showMatches(want, wantErr))
+				}
+				for k := range hits {
+					if hits[k].Playbook() != want[k].Playbook {
+						t.Fatalf("event %d: hit %d is %s, want %s", i, k, hits[k].Playbook(), want[k].Playbook)
+					}
 				}
 				if len(want) > 0 {
 					fired++

@@ -64,8 +64,8 @@ type evalCtx struct {
 	// Recent default reasons and user validity, kept across events (match.go).
 	reasons reasonCache
 	users   userCache
-	// matches being built by matchUnits
-	matchBuf []Match
+	// the hits of matchUnits, kept for the next event (matchCtx)
+	hitBuf []Hit
 }
 
 func newEvalCtx(s *Set, env *event.Envelope) *evalCtx {
@@ -87,7 +87,7 @@ func (c *evalCtx) reset(s *Set, env *event.Envelope) {
 	clear(c.virtBuf[:cap(c.virtBuf)])
 	*c = evalCtx{env: env, set: s, memberBuf: c.memberBuf[:0], innerBuf: c.innerBuf[:0],
 		memo: c.memo, refMemo: c.refMemo, memoUsed: c.memoUsed[:0], refUsed: c.refUsed[:0], memberMemo: c.memberMemo, matchMemo: c.matchMemo, keyNodes: c.keyNodes[:0], gen: c.gen,
-		valBuf: c.valBuf[:0], virtBuf: c.virtBuf[:0], leafBuf: c.leafBuf[:0], lowBuf: c.lowBuf[:0], reasons: c.reasons, users: c.users, matchBuf: c.matchBuf[:0]}
+		valBuf: c.valBuf[:0], virtBuf: c.virtBuf[:0], leafBuf: c.leafBuf[:0], lowBuf: c.lowBuf[:0], reasons: c.reasons, users: c.users, hitBuf: c.hitBuf[:0]}
 }
 
 // clearMemo drops what the memo holds of the events since reset: only the

@@ -61,18 +61,68 @@ func (s *Set) match(ctx context.Context, env *event.Envelope, counter Counter) (
 }
 
 func (s *Set) matchCtx(ctx context.Context, c *evalCtx, counter Counter) ([]Match, error) {
+	hits, err := s.hitsCtx(ctx, c, counter, c.hitBuf[:0])
+	out, rerr := s.render(c, hits)
+	clear(hits)
+	if cap(hits) <= 64 {
+		c.hitBuf = hits[:0]
+	}
+	if rerr != nil {
+		err = errors.Join(err, rerr)
+	}
+	return out, err
+}
+
+// hitsCtx appends to hits the playbooks that fire on the event, in order.
+func (s *Set) hitsCtx(ctx context.Context, c *evalCtx, counter Counter, hits []Hit) ([]Hit, error) {
 	if c.prepGen == 0 || c.prepGen != c.gen {
 		c.beginMatch()
 	}
 	var cb [64]int32
-	return s.matchUnits(ctx, c, counter, s.candidates(c, cb[:0]))
+	return s.matchUnits(ctx, c, counter, s.candidates(c, cb[:0]), hits)
 }
 
-// matchUnits evaluates units in order (reference_test.go has its reference).
-func (s *Set) matchUnits(ctx context.Context, c *evalCtx, counter Counter, units []int32) ([]Match, error) {
-	// Matches are built in the evalCtx's buffer and copied once into a
-	// slice of the right size.
-	ms := c.matchBuf[:0]
+// Hit is one playbook that fired on one event, before its Match is built:
+// the trigger held (and, for a threshold playbook, the counter fired) and
+// every step has a valid target. Set.RenderDecoded builds its Match
+// (reason, steps, suppression key) from the event.
+type Hit struct {
+	pb    *Playbook
+	unit  int32
+	rule  *SigmaRule
+	th    ThresholdFire
+	hasTh bool
+}
+
+// Playbook is the name of the playbook that fired.
+func (h *Hit) Playbook() string { return h.pb.Name }
+
+// render builds the Matches of hits on the event of c (fire).
+func (s *Set) render(c *evalCtx, hits []Hit) ([]Match, error) {
+	if len(hits) == 0 {
+		return nil, nil
+	}
+	out := make([]Match, 0, len(hits))
+	var errs []error
+	for i := range hits {
+		h := &hits[i]
+		var th *ThresholdFire
+		if h.hasTh {
+			th = &ThresholdFire{Key: h.th.Key, Count: h.th.Count}
+		}
+		m, err := h.pb.fire(c, &s.idx.units[h.unit], h.rule, th)
+		if err != nil {
+			errs = append(errs, err) // not reached: the hit's steps were checked
+			continue
+		}
+		out = append(out, m)
+	}
+	return out, errors.Join(errs...)
+}
+
+// matchUnits evaluates units in order (reference_test.go has its reference)
+// and appends the hits.
+func (s *Set) matchUnits(ctx context.Context, c *evalCtx, counter Counter, units []int32, hits []Hit) ([]Hit, error) {
 	var errs []error
 	last := int32(-1) // the last playbook that fired: its other units are skipped
 	for _, id := range units {
@@ -98,7 +148,7 @@ func (s *Set) matchUnits(ctx context.Context, c *evalCtx, counter Counter, units
 		}
 		p := s.playbooks[u.pb]
 		th := p.Trigger.Threshold
-		var fire *ThresholdFire
+		h := Hit{pb: p, unit: id, rule: rule}
 		if th != nil {
 			o, ok := p.observation(c, u.follow)
 			if !ok {
@@ -112,29 +162,19 @@ func (s *Set) matchUnits(ctx context.Context, c *evalCtx, counter Counter, units
 			if !res.Fired {
 				continue
 			}
-			fire = &ThresholdFire{Key: o.Key, Count: res.Count}
+			h.th, h.hasTh = ThresholdFire{Key: o.Key, Count: res.Count}, true
 		}
-		m, err := p.fire(c, u, rule, fire)
-		if err != nil {
+		if err := p.checkSteps(c, u); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		last = u.pb
-		ms = append(ms, m)
-	}
-	var out []Match
-	if len(ms) > 0 {
-		out = make([]Match, len(ms))
-		copy(out, ms)
-		clear(ms)
-	}
-	if cap(ms) <= 64 {
-		c.matchBuf = ms[:0]
+		hits = append(hits, h)
 	}
 	if c.rawErr != nil {
 		errs = append([]error{c.rawErr}, errs...)
 	}
-	return out, errors.Join(errs...)
+	return hits, errors.Join(errs...)
 }
 
 // holds reports whether the unit's trigger holds for the event (source, kind,
@@ -302,6 +342,70 @@ func (p *Playbook) fire(c *evalCtx, u *unit, rule *SigmaRule, th *ThresholdFire)
 		}
 	}
 	return m, nil
+}
+
+// checkSteps reports the error fire would report for the playbook's steps
+// on the event (a step without a valid target), without building them.
+func (p *Playbook) checkSteps(c *evalCtx, u *unit) error {
+	for i := range p.Steps {
+		st := &p.Steps[i]
+		if err := st.check(c); err != nil {
+			if _, ok := err.(noTarget); ok && i < len(u.noTarget) {
+				return u.noTarget[i]
+			}
+			return fmt.Errorf("playbook %q: step %d (%s): %w", p.Name, i+1, st.Action, err)
+		}
+	}
+	return nil
+}
+
+// check is resolve's verdict on the step's target, without the step: the
+// same error for the same event (TestDifferentialMatch holds the two to the
+// reference).
+func (st *Step) check(c *evalCtx) error {
+	if tp, ok := st.target.more[st.targetKind]; ok {
+		v := strings.TrimSpace(tp.render(c))
+		if v == "" {
+			return noTarget(st.targetKind)
+		}
+		if st.targetKind == "sender" {
+			if _, _, err := actions.ParseSender(v); err != nil {
+				return fmt.Errorf("target sender: %v", err)
+			}
+		}
+	}
+	switch st.targetKind {
+	case "user":
+		v := ""
+		if st.target.user != nil {
+			v = strings.TrimSpace(st.target.user.render(c))
+		}
+		if v == "" {
+			return noTarget("user")
+		}
+		if !c.validUser(v) && !(mailboxAction(st.Action) && exchangeIdentity(v)) {
+			return fmt.Errorf("target user %q is not a UPN or object id", v)
+		}
+	case "ip":
+		ip := ""
+		if st.target.ip != nil {
+			ip = strings.TrimSpace(st.target.ip.render(c))
+			if a, ok := parseIP(ip); ok {
+				ip = a.String()
+			}
+		}
+		if ip == "" {
+			return noTarget("IP address")
+		}
+		if !actions.ValidIP(ip) {
+			return fmt.Errorf("target ip %q is not an address or CIDR", ip)
+		}
+	case "message":
+		if st.target.messageID == nil || strings.TrimSpace(st.target.messageID.render(c)) == "" {
+			return noTarget("message id")
+		}
+	}
+	return nil
 }
 
 func thresholdReason(t *Threshold, th *ThresholdFire) string {

@@ -221,11 +221,14 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			return nil
 		}
 		// match only: each batch decoded outside the clock, then each
-		// event matched once. The sampled events' matches are kept for
-		// the check.
+		// event matched once: the playbooks that fire (HitsDecoded), their
+		// Matches built after the clock (RenderDecoded) for the sampled
+		// events, kept for the check, whose hit set is every Match's.
 		var mo phaseTimer
 		counter := newCounter()
 		kept := map[int][]playbook.Match{}
+		hits := make([][]playbook.Hit, batchSize)
+		renderErr, firedMO := "", 0
 		runtime.GC()
 		err := each(func(from, n int) {
 			for i := 0; i < n; i++ {
@@ -234,14 +237,21 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			sample()
 			mo.run(func() {
 				for i := 0; i < n; i++ {
-					ms, _ := set.MatchDecoded(ctx, &decoded[i], counter)
-					if (from+i)%opts.SampleEvery == 0 {
-						kept[from+i] = ms
+					hits[i], _ = set.HitsDecoded(ctx, &decoded[i], counter, hits[i][:0])
+					if len(hits[i]) > 0 {
+						firedMO++
 					}
 					c.Ran[0]++
 				}
 			})
 			for i := 0; i < n; i++ {
+				if (from+i)%opts.SampleEvery == 0 {
+					ms, err := set.RenderDecoded(&decoded[i], hits[i])
+					if err != nil && renderErr == "" {
+						renderErr = fmt.Sprintf("event %d: %v", from+i, err)
+					}
+					kept[from+i] = ms
+				}
 				decoded[i].Release()
 			}
 		})
@@ -290,6 +300,13 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		c.NormalizeMatch, c.NormalizeMatchCPU = nm.rates(opts.Events)
 		sample()
 		c.Sampled, c.Mismatch = checkSample(gen, bs, kept)
+		switch {
+		case c.Mismatch != "":
+		case renderErr != "":
+			c.Mismatch = "building a hit's match: " + renderErr
+		case firedMO != c.Fired:
+			c.Mismatch = fmt.Sprintf("match only fired on %d events, decode+match on %d", firedMO, c.Fired)
+		}
 		res.Cases = append(res.Cases, c)
 	}
 	res.PeakHeapBytes = peak
