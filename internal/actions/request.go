@@ -161,10 +161,10 @@ var (
 
 // ValidUser reports whether s is a UPN or an Entra object id.
 func ValidUser(s string) bool {
-	if uuidRE.MatchString(s) {
+	if isUUID(s) {
 		return true
 	}
-	if len(s) > 256 || !upnRE.MatchString(s) {
+	if len(s) > 256 || !validUPN(s) {
 		return false
 	}
 	local := s[:strings.LastIndexByte(s, '@')]
