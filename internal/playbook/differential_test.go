@@ -253,7 +253,7 @@ func FuzzDecodeValue(f *testing.F) {
 
 // publicRecordsForTest reads the records of the public fixtures' JSON
 // files (a record, a list, or a Graph list response).
-func publicRecordsForTest(t *testing.T) []json.RawMessage {
+func publicRecordsForTest(t testing.TB) []json.RawMessage {
 	t.Helper()
 	var out []json.RawMessage
 	err := filepath.WalkDir(fixtures(t), func(path string, d os.DirEntry, err error) error {

@@ -271,6 +271,7 @@ type cField struct {
 type cval struct {
 	sigmaValue
 	sb       []byte  // s, for bytes.Contains on lower-cased leaves
+	sbMask   uint64  // byteMask(sb)
 	patASCII bool    // s is ASCII
 	patNum   float64 // s as a number (strconv.ParseFloat, as numEqual)
 	patNumOK bool
@@ -278,6 +279,7 @@ type cval struct {
 
 func compileCval(v *sigmaValue) cval {
 	cv := cval{sigmaValue: *v, sb: []byte(v.s), patASCII: isASCII(v.s)}
+	cv.sbMask = byteMask(cv.sb)
 	if f, err := strconv.ParseFloat(v.s, 64); err == nil {
 		cv.patNum, cv.patNumOK = f, true
 	}
@@ -427,7 +429,12 @@ func (v *cval) matchLeaf(c *evalCtx, l *leaf) bool {
 		if len(v.s) > len(s) {
 			return false
 		}
-		return bytes.Contains(c.lowerBytes(l), v.sb)
+		// a leaf that lacks one of the pattern's bytes cannot contain it
+		lb := c.lowerBytes(l)
+		if v.sbMask&^l.lowMask(lb) != 0 {
+			return false
+		}
+		return bytes.Contains(lb, v.sb)
 	case svPrefix:
 		if v.cased {
 			return strings.HasPrefix(s, v.s)
@@ -487,6 +494,7 @@ type leaf struct {
 	lowB  []byte  // the same in c.lowBuf, when lfLowB
 	num   float64 // number(x), when lfNumOK
 	neq   float64 // strconv.ParseFloat(s), when lfNeqOK
+	mask  uint64  // byteMask(lowB), when lfMask
 	flags uint16
 }
 
@@ -502,7 +510,29 @@ const (
 	lfNeqOK                 // ParseFloat(s) ok
 	lfLowB                  // lowB is set
 	lfSDone                 // scalarString(x) tried (non-strings)
+	lfMask                  // mask is set
 )
+
+// byteMask has bit b&63 set for every byte b of s: a string that contains
+// another has every bit of the other's mask (a filter before bytes.Contains,
+// exact in what it refuses).
+func byteMask(s []byte) uint64 {
+	var m uint64
+	for _, b := range s {
+		m |= 1 << (b & 63)
+	}
+	return m
+}
+
+// lowMask is byteMask of the leaf's lower-cased bytes lb (lowerBytes),
+// computed on first use.
+func (l *leaf) lowMask(lb []byte) uint64 {
+	if l.flags&lfMask == 0 {
+		l.flags |= lfMask
+		l.mask = byteMask(lb)
+	}
+	return l.mask
+}
 
 // str is scalarString of the leaf's value, rendered on first use.
 func (l *leaf) str() (string, bool) {

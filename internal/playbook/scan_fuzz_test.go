@@ -77,3 +77,20 @@ func FuzzScan(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkScanObject: the members of the public records (MB/s of record).
+func BenchmarkScanObject(b *testing.B) {
+	recs := publicRecordsForTest(b)
+	size := 0
+	for _, r := range recs {
+		size += len(r)
+	}
+	b.SetBytes(int64(size))
+	var buf []member
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, r := range recs {
+			buf, _ = scanObject(r, buf[:0])
+		}
+	}
+}
