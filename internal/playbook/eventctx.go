@@ -85,9 +85,21 @@ func (c *evalCtx) reset(s *Set, env *event.Envelope) {
 	clear(c.valBuf[:c.valHW])
 	clear(c.leafBuf[:c.leafHW])
 	clear(c.virtBuf[:cap(c.virtBuf)])
-	*c = evalCtx{env: env, set: s, memberBuf: c.memberBuf[:0], innerBuf: c.innerBuf[:0],
-		memo: c.memo, refMemo: c.refMemo, memoUsed: c.memoUsed[:0], refUsed: c.refUsed[:0], memberMemo: c.memberMemo, matchMemo: c.matchMemo, keyNodes: c.keyNodes[:0], gen: c.gen,
-		valBuf: c.valBuf[:0], virtBuf: c.virtBuf[:0], leafBuf: c.leafBuf[:0], lowBuf: c.lowBuf[:0], reasons: c.reasons, users: c.users, hitBuf: c.hitBuf[:0]}
+	// Field by field rather than *c = evalCtx{…}: copying the whole context
+	// back (the reason and user caches are full of pointers) cost a bulk
+	// write barrier per event while the collector runs. TestResetClears
+	// checks that every field is either here or kept on purpose.
+	c.env, c.set, c.rawErr = env, s, nil
+	c.recip, c.fwd, c.ext, c.exprEnv = nil, nil, nil, nil
+	c.recipDone, c.fwdDone, c.extDone = false, false, false
+	c.scanned, c.isObj, c.fullOK = false, false, false
+	c.members, c.outer, c.full = nil, nil, nil
+	c.memberBuf, c.innerBuf = c.memberBuf[:0], c.innerBuf[:0]
+	c.memoUsed, c.refUsed, c.keyNodes = c.memoUsed[:0], c.refUsed[:0], c.keyNodes[:0]
+	c.keysOK, c.prepGen = false, 0 // keyTab is rebuilt before it is read again
+	c.valBuf, c.virtBuf, c.leafBuf, c.lowBuf = c.valBuf[:0], c.virtBuf[:0], c.leafBuf[:0], c.lowBuf[:0]
+	c.valHW, c.leafHW = 0, 0
+	c.hitBuf = c.hitBuf[:0]
 }
 
 // clearMemo drops what the memo holds of the events since reset: only the
