@@ -63,9 +63,9 @@ type Bus struct {
 	url     string
 	auth    ClientAuth
 
-	// The embedded server's settings, kept to reload its users.
+	// The embedded server's users, swapped by SetIdentities.
 	mu        sync.Mutex
-	srvOpts   func(users []*server.NkeyUser) *server.Options
+	authn     *nkeyAuth
 	tenant    string
 	engineKey string
 }
@@ -115,23 +115,24 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 			return nil, fmt.Errorf("bus: engine key: %w", err)
 		}
 		b.tenant, b.engineKey = cfg.Tenant, enginePub
-		b.srvOpts = func(users []*server.NkeyUser) *server.Options {
-			return &server.Options{
-				ServerName: "responder-embedded",
-				Host:       host,
-				Port:       cfg.Port,
-				JetStream:  true,
-				StoreDir:   cfg.StoreDir,
-				NoSigs:     true,
-				NoLog:      true,
-				MaxPayload: 8 << 20,
-				TLSConfig:  tlsCfg,
-				TLSTimeout: 2,
-				TLSVerify:  cfg.TLS.CAFile != "",
-				Nkeys:      users,
-			}
-		}
-		srv, err := server.NewServer(b.srvOpts(b.users(cfg.Identities)))
+		b.authn = newNkeyAuth(b.users(cfg.Identities))
+		srv, err := server.NewServer(&server.Options{
+			ServerName: "responder-embedded",
+			Host:       host,
+			Port:       cfg.Port,
+			JetStream:  true,
+			StoreDir:   cfg.StoreDir,
+			NoSigs:     true,
+			NoLog:      true,
+			MaxPayload: 8 << 20,
+			TLSConfig:  tlsCfg,
+			TLSTimeout: 2,
+			TLSVerify:  cfg.TLS.CAFile != "",
+			// Users by nkey (embedauth.go): every client signs the nonce
+			// of its INFO with a listed key; nobody is anonymous.
+			CustomClientAuthentication: b.authn,
+			AlwaysEnableNonce:          true,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("bus: embedded NATS server: %w", err)
 		}
@@ -258,16 +259,18 @@ func (b *Bus) users(ids []Identity) []*server.NkeyUser {
 
 // SetIdentities replaces the keys the embedded server lets in (besides the
 // engine's own): a key no longer listed is disconnected at once and cannot
-// connect again, changed rights apply to open connections. With an external
-// server it does nothing (its users are the cluster's configuration).
+// connect again; a key whose rights changed is disconnected too and gets its
+// new rights when its client reconnects. No server reload (embedauth.go).
+// With an external server it does nothing (its users are the cluster's
+// configuration).
 func (b *Bus) SetIdentities(ids []Identity) error {
 	if b.srv == nil {
 		return nil
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.srv.ReloadOptions(b.srvOpts(b.users(ids))); err != nil {
-		return fmt.Errorf("bus: reload the embedded server's users: %w", err)
+	if err := closeConnections(b.srv, b.authn.set(b.users(ids))); err != nil {
+		return fmt.Errorf("bus: close the connections of removed or changed keys: %w", err)
 	}
 	return nil
 }
