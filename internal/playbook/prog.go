@@ -213,8 +213,12 @@ func (b *progBuilder) node(n sigmaNode, depth int) cnode {
 			return n
 		}
 		out := &cField{id: id, memo: int32(len(b.byMatch)), all: t.all, values: make([]cval, len(t.values))}
+		out.containsAny = !t.all && len(t.values) > 0
 		for i := range t.values {
 			out.values[i] = compileCval(&t.values[i])
+			if v := &out.values[i]; v.kind != svContains || v.cased {
+				out.containsAny = false
+			}
 		}
 		b.byMatch[key] = out
 		b.prog.matches = len(b.byMatch)
@@ -265,6 +269,10 @@ type cField struct {
 	// the result kept in the memo (a slot of the memo read cold costs more
 	// than testing a prepared field once).
 	shared bool
+	// containsAny: every value is a case-insensitive contains and any one
+	// suffices (no |all): evalNow tests each leaf against the values in
+	// one loop (containsAny).
+	containsAny bool
 }
 
 // cval is a sigmaValue with what matching needs precomputed.
@@ -301,6 +309,9 @@ func (f *cField) eval(c *evalCtx) bool {
 
 func (f *cField) evalNow(c *evalCtx) bool {
 	m := c.field(f.id)
+	if f.containsAny {
+		return f.evalContainsAny(c, m)
+	}
 	if f.all {
 		for i := range f.values {
 			if !f.values[i].match(c, m) {
@@ -312,6 +323,44 @@ func (f *cField) evalNow(c *evalCtx) bool {
 	for i := range f.values {
 		if f.values[i].match(c, m) {
 			return true
+		}
+	}
+	return false
+}
+
+// evalContainsAny is evalNow for a containsAny match: what matchLeaf's
+// case-insensitive contains decides for any value and any leaf, leaf by
+// leaf (the answer does not depend on the order), each leaf's lower-cased
+// bytes and byte mask read once.
+func (f *cField) evalContainsAny(c *evalCtx, m *fieldMemo) bool {
+	if !m.present {
+		return false
+	}
+	leaves := c.leaves(m)
+	for i := range leaves {
+		l := &leaves[i]
+		s, ok := l.str()
+		if !ok {
+			continue
+		}
+		var lb []byte
+		var mask uint64
+		loaded := false
+		for j := range f.values {
+			v := &f.values[j]
+			if v.s == "" {
+				return true
+			}
+			if len(v.s) > len(s) {
+				continue
+			}
+			if !loaded {
+				lb = c.lowerBytes(l)
+				mask, loaded = l.lowMask(lb), true
+			}
+			if v.sbMask&^mask == 0 && bytes.Contains(lb, v.sb) {
+				return true
+			}
 		}
 	}
 	return false
