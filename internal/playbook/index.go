@@ -210,6 +210,7 @@ func (s *Set) buildIndex() {
 				add(src, u, o.field.key(), o.field, o.vals)
 				continue
 			}
+			u.node = pb.prefiltered(r) // on every event of its source
 			add(src, u, "", nil, nil)
 		}
 		if th := t.Threshold; th != nil && th.Then != nil {

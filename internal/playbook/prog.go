@@ -179,6 +179,82 @@ func (b *progBuilder) rule(r *SigmaRule) cnode {
 	return n
 }
 
+// prefiltered returns the compiled rule r, for a unit that no index key
+// selects (it runs on every event of its source), behind a prefilter when
+// one can be derived: a case-insensitive contains on one field that the
+// rule cannot hold without (containsReq). The prefilter is a field match of
+// its own, shared (and memoised) by the rules that derive the same one, so
+// that the variants of a rule that all need, say, Operation to contain one
+// of four words are turned down by one test. and(prefilter, rule) holds
+// exactly when the rule does: the prefilter is implied by it.
+func (b *progBuilder) prefiltered(r *SigmaRule) cnode {
+	n := b.rule(r)
+	fm, ok := b.containsReq(r.cond, 0)
+	if !ok {
+		return n
+	}
+	vals := slices.Clone(fm.values)
+	slices.SortFunc(vals, func(x, y sigmaValue) int { return strings.Compare(x.s, y.s) })
+	vals = slices.CompactFunc(vals, func(x, y sigmaValue) bool { return x.s == y.s })
+	pf := *fm
+	pf.values, pf.all = vals, false
+	pre := b.node(&pf, 0)
+	if pre == n {
+		return n // the rule is that one field match
+	}
+	return &cAnd{kids: []cnode{pre, n}}
+}
+
+// containsReq finds a field match that n cannot hold without: a field whose
+// leaves must contain (case-insensitively) one of the values. And: any
+// kid's; or: every kid's, on the same field, values joined; a field match
+// of case-insensitive contains values (not |all): itself.
+func (b *progBuilder) containsReq(n sigmaNode, depth int) (*sigmaFieldMatch, bool) {
+	if depth > 4*maxSigmaCondDepth {
+		return nil, false
+	}
+	switch t := n.(type) {
+	case *sigmaGuard:
+		return b.containsReq(t.sigmaNode, depth+1)
+	case *sigmaFieldMatch:
+		if t.all || len(t.values) == 0 {
+			return nil, false
+		}
+		for i := range t.values {
+			if v := &t.values[i]; v.kind != svContains || v.cased {
+				return nil, false
+			}
+		}
+		return t, true
+	case *sigmaAnd:
+		for _, k := range t.kids {
+			if fm, ok := b.containsReq(k, depth+1); ok {
+				return fm, true
+			}
+		}
+	case *sigmaOr:
+		var out *sigmaFieldMatch
+		for _, k := range t.kids {
+			fm, ok := b.containsReq(k, depth+1)
+			if !ok {
+				return nil, false
+			}
+			if out == nil {
+				cp := *fm
+				cp.values = slices.Clone(fm.values)
+				out = &cp
+				continue
+			}
+			if b.fieldID(fm.field) != b.fieldID(out.field) {
+				return nil, false
+			}
+			out.values = append(out.values, fm.values...)
+		}
+		return out, out != nil
+	}
+	return nil, false
+}
+
 // node compiles a condition tree. Depth is bounded at load (maxSigmaCondDepth).
 func (b *progBuilder) node(n sigmaNode, depth int) cnode {
 	if depth > 4*maxSigmaCondDepth {
