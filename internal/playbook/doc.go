@@ -13,8 +13,9 @@
 // MatchStateful adds threshold triggers, with a Counter (matcher.KVCounter in the
 // engine). `responder playbook test` runs records through a Set with package
 // playbooktest; `responder bench match` measures the matcher with package
-// bench/matchbench, through Decode and MatchDecoded, which match an event
-// decoded ahead.
+// bench/matchbench, through Decode and HitsDecoded, which find the playbooks
+// that fire on an event decoded ahead (RenderDecoded then builds their
+// matches; MatchDecoded is both).
 //
 // # The language, by example
 //
@@ -219,7 +220,10 @@
 // work; Decode fills the slots of the fields of the event's source ahead of
 // MatchDecoded. The rule's parsed tree, evaluated directly, is the reference
 // that the differential tests and FuzzSigma hold the program to
-// (reference_test.go). `responder bench match` measures it.
+// (reference_test.go). A rule that no index key selects runs behind a
+// prefilter when one can be derived (prefiltered). Matching records hits
+// first, each after its steps' targets are checked, and builds the matches
+// from them (match.go). `responder bench match` measures it.
 //
 // # Guarantees
 //
