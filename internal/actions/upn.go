@@ -1,6 +1,10 @@
 package actions
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/responder-sec/responder/internal/event"
+)
 
 // Hand-written forms of uuidRE and upnRE for ValidUser, which the matcher
 // calls for every playbook that fires (a regular expression costs about a
@@ -8,29 +12,7 @@ import "strings"
 // expressions accept: TestValidUserForms and FuzzValidUserForms compare them.
 
 // isUUID is uuidRE.MatchString: 8-4-4-4-12 hexadecimal digits.
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !isHex(c) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
+func isUUID(s string) bool { return event.IsGUID(s) }
 
 // upnLocal marks the bytes of upnRE's local part: RFC 5322 atext and dots.
 var upnLocal = func() (t [256]bool) {

@@ -670,6 +670,10 @@ func firstGUID(candidates ...[]byte) []byte {
 	return nil
 }
 
+// IsGUID reports whether s is a GUID in its 8-4-4-4-12 hexadecimal form (an
+// Entra object id); internal/actions checks a target user id with it too.
+func IsGUID[T string | []byte](s T) bool { return isGUID(s) }
+
 func isGUID[T string | []byte](s T) bool {
 	if len(s) != 36 {
 		return false
