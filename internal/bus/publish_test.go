@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -107,5 +108,37 @@ func TestPublishOnceRidesAFailover(t *testing.T) {
 	cancel()
 	if _, err := PublishOnce(cctx, none, &nats.Msg{Subject: "work.d", Data: []byte("x")}, "req-4", time.Minute); err == nil {
 		t.Fatal("published with an ended context")
+	}
+}
+
+// WhenReady repeats a step while JetStream is unavailable (a timeout, no
+// responder, the meta group without a leader: 10008) and stops at once on any
+// other error or when the step succeeds.
+func TestWhenReadyWaitsOnlyForUnavailable(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	calls := 0
+	unavailable := []error{nats.ErrTimeout, nats.ErrNoResponders,
+		&jetstream.APIError{Code: 503, ErrorCode: errCodeClusterNotAvailable, Description: "JetStream system temporarily unavailable"}}
+	err := WhenReady(ctx, log, "test", func() error {
+		calls++
+		if calls <= len(unavailable) {
+			return unavailable[calls-1]
+		}
+		return nil
+	})
+	if err != nil || calls != len(unavailable)+1 {
+		t.Fatalf("err %v after %d calls; want success on call %d", err, calls, len(unavailable)+1)
+	}
+	calls = 0
+	denied := &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamNameInUse, Description: "stream name already in use"}
+	if err := WhenReady(ctx, log, "test", func() error { calls++; return denied }); !errors.Is(err, denied) || calls != 1 {
+		t.Fatalf("a lasting error: %v after %d calls; want it returned after one", err, calls)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	calls = 0
+	if err := WhenReady(cctx, log, "test", func() error { calls++; return nats.ErrTimeout }); !errors.Is(err, nats.ErrTimeout) || calls != 1 {
+		t.Fatalf("ended context: %v after %d calls", err, calls)
 	}
 }
