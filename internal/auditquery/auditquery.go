@@ -110,7 +110,11 @@ type Reply struct {
 	OK       bool           `json:"ok"`
 	Error    string         `json:"error,omitempty"`
 	Rejected analyst.Reason `json:"rejected,omitempty"`
-	Items    []Item         `json:"items,omitempty"`
+	// Retry says the failure passes by itself (JetStream electing a leader
+	// or a server rejoining its cluster): the same query, signed afresh,
+	// may succeed a moment later. Client.Do does that.
+	Retry bool   `json:"retry,omitempty"`
+	Items []Item `json:"items,omitempty"`
 	// NextSeq is the AfterSeq of the next page; More says there is one.
 	NextSeq uint64 `json:"next_seq,omitempty"`
 	More    bool   `json:"more,omitempty"`
@@ -208,7 +212,7 @@ func (s *Service) Handle(ctx context.Context, data []byte, hdr nats.Header) Repl
 		reason := analyst.ReasonOf(err)
 		if reason == "" {
 			s.log.Error("verify audit query", "err", err)
-			return Reply{Error: "engine could not check the query; try again"}
+			return Reply{Error: "engine could not check the query; try again", Retry: bus.Unavailable(err)}
 		}
 		s.reject(ctx, &q, err)
 		return Reply{Error: err.Error(), Rejected: reason}
@@ -223,13 +227,13 @@ func (s *Service) Handle(ctx context.Context, data []byte, hdr nats.Header) Repl
 		rep, err := s.page(ctx, q)
 		if err != nil {
 			s.log.Error("audit query", "err", err)
-			return Reply{Error: "engine could not read the audit trail: " + err.Error()}
+			return Reply{Error: "engine could not read the audit trail: " + err.Error(), Retry: bus.Unavailable(err)}
 		}
 		return rep
 	case OpGet:
 		r, err := audit.Get(ctx, s.cfg.JS, q.RecordID)
 		if err != nil {
-			return Reply{Error: err.Error()}
+			return Reply{Error: err.Error(), Retry: bus.Unavailable(err)}
 		}
 		b, err := json.Marshal(r)
 		if err != nil {
@@ -388,11 +392,57 @@ type Client struct {
 	Timeout time.Duration
 }
 
-// Do signs q and sends it; the reply's refusal, if any, is an error.
+// noEngineWait is how long Do keeps asking when no engine answers at all: an
+// engine restarting after a crash serves again within seconds, while a
+// mistyped tenant or a stopped deployment should be reported soon.
+const noEngineWait = 10 * time.Second
+
+// attemptTimeout bounds one request, so that a query whose engine went away
+// with its server is asked again of another while the caller's time lasts.
+const attemptTimeout = 10 * time.Second
+
+// Do signs q and sends it; the reply's refusal, if any, is an error. Queries
+// only read, so a failure that passes by itself (no engine answering for a
+// moment, a request lost with a server, an engine whose JetStream is electing
+// a leader: Reply.Retry) is asked again, signed afresh (a new query id: the
+// engine refuses a repeated one), with backoff from 250 ms to 4 s, within
+// Timeout (30 s by default; no engine at all is reported after 10 s).
 func (c Client) Do(ctx context.Context, q Query) (Reply, error) {
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start, pause := time.Now(), 250*time.Millisecond
+	for attempt := 1; ; attempt++ {
+		rep, again, err := c.once(ctx, q)
+		if !again || ctx.Err() != nil ||
+			errors.Is(err, errNoEngine) && time.Since(start)+pause > noEngineWait {
+			return rep, err
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < pause {
+			return rep, fmt.Errorf("%w (%d attempts)", err, attempt)
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return rep, fmt.Errorf("%w (%d attempts)", err, attempt)
+		case <-t.C:
+		}
+		pause = min(2*pause, 4*time.Second)
+	}
+}
+
+var errNoEngine = errors.New("no engine is serving audit queries for this tenant (is `responder serve` running?)")
+
+// once signs q (a fresh id and time unless the caller set them) and sends
+// it; again says that the failure may pass if asked again.
+func (c Client) once(ctx context.Context, q Query) (rep Reply, again bool, err error) {
 	pub, err := c.Key.PublicKey()
 	if err != nil {
-		return Reply{}, fmt.Errorf("auditquery: key: %w", err)
+		return Reply{}, false, fmt.Errorf("auditquery: key: %w", err)
 	}
 	q.Version = Version
 	if q.ID == "" {
@@ -404,36 +454,31 @@ func (c Client) Do(ctx context.Context, q Query) (Reply, error) {
 	q.By = audit.Actor{Kind: "analyst", Name: c.Name, KeyID: pub}
 	body, err := json.Marshal(q)
 	if err != nil {
-		return Reply{}, fmt.Errorf("auditquery: encode: %w", err)
+		return Reply{}, false, fmt.Errorf("auditquery: encode: %w", err)
 	}
 	h, err := analyst.SignBody(body, c.Key)
 	if err != nil {
-		return Reply{}, err
+		return Reply{}, false, err
 	}
-	timeout := c.Timeout
-	if timeout <= 0 {
-		timeout = 30 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 	defer cancel()
-	m, err := c.NC.RequestMsgWithContext(ctx, &nats.Msg{Subject: bus.AuditQuerySubject(c.Tenant), Data: body, Header: h})
+	m, err := c.NC.RequestMsgWithContext(actx, &nats.Msg{Subject: bus.AuditQuerySubject(c.Tenant), Data: body, Header: h})
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
-			return Reply{}, errors.New("no engine is serving audit queries for this tenant (is `responder serve` running?)")
+			return Reply{}, true, errNoEngine
 		}
-		return Reply{}, fmt.Errorf("auditquery: %s: %w", q.Op, err)
+		return Reply{}, ctx.Err() == nil && bus.Transient(err), fmt.Errorf("auditquery: %s: %w", q.Op, err)
 	}
-	var rep Reply
 	if err := json.Unmarshal(m.Data, &rep); err != nil {
-		return Reply{}, fmt.Errorf("auditquery: undecodable reply: %w", err)
+		return Reply{}, false, fmt.Errorf("auditquery: undecodable reply: %w", err)
 	}
 	if !rep.OK {
 		if rep.Error == "" {
 			rep.Error = "refused"
 		}
-		return rep, errors.New(strings.TrimSpace(rep.Error))
+		return rep, rep.Retry && rep.Rejected == "", errors.New(strings.TrimSpace(rep.Error))
 	}
-	return rep, nil
+	return rep, false, nil
 }
 
 // List calls fn for every stored message f selects, in stream order, page by
