@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/responder-sec/responder/internal/bench"
@@ -22,6 +24,7 @@ type benchCmd struct {
 	Concurrency int    `help:"Action worker requests in flight (0 = the engine's default)."`
 	DataDir     string `help:"Embedded NATS store (default: a fresh temporary directory, removed afterwards)."`
 	Verbose     bool   `short:"v" help:"Show progress and the engine's warnings."`
+	CPUProfile  string `name:"cpuprofile" help:"Write a CPU profile of the whole run to this file (go tool pprof)."`
 }
 
 func (c *benchCmd) Run(e *env) error {
@@ -29,6 +32,17 @@ func (c *benchCmd) Run(e *env) error {
 	if c.Verbose {
 		o.Progress = e.stderr
 		o.Logger = newLogger(e.stderr, "warn", "text")
+	}
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	scenarios := bench.Scenarios()
 	res, err := bench.Run(e.ctx, scenarios, strings.ToLower(c.Scenario), o)

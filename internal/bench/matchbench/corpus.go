@@ -109,8 +109,20 @@ func NewCorpus(recs []json.RawMessage) *Corpus {
 // Len is the number of distinct records the corpus cycles through.
 func (g *Corpus) Len() int { return len(g.base) }
 
-// At returns event i.
+// At returns event i, its raw record in a buffer of its own.
 func (g *Corpus) At(i int) event.Envelope {
+	env, _ := g.AtBuf(i, nil)
+	return env
+}
+
+// AtBuf returns event i with its raw record written into buf (grown as
+// needed; reused from the event before) and the buffer, for the caller to
+// pass again: a harness that holds a batch of events at a time then makes
+// no garbage of its own, and the collector's work during a measurement is
+// the matcher's. The event's Raw is valid until buf is reused. A record
+// that needs no change is the corpus's own (never write to it); buf is
+// returned unused then.
+func (g *Corpus) AtBuf(i int, buf []byte) (event.Envelope, []byte) {
 	b := g.base[i%len(g.base)]
 	copyN := i / len(g.base)
 	env := b
@@ -140,7 +152,7 @@ func (g *Corpus) At(i int) event.Envelope {
 		}
 	}
 	if n == 0 {
-		return env
+		return env, buf
 	}
 	bufs := [2]*[]byte{g.buf(), g.buf()}
 	src := b.Raw
@@ -150,11 +162,14 @@ func (g *Corpus) At(i int) event.Envelope {
 		src = *dst
 	}
 	// the last one into the event's own buffer, of the right size
-	out := make([]byte, 0, len(src)+bytes.Count(src, []byte(olds[n-1]))*(len(news[n-1])-len(olds[n-1])))
-	env.Raw = appendReplace(out, src, olds[n-1], news[n-1])
+	size := len(src) + bytes.Count(src, []byte(olds[n-1]))*(len(news[n-1])-len(olds[n-1]))
+	if cap(buf) < size {
+		buf = make([]byte, 0, size)
+	}
+	env.Raw = appendReplace(buf[:0], src, olds[n-1], news[n-1])
 	g.scratch.Put(bufs[0])
 	g.scratch.Put(bufs[1])
-	return env
+	return env, env.Raw
 }
 
 func (g *Corpus) buf() *[]byte {
