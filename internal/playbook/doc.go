@@ -220,8 +220,9 @@
 // work; Decode fills the slots of the fields of the event's source ahead of
 // MatchDecoded. The rule's parsed tree, evaluated directly, is the reference
 // that the differential tests and FuzzSigma hold the program to
-// (reference_test.go). A rule that no index key selects runs behind a
-// prefilter when one can be derived (prefiltered). Matching records hits
+// (reference_test.go). A rule that no value selects but that needs
+// a field to contain one of a few words is filed under those words (the
+// contains index), and runs only on events whose field contains one. Matching records hits
 // first, each after its steps' targets are checked, and builds the matches
 // from them (match.go). `responder bench match` measures it.
 //

@@ -48,7 +48,7 @@ func FuzzSigma(f *testing.F) {
 		"title: t\nlogsource: {product: azure, service: auditlogs}\ndetection:\n  s: [{ConsentContext.IsAdminConsent: 'false'}, {properties.targetResources|contains: Admin}]\n  condition: s\n",
 		"title: t\nlogsource: {product: m365, service: threat_management}\ndetection: {s: {eventName: x, status: success}, condition: (((s)))}\n",
 		"title: t\nlogsource: {product: azure, service: riskdetection}\ndetection:\n  s: {riskEventType: [leakedCredentials, passwordSpray], riskLevel|startswith: HI, ipAddress|endswith: '.3'}\n  t: {additionalInfo|contains: [ua, Value], riskState|gte: 1}\n  condition: s or not t\n",
-		// a rule behind a prefilter (prog.go prefiltered): no index key, Operation must contain one of three words
+		// a rule in the contains index (index.go containsIndex): no index key, Operation must contain one of three words
 		"title: t\nlogsource: {product: m365, service: audit}\ndetection:\n  a: {Operation|contains: InboxRule, Parameters|contains: Forw}\n  b: {Operation|contains: [mailbox, New-], Parameters|contains: ''}\n  condition: 1 of them\n",
 	}
 	records := []string{

@@ -1,6 +1,7 @@
 package playbook
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"strconv"
@@ -43,8 +44,27 @@ type setIndex struct {
 }
 
 type srcIndex struct {
-	keyed []*keyedIndex
-	rest  []int32
+	keyed    []*keyedIndex
+	contains []*containsIndex
+	rest     []int32
+}
+
+// containsIndex files units that no value selects but that cannot hold
+// unless one field contains, case-insensitively, one of a few words
+// (progBuilder.containsReq: "Operation|contains: UpdateInboxRules" or
+// Set-Mailbox): each unit under each of its words. An event meets the units
+// of the words its field's leaves contain, found in one pass over each leaf
+// with every word of the field, rather than each such unit testing its own
+// words on every event of its source. It decides what the words decide in
+// cField.evalContainsAny: a string leaf, lower-cased, contains the word (an
+// empty word: any string leaf).
+type containsIndex struct {
+	key   string // the field's key (sigmaField.key)
+	fid   int32
+	words []cval    // distinct words, lower-cased as the rules hold them
+	units [][]int32 // by word: the units filed under it
+	empty []int32   // units filed under an empty word
+	all   []int32
 }
 
 // keyedIndex files units by one value: the event kind, or a Sigma field.
@@ -210,8 +230,13 @@ func (s *Set) buildIndex() {
 				add(src, u, o.field.key(), o.field, o.vals)
 				continue
 			}
-			u.node = pb.prefiltered(r) // on every event of its source
-			add(src, u, "", nil, nil)
+			if fm, ok := pb.containsReq(r.cond, 0); ok {
+				// the words index the unit (containsIndex); the rule
+				// runs only on events whose field contains one
+				s.idx.fileContains(src, u, fm, pb.fieldID(fm.field))
+				continue
+			}
+			add(src, u, "", nil, nil) // on every event of its source
 		}
 		if th := t.Threshold; th != nil && th.Then != nil {
 			u := unit{pb: int32(i), rule: -1, follow: true, where: where, noTarget: noTarget, stateful: stateful}
@@ -272,6 +297,84 @@ func (s *Set) buildIndex() {
 	}
 }
 
+// fileContains adds u to the set's units and files it under each word of
+// fm (a match of case-insensitive contains values, any one sufficing) in
+// the source's contains index for fm's field.
+func (idx *setIndex) fileContains(src event.Source, u unit, fm *sigmaFieldMatch, fid int32) {
+	si := idx.bySrc[src]
+	if si == nil {
+		si = &srcIndex{}
+		idx.bySrc[src] = si
+	}
+	id := int32(len(idx.units))
+	idx.units = append(idx.units, u)
+	key := fm.field.key()
+	var ci *containsIndex
+	for _, x := range si.contains {
+		if x.key == key {
+			ci = x
+		}
+	}
+	if ci == nil {
+		ci = &containsIndex{key: key, fid: fid}
+		si.contains = append(si.contains, ci)
+	}
+	ci.all = append(ci.all, id)
+	for i := range fm.values {
+		w := &fm.values[i]
+		if w.s == "" {
+			if !slices.Contains(ci.empty, id) {
+				ci.empty = append(ci.empty, id)
+			}
+			continue
+		}
+		j := slices.IndexFunc(ci.words, func(x cval) bool { return x.s == w.s })
+		if j < 0 {
+			j = len(ci.words)
+			ci.words = append(ci.words, compileCval(w))
+			ci.units = append(ci.units, nil)
+		}
+		if !slices.Contains(ci.units[j], id) {
+			ci.units[j] = append(ci.units[j], id)
+		}
+	}
+}
+
+// containsCandidates appends the units of ci whose words a leaf of the
+// event's field contains (evalContainsAny's test, word by word).
+func (ci *containsIndex) candidates(c *evalCtx, out []int32) []int32 {
+	m := c.field(ci.fid)
+	if !m.present {
+		return out
+	}
+	leaves := c.leaves(m)
+	for i := range leaves {
+		l := &leaves[i]
+		s, ok := l.str()
+		if !ok {
+			continue
+		}
+		out = append(out, ci.empty...)
+		var lb []byte
+		var mask uint64
+		loaded := false
+		for j := range ci.words {
+			w := &ci.words[j]
+			if len(w.s) > len(s) {
+				continue
+			}
+			if !loaded {
+				lb = c.lowerBytes(l)
+				mask, loaded = l.lowMask(lb), true
+			}
+			if w.sbMask&^mask == 0 && bytes.Contains(lb, w.sb) {
+				out = append(out, ci.units[j]...)
+			}
+		}
+	}
+	return out
+}
+
 // condRefs calls fn with each path a condition reads from the event (not
 // those relative to a list element).
 func condRefs(c Condition, fn func(ref), depth int) {
@@ -308,8 +411,14 @@ func sourceFields(idx *setIndex) map[event.Source][]int32 {
 		for _, k := range si.keyed {
 			add(k.fid)
 		}
+		for _, k := range si.contains {
+			add(k.fid)
+		}
 		units := slices.Clone(si.rest)
 		for _, k := range si.keyed {
+			units = append(units, k.all...)
+		}
+		for _, k := range si.contains {
 			units = append(units, k.all...)
 		}
 		slices.Sort(units)
@@ -508,6 +617,9 @@ func (s *Set) candidates(c *evalCtx, buf []int32) []int32 {
 			// with contains comparisons) is the lookup.
 			out = append(out, k.m[string(c.lowerBytes(l))]...)
 		}
+	}
+	for _, ci := range si.contains {
+		out = ci.candidates(c, out)
 	}
 	out = append(out, si.rest...)
 	if len(out) > 1 {

@@ -3,15 +3,17 @@ package playbook
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"testing"
 
 	"github.com/responder-sec/responder/internal/event"
 )
 
 // TestPrefilter: a rule that no index key selects and that needs Operation
-// to contain one of four words runs behind one contains-any test on
-// Operation (the words of its three selections, sorted, once each), and
-// fires exactly where the reference evaluation of the rule fires.
+// to contain one of four words is filed in the source's contains index
+// under those words (its three selections' words, once each), so that an
+// event meets it only when its Operation contains one; and it fires exactly
+// where the reference evaluation of the rule fires.
 func TestPrefilter(t *testing.T) {
 	rule := "title: fwd\nlogsource: {product: m365, service: audit}\ndetection:\n" +
 		"  sel_a: {Operation|contains: UpdateInboxRules, OperationProperties|contains: [Forward, Recipients]}\n" +
@@ -23,15 +25,27 @@ func TestPrefilter(t *testing.T) {
 		t.Fatal(err)
 	}
 	set := sigmaSet([]*SigmaRule{r}, 2)
-	for i := range set.idx.units {
-		u := &set.idx.units[i]
-		and, ok := u.node.(*cAnd)
-		if !ok || len(and.kids) != 2 {
-			t.Fatalf("unit %d: node %T, want the prefilter and the rule", i, u.node)
+	si := set.idx.bySrc[event.SourceAudit]
+	if si == nil || len(si.rest) != 0 || len(si.contains) != 1 {
+		t.Fatalf("audit index %+v: want the two units in one contains index, none always evaluated", si)
+	}
+	ci := si.contains[0]
+	var words []string
+	for _, w := range ci.words {
+		words = append(words, w.s)
+	}
+	slices.Sort(words)
+	if want := []string{"new-inboxrule", "set-inboxrule", "set-mailbox", "updateinboxrules"}; !slices.Equal(words, want) {
+		t.Fatalf("words %q, want %q", words, want)
+	}
+	for j, us := range ci.units {
+		if !slices.Equal(us, []int32{0, 1}) {
+			t.Fatalf("word %q files units %v, want both", ci.words[j].s, us)
 		}
-		pre, ok := and.kids[0].(*cField)
-		if !ok || !pre.containsAny || len(pre.values) != 4 || !pre.shared {
-			t.Fatalf("unit %d: prefilter %+v, want a shared contains-any of 4 values", i, and.kids[0])
+	}
+	for i := range set.idx.units {
+		if _, ok := set.idx.units[i].node.(*cOr); !ok {
+			t.Fatalf("unit %d: node %T, want the rule itself (the index tested the words)", i, set.idx.units[i].node)
 		}
 	}
 	recs := []string{
@@ -46,6 +60,8 @@ func TestPrefilter(t *testing.T) {
 		`{"Operation":42,"Parameters":"ForwardTo"}`,
 		`{"Parameters":"ForwardTo"}`,
 		`{"Operation":`,
+		`{"Operation":["x","Set-InboxRule"],"Parameters":["RedirectTo"]}`,
+		`{"Operation":"","Parameters":"ForwardTo"}`,
 	}
 	fired, quiet := 0, 0
 	ctx := context.Background()

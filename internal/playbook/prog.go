@@ -179,34 +179,11 @@ func (b *progBuilder) rule(r *SigmaRule) cnode {
 	return n
 }
 
-// prefiltered returns the compiled rule r, for a unit that no index key
-// selects (it runs on every event of its source), behind a prefilter when
-// one can be derived: a case-insensitive contains on one field that the
-// rule cannot hold without (containsReq). The prefilter is a field match of
-// its own, shared (and memoised) by the rules that derive the same one, so
-// that the variants of a rule that all need, say, Operation to contain one
-// of four words are turned down by one test. and(prefilter, rule) holds
-// exactly when the rule does: the prefilter is implied by it.
-func (b *progBuilder) prefiltered(r *SigmaRule) cnode {
-	n := b.rule(r)
-	fm, ok := b.containsReq(r.cond, 0)
-	if !ok {
-		return n
-	}
-	vals := slices.Clone(fm.values)
-	slices.SortFunc(vals, func(x, y sigmaValue) int { return strings.Compare(x.s, y.s) })
-	vals = slices.CompactFunc(vals, func(x, y sigmaValue) bool { return x.s == y.s })
-	pf := *fm
-	pf.values, pf.all = vals, false
-	pre := b.node(&pf, 0)
-	if pre == n {
-		return n // the rule is that one field match
-	}
-	return &cAnd{kids: []cnode{pre, n}}
-}
-
 // containsReq finds a field match that n cannot hold without: a field whose
-// leaves must contain (case-insensitively) one of the values. And: any
+// leaves must contain (case-insensitively) one of the values. A rule that
+// no value selects is filed in its source's contains index by it
+// (containsIndex), so that it runs only on events whose field contains one
+// of the words. And: any
 // kid's; or: every kid's, on the same field, values joined; a field match
 // of case-insensitive contains values (not |all): itself.
 func (b *progBuilder) containsReq(n sigmaNode, depth int) (*sigmaFieldMatch, bool) {
