@@ -119,6 +119,7 @@ func TestCluster(t *testing.T) {
 	defer func() {
 		if t.Failed() {
 			t.Logf("engine logs (tails):\n%s%s", engineLogs(engA, "A"), engineLogs(engB, "B"))
+			t.Logf("NATS servers' warnings:\n%s", cl.warnings(40))
 		}
 	}()
 
