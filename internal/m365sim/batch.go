@@ -234,13 +234,5 @@ func (t *Tenant) batchOne(outer *req, it batchItem) *resp {
 }
 
 func (t *Tenant) sleep(d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-	case <-t.done:
-	}
+	t.waitLatency(nil, d) // latency.go
 }

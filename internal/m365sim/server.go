@@ -349,19 +349,7 @@ func (t *Tenant) delay(hr *http.Request, lat, jitter time.Duration) bool {
 		}
 		d += time.Duration(n % int64(jitter))
 	}
-	if d <= 0 {
-		return true
-	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return true
-	case <-hr.Context().Done():
-		return false
-	case <-t.done:
-		return false
-	}
+	return t.waitLatency(hr.Context().Done(), d) // latency.go
 }
 
 // ---- JSON helpers ----
