@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -491,7 +492,8 @@ func (t *Tenant) msgList(r *req, user, folder string) *resp {
 		}
 		msgs = append(msgs, byTime{m, str(m.obj, "receivedDateTime")})
 	}
-	sort.SliceStable(msgs, func(i, j int) bool { return msgs[i].received > msgs[j].received })
+	// Newest first (Outlook's default order, receivedDateTime desc).
+	slices.SortStableFunc(msgs, func(a, b byTime) int { return strings.Compare(b.received, a.received) })
 	items := make([]*item, 0, len(msgs))
 	for _, x := range msgs {
 		if search != "" && !searchHit(x.m.obj, search) {

@@ -42,24 +42,35 @@ const (
 	permUsersList = "User.Read.All"
 )
 
-func decodeMessages(raws []json.RawMessage) []foundMessage {
-	out := make([]foundMessage, 0, len(raws))
-	for _, r := range raws {
-		var m struct {
-			foundMessage
-			From struct {
-				EmailAddress struct {
-					Address string `json:"address"`
-				} `json:"emailAddress"`
-			} `json:"from"`
-		}
-		if json.Unmarshal(r, &m) == nil && m.ID != "" {
-			f := m.foundMessage
-			f.From = m.From.EmailAddress.Address
-			out = append(out, f)
-		}
+// messageItem is a message as a search lists it ($select msgSelect).
+type messageItem struct {
+	ID                string `json:"id"`
+	InternetMessageID string `json:"internetMessageId"`
+	Subject           string `json:"subject"`
+	From              struct {
+		EmailAddress struct {
+			Address string `json:"address"`
+		} `json:"emailAddress"`
+	} `json:"from"`
+	ReceivedDateTime string `json:"receivedDateTime"`
+}
+
+// searchMessages lists the messages of path matching the query, each page
+// decoded in one pass (listAs); items without an id are left out.
+func (e *Executor) searchMessages(ctx context.Context, c *calls, path, q, user string) ([]foundMessage, error) {
+	items, err := listAs[messageItem](ctx, e, c, path, q, permMailRead, e.outlook(user))
+	if err != nil {
+		return nil, err
 	}
-	return out
+	out := make([]foundMessage, 0, len(items))
+	for _, m := range items {
+		if m.ID == "" {
+			continue
+		}
+		out = append(out, foundMessage{ID: m.ID, InternetMessageID: m.InternetMessageID, Subject: m.Subject,
+			From: m.From.EmailAddress.Address, ReceivedDateTime: m.ReceivedDateTime})
+	}
+	return out, nil
 }
 
 // purgeMail searches each mailbox (PurgeMailboxes at a time, each within its
@@ -175,7 +186,7 @@ func (e *Executor) purgeMail(ctx context.Context, q *actions.PurgeQuery, perm st
 func (e *Executor) purgeMailbox(ctx context.Context, c *calls, r *mailboxReport, q *actions.PurgeQuery, filter, perm string, plan bool) {
 	user := r.Mailbox
 	qs := query("$filter", filter, "$select", msgSelect, "$top", "100")
-	raws, err := e.list(ctx, c, seg("users", user, "messages"), qs, permMailRead, e.outlook(user))
+	msgs, err := e.searchMessages(ctx, c, seg("users", user, "messages"), qs, user)
 	if err != nil {
 		ce := actions.AsError(err)
 		if ce.Status == http.StatusNotFound && (ce.Code == "MailboxNotEnabledForRESTAPI" || ce.Code == "ErrorInvalidUser" || ce.Code == "ResourceNotFound") {
@@ -185,16 +196,15 @@ func (e *Executor) purgeMailbox(ctx context.Context, c *calls, r *mailboxReport,
 		r.err = ce
 		return
 	}
-	msgs := decodeMessages(raws)
 	if !q.Hard {
 		// Soft delete: what is already in Deleted Items is done.
-		inDeleted, err := e.list(ctx, c, seg("users", user, "mailFolders", "deleteditems", "messages"), query("$filter", filter, "$select", "id", "$top", "100"), permMailRead, e.outlook(user))
+		inDeleted, err := e.searchMessages(ctx, c, seg("users", user, "mailFolders", "deleteditems", "messages"), query("$filter", filter, "$select", "id", "$top", "100"), user)
 		if err != nil {
 			r.err = actions.AsError(err)
 			return
 		}
 		skip := map[string]bool{}
-		for _, m := range decodeMessages(inDeleted) {
+		for _, m := range inDeleted {
 			skip[m.ID] = true
 		}
 		kept := msgs[:0]

@@ -1,6 +1,7 @@
 package graphexec_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -94,5 +95,43 @@ func TestPurgeRefusesUnnarrowedSearch(t *testing.T) {
 	_, err := actions.ParseParams(actions.PurgeMail, actions.Target{}, map[string]any{"all_mailboxes": true})
 	if err == nil || !strings.Contains(err.Error(), "no narrowing criterion") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// The audit record's before lists what the search found, as Graph returned
+// it: the id, the internet message id, the subject, and the sender's address
+// taken from from.emailAddress (each page of the search decoded in one pass);
+// a message of another campaign is neither listed nor touched.
+func TestPurgeRecordListsFoundMessages(t *testing.T) {
+	h := newHarness(t, hopts{})
+	const phish = "<listed-7@evil.example>"
+	id, err := h.sim.AddMessage("alice@contoso.com", m365sim.Message{InternetMessageID: phish, Subject: "Reset your password", FromAddress: "it-desk@evil.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := h.sim.AddMessage("alice@contoso.com", m365sim.Message{Subject: "Lunch", FromAddress: "colleague@contoso.com"})
+	o, rec := h.do(request(actions.PurgeMail, actions.Target{MessageID: phish}, map[string]any{"mailboxes": "alice@contoso.com", "hard": true}))
+	want(t, o, audit.Succeeded, "deleted 1 of 1")
+	var before struct {
+		Mailboxes []struct {
+			Mailbox  string `json:"mailbox"`
+			Found    int    `json:"found"`
+			Messages []struct {
+				ID, InternetMessageID, Subject, From, ReceivedDateTime string
+			} `json:"messages"`
+		} `json:"mailboxes"`
+	}
+	if err := json.Unmarshal(rec.Before, &before); err != nil {
+		t.Fatalf("before: %v: %s", err, rec.Before)
+	}
+	if len(before.Mailboxes) != 1 || before.Mailboxes[0].Found != 1 || len(before.Mailboxes[0].Messages) != 1 {
+		t.Fatalf("before lists %+v", before.Mailboxes)
+	}
+	m := before.Mailboxes[0].Messages[0]
+	if m.ID != id || m.InternetMessageID != phish || m.Subject != "Reset your password" || m.From != "it-desk@evil.example" || m.ReceivedDateTime == "" {
+		t.Errorf("listed message %+v, want id %s, %s, its subject and sender", m, id, phish)
+	}
+	if st, _ := h.sim.MessageState("alice@contoso.com", other); st != "inbox" {
+		t.Errorf("the other campaign's message was touched: %s", st)
 	}
 }

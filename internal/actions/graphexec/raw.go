@@ -131,7 +131,13 @@ type page struct {
 // list reads every page of a collection; before is called before each request
 // (to take its budget) and returns a release func.
 func (e *Executor) list(ctx context.Context, c *calls, path, q string, perm string, before func(context.Context) (func(), error)) ([]json.RawMessage, error) {
-	var out []json.RawMessage
+	return listAs[json.RawMessage](ctx, e, c, path, q, perm, before)
+}
+
+// listAs is list with the items decoded as T while each page is decoded, in
+// one pass (a large page of raw items decoded again one by one costs twice).
+func listAs[T any](ctx context.Context, e *Executor, c *calls, path, q string, perm string, before func(context.Context) (func(), error)) ([]T, error) {
+	var out []T
 	next := path
 	for i := 0; next != "" && i < 1000; i++ {
 		release, err := before(ctx)
@@ -143,7 +149,10 @@ func (e *Executor) list(ctx context.Context, c *calls, path, q string, perm stri
 		if err != nil {
 			return nil, Classify(err, perm)
 		}
-		var p page
+		var p struct {
+			Value    []T    `json:"value"`
+			NextLink string `json:"@odata.nextLink"`
+		}
 		if err := json.Unmarshal(b, &p); err != nil {
 			return nil, Classify(fmt.Errorf("decode %s: %w", path, err), perm)
 		}
