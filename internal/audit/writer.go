@@ -103,6 +103,9 @@ type Writer struct {
 	tail    Record // the last record of the stream as this writer knows it
 	tailOK  bool   // tail is believed current; false forces a reload
 	tailAt  uint64 // stream sequence of tail (its Seq, or the last sequence of an emptied stream)
+	// serial: the stream is replicated (a cluster), so a holder publishes
+	// one record at a time (publishChained says why); read with the tail.
+	serial bool
 }
 
 // NewWriter returns a Writer on js. It does no I/O: the first Append reads the tail.
@@ -341,7 +344,7 @@ func (w *Writer) appendBatch(ctx context.Context, items []*pendingAppend) []*pen
 		items = items[n:]
 		switch {
 		case err == nil:
-			unanswered, lastErr = 0, nil
+			attempt, unanswered, lastErr = 0, 0, nil // the budget of attempts is per record
 		case conflict(err):
 			if n > 0 {
 				attempt = 0 // progress: the budget of attempts is per record
@@ -375,6 +378,20 @@ func (w *Writer) publishChained(ctx context.Context, items []*pendingAppend) (in
 		rec  Record
 		data []byte
 		fut  jetstream.PubAckFuture
+	}
+	if w.serial && len(items) > 1 {
+		// On a replicated stream the leader checks Nats-Expected-Last-Msg-Id
+		// only when the entry is applied, after Raft has committed it
+		// (nats-server 2.15 stream.go processJetStreamMsg; the clustered
+		// proposal path checks the expected last sequence, not the message
+		// id), and a mismatch there is a "critical write error" that stops
+		// the stream on every replica. A pipeline can reach it: another
+		// writer takes the slot of this batch's first record (refused), and
+		// the second record's expected last sequence then matches the other
+		// writer's record. TestCluster saw AUDIT stop acknowledging for
+		// minutes that way. So on a replicated stream each record waits for
+		// the one before it, and carries only the expected last sequence.
+		items = items[:1]
 	}
 	out := make([]sent, 0, len(items))
 	prev, prevSeq := w.tail, w.tailAt
@@ -523,6 +540,7 @@ func (w *Writer) loadTail(ctx context.Context) error {
 		return fmt.Errorf("stream %s: %w", w.stream, err)
 	}
 	st := s.CachedInfo().State
+	w.serial = s.CachedInfo().Config.Replicas > 1
 	if st.LastSeq == 0 {
 		if err := w.checkHead(ctx, s, st, Record{}); err != nil {
 			return err
