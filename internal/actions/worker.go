@@ -176,10 +176,16 @@ func (w *Worker) Run(ctx context.Context) error {
 		MaxAckPending: max(256, w.cfg.Concurrency*16),
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it began: a shutdown, as in the loop below
+		}
 		return fmt.Errorf("actions: consumer: %w", err)
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency))
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("actions: consume: %w", err)
 	}
 	stop := context.AfterFunc(ctx, it.Stop)

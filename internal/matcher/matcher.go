@@ -80,10 +80,16 @@ func (m *Matcher) Run(ctx context.Context) error {
 		MaxDeliver:    10,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it began: a shutdown
+		}
 		return fmt.Errorf("matcher: consumer: %w", err)
 	}
 	it, err := cons.Messages()
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("matcher: consume: %w", err)
 	}
 	stop := context.AfterFunc(ctx, it.Stop)
