@@ -397,7 +397,7 @@ func (r *record) audit(f *extracted) error {
 	f.userID = firstGUID(r.text(fUserKey), r.wrapperText(fuserId))
 	f.ip = firstIP(r.text(fClientIP), r.text(fClientIPAddress), r.text(fActorIpAddress))
 	if exchangeOperation(r.text(fOperation), r.fields().has(fMailboxOwnerUPN)) {
-		f.mailbox, f.ruleID = exchangeTargetsOf(r.auditRecordBytes())
+		f.mailbox, f.ruleID = r.exchangeTargets()
 	}
 	return nil
 }

@@ -28,7 +28,10 @@ const (
 	fClientIP
 	fClientIPAddress
 	fActorIpAddress
-	fid // Graph records
+	fParameters          // Exchange records (exchange.go)
+	fObjectId            //
+	fOperationProperties //
+	fid                  // Graph records
 	fcreatedDateTime
 	fstatus
 	fappId
@@ -61,7 +64,8 @@ var slotNames = [numSlots]string{
 	fId: "Id", fCreationTime: "CreationTime", fOperation: "Operation", fRecordType: "RecordType",
 	fWorkload: "Workload", fOrganizationId: "OrganizationId", fUserId: "UserId",
 	fMailboxOwnerUPN: "MailboxOwnerUPN", fUserKey: "UserKey", fClientIP: "ClientIP",
-	fClientIPAddress: "ClientIPAddress", fActorIpAddress: "ActorIpAddress", fid: "id",
+	fClientIPAddress: "ClientIPAddress", fActorIpAddress: "ActorIpAddress",
+	fParameters: "Parameters", fObjectId: "ObjectId", fOperationProperties: "OperationProperties", fid: "id",
 	fcreatedDateTime: "createdDateTime", fstatus: "status", fappId: "appId",
 	fappDisplayName: "appDisplayName", fipAddress: "ipAddress", fclientAppUsed: "clientAppUsed",
 	fconditionalAccessStatus: "conditionalAccessStatus", friskEventType: "riskEventType",
@@ -100,6 +104,12 @@ func slotOf(k []byte) int {
 		return fClientIPAddress
 	case "ActorIpAddress":
 		return fActorIpAddress
+	case "Parameters":
+		return fParameters
+	case "ObjectId":
+		return fObjectId
+	case "OperationProperties":
+		return fOperationProperties
 	case "id":
 		return fid
 	case "createdDateTime":
