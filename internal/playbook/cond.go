@@ -2,6 +2,7 @@ package playbook
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"regexp"
 	"strconv"
@@ -27,6 +28,23 @@ type fieldOp struct {
 	lists  []*ipList      // in_ip_list
 	num    float64        // gt, gte, lt, lte
 	exists bool
+	// nums are the values of equals / in that are numbers (maybeNumber and
+	// strconv.ParseFloat): what a JSON number can equal (scalar).
+	nums []float64
+}
+
+// numbersOf returns the values that numEqual can find equal to a number.
+func numbersOf(values []string) []float64 {
+	var out []float64
+	for _, w := range values {
+		if !maybeNumber(w) {
+			continue
+		}
+		if f, err := strconv.ParseFloat(w, 64); err == nil {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func (f *fieldCond) String() string { return f.src }
@@ -92,6 +110,18 @@ func (f *fieldCond) scalar(op fieldOp, v any) bool {
 		}
 		for _, l := range op.lists {
 			if l.contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	if f, ok := v.(float64); ok && (op.name == "equals" || op.name == "in") && !math.IsNaN(f) && !math.IsInf(f, 0) {
+		// A finite number's text (strconv.FormatFloat 'f') is digits, '-'
+		// and '.', so it equals a value, or numEqual finds it equal, exactly
+		// when the value is a number (op.nums) equal to it: no text to
+		// render for every event (TestEqualsOnNumbers holds it to that).
+		for _, w := range op.nums {
+			if w == f {
 				return true
 			}
 		}

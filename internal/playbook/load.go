@@ -849,6 +849,9 @@ func (l *loader) fieldCond(n *yaml.Node, inElem bool) Condition {
 			}
 			op.exists = b
 		}
+		if name == "equals" || name == "in" {
+			op.nums = numbersOf(op.values)
+		}
 		fc.ops = append(fc.ops, op)
 		desc = append(desc, fmt.Sprintf("%s %s %s", s, name, describeValue(v)))
 	}
