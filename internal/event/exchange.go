@@ -183,28 +183,11 @@ func mayHoldName(v []byte, name string) bool {
 	if bytes.IndexByte(v, '\\') >= 0 {
 		return true
 	}
-	n := len(name)
+	n, lower := len(name), strings.ToLower(name)
 	for i := 0; i+n <= len(v); i++ {
-		if asciiEqualFoldBytes(v[i:i+n], name) {
+		if asciiLowerEqual(v[i:i+n], lower) {
 			return true
 		}
 	}
 	return false
-}
-
-// asciiEqualFoldBytes compares b with the ASCII name, ignoring ASCII case.
-func asciiEqualFoldBytes(b []byte, name string) bool {
-	for i := 0; i < len(name); i++ {
-		x, y := b[i], name[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

@@ -1,7 +1,6 @@
 package playbook
 
 import (
-	"bytes"
 	"fmt"
 	"slices"
 	"strconv"
@@ -350,27 +349,14 @@ func (ci *containsIndex) candidates(c *evalCtx, out []int32) []int32 {
 	leaves := c.leaves(m)
 	for i := range leaves {
 		l := &leaves[i]
-		s, ok := l.str()
-		if !ok {
+		if _, ok := l.str(); !ok {
 			continue
 		}
 		out = append(out, ci.empty...)
-		var lb []byte
-		var mask uint64
-		loaded := false
-		for j := range ci.words {
-			w := &ci.words[j]
-			if len(w.s) > len(s) {
-				continue
-			}
-			if !loaded {
-				lb = c.lowerBytes(l)
-				mask, loaded = l.lowMask(lb), true
-			}
-			if w.sbMask&^mask == 0 && bytes.Contains(lb, w.sb) {
-				out = append(out, ci.units[j]...)
-			}
-		}
+		c.eachWordIn(l, ci.words, func(j int) bool {
+			out = append(out, ci.units[j]...)
+			return true
+		})
 	}
 	return out
 }

@@ -390,33 +390,51 @@ func (f *cField) evalContainsAny(c *evalCtx, m *fieldMemo) bool {
 		return false
 	}
 	leaves := c.leaves(m)
+	found := false
 	for i := range leaves {
-		l := &leaves[i]
-		s, ok := l.str()
-		if !ok {
-			continue
-		}
-		var lb []byte
-		var mask uint64
-		loaded := false
-		for j := range f.values {
-			v := &f.values[j]
-			if v.s == "" {
-				return true
-			}
-			if len(v.s) > len(s) {
-				continue
-			}
-			if !loaded {
-				lb = c.lowerBytes(l)
-				mask, loaded = l.lowMask(lb), true
-			}
-			if v.sbMask&^mask == 0 && bytes.Contains(lb, v.sb) {
-				return true
-			}
+		c.eachWordIn(&leaves[i], f.values, func(int) bool {
+			found = true
+			return false
+		})
+		if found {
+			return true
 		}
 	}
 	return false
+}
+
+// eachWordIn calls hit with the index of each of words (case-insensitive
+// contains values) that leaf l contains, as matchLeaf's contains decides
+// (the leaf's lower-cased bytes, its byte mask read once; an empty word is
+// in every string leaf), until hit returns false. A leaf that is no scalar
+// contains nothing. evalContainsAny and the contains index share it.
+func (c *evalCtx) eachWordIn(l *leaf, words []cval, hit func(j int) bool) {
+	s, ok := l.str()
+	if !ok {
+		return
+	}
+	var lb []byte
+	var mask uint64
+	loaded := false
+	for j := range words {
+		v := &words[j]
+		if v.s == "" {
+			if !hit(j) {
+				return
+			}
+			continue
+		}
+		if len(v.s) > len(s) {
+			continue
+		}
+		if !loaded {
+			lb = c.lowerBytes(l)
+			mask, loaded = l.lowMask(lb), true
+		}
+		if v.sbMask&^mask == 0 && bytes.Contains(lb, v.sb) && !hit(j) {
+			return
+		}
+	}
 }
 
 // matchMemo is one field match's result for the current event.
