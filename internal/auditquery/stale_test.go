@@ -1,0 +1,113 @@
+package auditquery
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/responder-sec/responder/internal/audit"
+	"github.com/responder-sec/responder/internal/bus"
+)
+
+// staleJS answers the first n stream lookups with the state a server that
+// has just rejoined its cluster reports (its own replica's: the stream ends
+// at last), as nats-server does while it finds the stream's group
+// leaderless; then the real state.
+type staleJS struct {
+	jetstream.JetStream
+	mu   sync.Mutex
+	n    int
+	last uint64
+	seen int
+}
+
+func (j *staleJS) Stream(ctx context.Context, name string) (jetstream.Stream, error) {
+	st, err := j.JetStream.Stream(ctx, name)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.seen++
+	if err != nil || j.n == 0 {
+		return st, err
+	}
+	j.n--
+	return staleStream{Stream: st, last: j.last}, nil
+}
+
+type staleStream struct {
+	jetstream.Stream
+	last uint64
+}
+
+func (s staleStream) CachedInfo() *jetstream.StreamInfo {
+	info := *s.Stream.CachedInfo()
+	info.State.LastSeq, info.State.Msgs = s.last, s.last
+	return &info
+}
+
+// A listing's first page is not cut short by a stream state that is behind
+// the kept head: the state is read again until it reaches the head, and the
+// page holds every record (audit verify would otherwise report a cut trail
+// that is whole). A state that stays behind is answered as it is after the
+// wait, so that a trail really cut is still reported.
+func TestPageWaitsOutAStaleStreamState(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	b, err := bus.Open(context.Background(), bus.Config{StoreDir: t.TempDir(), Port: -1, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	ctx := context.Background()
+	w := audit.NewWriter(b.JS, audit.WriterOptions{Logger: log})
+	var last audit.Record
+	for i := range 6 {
+		if last, err = w.Append(ctx, audit.Record{ID: fmt.Sprintf("r%d", i), TenantID: "t1", Action: "disable_user",
+			Outcome: audit.Succeeded, Actor: audit.Actor{Kind: "engine", Name: "e"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kv, err := b.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := json.Marshal(audit.Head{Type: audit.HeadType, Seq: last.Seq, Hash: last.Hash})
+	if _, err := kv.Put(ctx, audit.HeadKey, h); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.ParseHead(h); err != nil {
+		t.Fatalf("the test's head does not parse: %v", err)
+	}
+
+	js := &staleJS{JetStream: b.JS, n: 3, last: 2}
+	s := &Service{cfg: Config{Tenant: "t1", JS: js}, log: log}
+	rep, err := s.page(ctx, Query{Op: OpList})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.LastSeq != last.Seq || len(rep.Items) != int(last.Seq) {
+		t.Fatalf("page: last seq %d, %d items; want %d of each (the stale state was answered)", rep.LastSeq, len(rep.Items), last.Seq)
+	}
+	if js.seen != 4 {
+		t.Errorf("the stream was read %d times, want 4 (3 stale, then the real state)", js.seen)
+	}
+
+	// Behind for good (records cut off the end): answered as it is, after the wait.
+	js = &staleJS{JetStream: b.JS, n: 1 << 30, last: 2}
+	s = &Service{cfg: Config{Tenant: "t1", JS: js}, log: log, staleWait: 600 * time.Millisecond}
+	start := time.Now()
+	rep, err = s.page(ctx, Query{Op: OpList})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.LastSeq != 2 || len(rep.Head) == 0 {
+		t.Fatalf("page: last seq %d, head %q; want the state as it is (2) with the kept head, for verify to report", rep.LastSeq, rep.Head)
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Fatalf("a lasting stale state held the page for %s", el)
+	}
+}
