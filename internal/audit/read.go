@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -250,4 +251,43 @@ func decodeStrict(data []byte) (Record, error) {
 		return Record{}, errors.New("not an audit record: data after the record")
 	}
 	return r, nil
+}
+
+// DefaultStaleWait is StreamAtLeast's default bound.
+const DefaultStaleWait = 5 * time.Second
+
+// StreamAtLeast returns the stream with its state, read again (every 250 ms,
+// up to wait; DefaultStaleWait when 0) while its last sequence is below
+// atLeast: a record known to exist (the kept head's, a page's cursor). A NATS
+// server that has just rejoined its cluster answers stream-info requests with
+// its own replica's state as long as it finds the stream's group leaderless
+// (nats-server 2.15 jsStreamInfoRequest), and that state can end before
+// records the cluster has stored: a listing would stop early, and a head
+// check would call the trail cut. A state still behind after the wait is
+// returned as it is, so that a trail really cut is reported.
+func StreamAtLeast(ctx context.Context, js jetstream.JetStream, stream string, atLeast uint64, wait time.Duration, log *slog.Logger) (jetstream.Stream, error) {
+	if wait <= 0 {
+		wait = DefaultStaleWait
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: %w", stream, err)
+		}
+		last := st.CachedInfo().State.LastSeq
+		if last >= atLeast || !time.Now().Before(deadline) {
+			if last < atLeast && log != nil {
+				log.Warn("the stream's state stays behind a record known to exist; going on with it", "stream", stream, "last_seq", last, "expected_at_least", atLeast)
+			}
+			return st, nil
+		}
+		t := time.NewTimer(250 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
 }

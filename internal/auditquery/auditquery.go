@@ -152,7 +152,8 @@ type Service struct {
 	cfg   Config
 	log   *slog.Logger
 	index *auditindex.Reader
-	// staleWait is auditStream's bound (defaultStaleWait when 0).
+	// staleWait bounds the wait for a stale stream state (audit.StreamAtLeast;
+	// its default when 0).
 	staleWait time.Duration
 }
 
@@ -299,7 +300,9 @@ func (s *Service) page(ctx context.Context, q Query) (Reply, error) {
 	if h, err := audit.ParseHead(head); err == nil {
 		atLeast = max(atLeast, h.Seq)
 	}
-	st, err := s.auditStream(ctx, atLeast)
+	// A stale state would end the listing early, and verify would report a
+	// cut trail that is whole (audit.StreamAtLeast says when it happens).
+	st, err := audit.StreamAtLeast(ctx, s.cfg.JS, bus.StreamAudit, atLeast, s.staleWait, s.log)
 	if err != nil {
 		return Reply{}, err
 	}
@@ -385,47 +388,6 @@ func (s *Service) page(ctx context.Context, q Query) (Reply, error) {
 		rep.NextSeq = max(rep.NextSeq, state.LastSeq)
 	}
 	return rep, nil
-}
-
-// defaultStaleWait bounds how long auditStream reads the stream's state again
-// while it is behind what must exist.
-const defaultStaleWait = 5 * time.Second
-
-// auditStream returns the AUDIT stream with its state, read again (every
-// 250 ms, up to s.staleWait) while its last sequence is below atLeast (the
-// kept head's record, or the page's cursor). A server that has just rejoined
-// its cluster answers stream-info requests with its own replica's state as
-// long as it has not heard from the stream's leader (nats-server 2.15
-// jsStreamInfoRequest: a member answers when it finds the group leaderless),
-// and a listing to that state would end early: `audit verify` would report a
-// cut trail that is whole. A trail still behind its head after the wait is
-// answered as it is, and verify reports it.
-func (s *Service) auditStream(ctx context.Context, atLeast uint64) (jetstream.Stream, error) {
-	wait := s.staleWait
-	if wait == 0 {
-		wait = defaultStaleWait
-	}
-	deadline := time.Now().Add(wait)
-	for {
-		st, err := s.cfg.JS.Stream(ctx, bus.StreamAudit)
-		if err != nil {
-			return nil, fmt.Errorf("stream %s: %w", bus.StreamAudit, err)
-		}
-		last := st.CachedInfo().State.LastSeq
-		if last >= atLeast || !time.Now().Before(deadline) {
-			if last < atLeast {
-				s.log.Warn("the audit stream's state stays behind the kept head; answering with it", "last_seq", last, "expected_at_least", atLeast)
-			}
-			return st, nil
-		}
-		t := time.NewTimer(250 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
-		}
-	}
 }
 
 // Client sends queries signed with one key.
