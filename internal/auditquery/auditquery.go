@@ -287,21 +287,23 @@ func (s *Service) page(ctx context.Context, q Query) (Reply, error) {
 	}
 	limit = min(limit, MaxLimit)
 	// The kept head is read before the stream's state, so that the records
-	// the head names are all within this listing.
+	// the head names are all within this listing (it goes in the first
+	// page's reply).
 	var head json.RawMessage
-	if q.AfterSeq == 0 {
-		if kv, err := s.cfg.JS.KeyValue(ctx, bus.BucketState); err == nil {
-			if e, err := kv.Get(ctx, audit.HeadKey); err == nil {
-				head = e.Value()
-			}
+	if kv, err := s.cfg.JS.KeyValue(ctx, bus.BucketState); err == nil {
+		if e, err := kv.Get(ctx, audit.HeadKey); err == nil {
+			head = e.Value()
 		}
-	}
-	atLeast := q.AfterSeq // the records before this page exist
-	if h, err := audit.ParseHead(head); err == nil {
-		atLeast = max(atLeast, h.Seq)
 	}
 	// A stale state would end the listing early, and verify would report a
 	// cut trail that is whole (audit.StreamAtLeast says when it happens).
+	// The kept head's record exists (an engine wrote it); the page's cursor
+	// is the caller's word, and a cursor past the end (the console asks for
+	// the head with one) must not hold the page.
+	var atLeast uint64
+	if h, err := audit.ParseHead(head); err == nil {
+		atLeast = h.Seq
+	}
 	st, err := audit.StreamAtLeast(ctx, s.cfg.JS, bus.StreamAudit, atLeast, s.staleWait, s.log)
 	if err != nil {
 		return Reply{}, err

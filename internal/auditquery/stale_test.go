@@ -96,6 +96,17 @@ func TestPageWaitsOutAStaleStreamState(t *testing.T) {
 		t.Errorf("the stream was read %d times, want 4 (3 stale, then the real state)", js.seen)
 	}
 
+	// A cursor past the end (the console asks for the head with one) is the
+	// caller's word, not a record known to exist: the state is read once.
+	js = &staleJS{JetStream: b.JS}
+	s = &Service{cfg: Config{Tenant: "t1", JS: js}, log: log}
+	if rep, err = s.page(ctx, Query{Op: OpList, Limit: 1, AfterSeq: 1 << 62}); err != nil || len(rep.Items) != 0 || rep.LastSeq != last.Seq {
+		t.Fatalf("page after the end: %+v, %v", rep, err)
+	}
+	if js.seen != 1 {
+		t.Errorf("a cursor past the end made the page read the stream %d times, want once", js.seen)
+	}
+
 	// Behind for good (records cut off the end): answered as it is, after the wait.
 	js = &staleJS{JetStream: b.JS, n: 1 << 30, last: 2}
 	s = &Service{cfg: Config{Tenant: "t1", JS: js}, log: log, staleWait: 600 * time.Millisecond}
