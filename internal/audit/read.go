@@ -256,15 +256,23 @@ func decodeStrict(data []byte) (Record, error) {
 // DefaultStaleWait is StreamAtLeast's default bound.
 const DefaultStaleWait = 5 * time.Second
 
+// ErrStaleState: the stream's state stayed behind a record known to exist,
+// as told by a server that knows no leader for it (a server catching up).
+// It passes by itself: it wraps context.DeadlineExceeded, so that callers
+// treat it as a transient error and ask again.
+var ErrStaleState = fmt.Errorf("%w: the stream's state, as a server without its leader told it, ends before a record known to exist", context.DeadlineExceeded)
+
 // StreamAtLeast returns the stream with its state, read again (every 250 ms,
-// up to wait; DefaultStaleWait when 0) while its last sequence is below
-// atLeast: a record known to exist (the kept head's, a page's cursor). A NATS
-// server that has just rejoined its cluster answers stream-info requests with
-// its own replica's state as long as it finds the stream's group leaderless
-// (nats-server 2.15 jsStreamInfoRequest), and that state can end before
-// records the cluster has stored: a listing would stop early, and a head
-// check would call the trail cut. A state still behind after the wait is
-// returned as it is, so that a trail really cut is reported.
+// up to wait; DefaultStaleWait when 0) while the answer came from a server
+// that knows no leader for the stream. A NATS server that has just rejoined
+// its cluster answers stream-info requests with its own replica's state as
+// long as it finds the stream's group leaderless (nats-server 2.15
+// jsStreamInfoRequest; its answer names no leader), and that state can end
+// before records the cluster has stored: a listing would stop early, and a
+// head check would call the trail cut. An answer that names a leader (or
+// comes from a single server) is the stream's, whatever it says: a trail
+// really cut is reported. A leaderless answer still behind atLeast (a record
+// known to exist: the kept head's) after the wait is ErrStaleState.
 func StreamAtLeast(ctx context.Context, js jetstream.JetStream, stream string, atLeast uint64, wait time.Duration, log *slog.Logger) (jetstream.Stream, error) {
 	if wait <= 0 {
 		wait = DefaultStaleWait
@@ -275,10 +283,17 @@ func StreamAtLeast(ctx context.Context, js jetstream.JetStream, stream string, a
 		if err != nil {
 			return nil, fmt.Errorf("stream %s: %w", stream, err)
 		}
-		last := st.CachedInfo().State.LastSeq
-		if last >= atLeast || !time.Now().Before(deadline) {
-			if last < atLeast && log != nil {
-				log.Warn("the stream's state stays behind a record known to exist; going on with it", "stream", stream, "last_seq", last, "expected_at_least", atLeast)
+		info := st.CachedInfo()
+		leaderless := info.Cluster != nil && info.Cluster.Leader == ""
+		if !leaderless {
+			return st, nil
+		}
+		if !time.Now().Before(deadline) {
+			if info.State.LastSeq < atLeast {
+				if log != nil {
+					log.Warn("the stream's state, from a server that knows no leader for it, stays behind a record known to exist", "stream", stream, "last_seq", info.State.LastSeq, "expected_at_least", atLeast)
+				}
+				return nil, fmt.Errorf("stream %s: last seq %d, record %d known: %w", stream, info.State.LastSeq, atLeast, ErrStaleState)
 			}
 			return st, nil
 		}
