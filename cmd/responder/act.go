@@ -41,6 +41,9 @@ type actCmd struct {
 	BlockDomain             actBlockDomainCmd   `cmd:"" name:"block-domain" help:"Block a domain on devices (Defender indicator); undo deletes the indicator."`
 	BlockDeviceIP           actBlockDeviceIPCmd `cmd:"" name:"block-device-ip" help:"Block one IP address on devices (Defender indicator; no CIDR); undo deletes the indicator."`
 	Undo                    actUndoCmd          `cmd:"" name:"undo" help:"Issue the inverse of a finished request (irreversible actions say so)."`
+	// Generic holds a generated verb for every other catalogue action
+	// (act_generic.go).
+	Generic kong.Plugins `embed:""`
 }
 
 // actCommon are the flags every action request has.

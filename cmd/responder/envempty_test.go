@@ -18,8 +18,8 @@ func TestEmptyEnvironmentIsUnset(t *testing.T) {
 	if _, ok := os.LookupEnv("RESPONDER_CLIENT_CERT"); ok {
 		t.Fatal("an empty RESPONDER_CLIENT_CERT is still set")
 	}
-	var c cli
-	p, err := kong.New(&c, kong.Vars{"default_data_dir": t.TempDir(), "blast_defaults": ""})
+	c := newCLI()
+	p, err := kong.New(c, kongVars(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/responder-sec/responder/internal/actions"
 
 	"github.com/alecthomas/kong"
 )
@@ -54,13 +53,13 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	ignoreEmptyEnv() // an empty RESPONDER_ variable means unset (envempty.go)
-	var c cli
-	parser, err := kong.New(&c,
+	c := newCLI()
+	parser, err := kong.New(c,
 		kong.Name("responder"),
 		kong.Description("Security-response action engine for Microsoft 365."),
 		kong.UsageOnError(),
 		kong.Writers(stdout, stderr),
-		kong.Vars{"default_data_dir": defaultDataDir(), "blast_defaults": actions.BlastDefaults()},
+		kongVars(defaultDataDir()),
 	)
 	if err != nil {
 		fmt.Fprintln(stderr, "responder:", err)

@@ -53,6 +53,7 @@ type serveCmd struct {
 	BlastLimit       []string      `help:"Most requests of an action per window, as NAME=N (0 = unlimited); past it requests wait for approval. Defaults: ${blast_defaults}." env:"RESPONDER_BLAST_LIMIT"`
 	BlastPerPlaybook int           `help:"Most requests of one playbook per window (0 keeps the default 100)." env:"RESPONDER_BLAST_PER_PLAYBOOK"`
 	BlastWindow      time.Duration `help:"Blast-radius counting window." default:"1h" env:"RESPONDER_BLAST_WINDOW"`
+	ActionSetting    []string      `help:"An action's own setting, as ACTION.NAME=VALUE (a list value is comma-separated); repeat for several, or separate with ';' in the variable. Declared: ${action_settings}." sep:";" env:"RESPONDER_ACTION_SETTING"`
 }
 
 func (c *serveCmd) Run(e *env) error {
@@ -164,6 +165,10 @@ func (c *serveCmd) Run(e *env) error {
 		}
 		blast.PerAction[name] = n
 	}
+	settings, err := actions.ParseSettings(c.ActionSetting)
+	if err != nil {
+		return fmt.Errorf("--action-setting: %w", err)
+	}
 	consoleKP, consolePub, err := c.consoleKey(c.DataDir, c.OpsAddr, e.log)
 	if err != nil {
 		return err
@@ -179,7 +184,7 @@ func (c *serveCmd) Run(e *env) error {
 		Protected: actions.Protected{Users: protected, Roles: roles}, DryRun: c.DryRun, Logger: e.log,
 		IP:           actions.IPPolicy{NeverBlock: neverBlock},
 		AnalystsFile: c.Analysts, OpsAddr: c.OpsAddr, OpsToken: c.OpsToken, OpsHosts: c.OpsHosts, Approvals: rules,
-		VerifiedDomains: c.VerifiedDomains, CAPolicyState: c.CAPolicyState,
+		VerifiedDomains: c.VerifiedDomains, CAPolicyState: c.CAPolicyState, ActionSettings: settings,
 		Defender: engine.DefenderSettings{ProtectedDevices: splitList(c.ProtectedDevices), ServerTags: nilIfEmpty(splitList(c.ServerTags)), AllowedHashes: splitList(c.AllowedHashes)},
 	})
 	if err != nil {

@@ -105,10 +105,18 @@ type Spec struct {
 	Why string
 	// Calls are the Microsoft calls it makes, for the README and dry runs.
 	Calls string
-	// Params are the parameter names it accepts (besides undo_of); Parse
-	// validates them into Params (nil: no parameters).
-	Params []string
-	Parse  func(t Target, params map[string]any) (Params, error)
+	// Args declare the parameters it accepts (besides undo_of): the JSON
+	// Schema's per-action rules and `responder act`'s help come from them.
+	// Parse validates them into Params' typed fields; without Parse they
+	// are parsed by kind into Params.Values, and Check (optional) then
+	// checks rules across them.
+	Args  []Arg
+	Parse func(t Target, params map[string]any) (Params, error)
+	Check func(t Target, p Params) error
+	// Settings declare the action's own settings (as parameters are
+	// declared): serve takes them as --action-setting ACTION.NAME=VALUE and
+	// the executor reads them with Settings.Of.
+	Settings []Arg
 	// RepeatSafe: sending the call twice has the effect of sending it once.
 	// Otherwise a redelivery after an interrupted attempt probes Microsoft
 	// (Handler.Probe) before repeating.
@@ -177,7 +185,20 @@ var (
 	machineRead    = Clause{"Machine.Read.All", "Machine.ReadWrite.All"}
 	tiWrite        = Clause{"Ti.ReadWrite.All"}
 	userGuards     = []Guard{GuardIdentity}
+
+	recipientsArg    = Arg{Name: "recipients", Kind: ArgString, List: true, Doc: "The forwarding addresses the triggering event named (informational)."}
+	indicatorExpires = Arg{Name: "expires", Kind: ArgDuration, Doc: "How long the indicator lasts: a duration such as 24h or 7d (default 7d, at most 90d)."}
 )
+
+// ruleArgs are the forwarding-rule actions' parameters (scope's default
+// differs).
+func ruleArgs(scope string) []Arg {
+	return []Arg{
+		{Name: "scope", Kind: ArgString, Enum: []string{"external", "all"}, Doc: "external: rules forwarding outside the verified domains; all: every forwarding rule (default " + scope + ")."},
+		recipientsArg,
+		{Name: "rule", Kind: ArgString, Doc: "The rule the triggering event named (informational)."},
+	}
+}
 
 var catalogue = map[Name]Spec{
 	DisableUser: {
@@ -241,27 +262,27 @@ var catalogue = map[Name]Spec{
 		Name: DisableForwardRules, MailboxTarget: true, CLI: "disable-forward-rules", Target: "user", Inverse: EnableForwardRules,
 		Description: "disable every inbox rule that forwards, redirects or forwards as attachment, internal recipients included (scope all, the default), or only those forwarding outside the tenant (scope external)",
 		API:         APIGraph, Permissions: []Clause{mailboxRules},
-		Why:    "list and PATCH inbox `messageRules` (scope external also reads the verified domains: `Domain.Read.All`)",
-		Calls:  "GET /users/{id}/mailFolders/inbox/messageRules; PATCH …/messageRules/{rule} {isEnabled:false}",
-		Params: []string{"scope", "recipients", "rule"}, Parse: parseDisableRules,
+		Why:   "list and PATCH inbox `messageRules` (scope external also reads the verified domains: `Domain.Read.All`)",
+		Calls: "GET /users/{id}/mailFolders/inbox/messageRules; PATCH …/messageRules/{rule} {isEnabled:false}",
+		Args:  ruleArgs("all"), Parse: parseDisableRules,
 		RepeatSafe: true, BlastLimit: 50, Guards: userGuards,
 	},
 	EnableForwardRules: {
 		Name: EnableForwardRules, MailboxTarget: true, CLI: "enable-forward-rules", Target: "user", Inverse: DisableForwardRules,
 		Description: "re-enable the inbox rules a disable_forward_rules disabled",
 		API:         APIGraph, Permissions: []Clause{mailboxRules},
-		Why:    "PATCH inbox `messageRules` back on",
-		Calls:  "GET /users/{id}/mailFolders/inbox/messageRules; PATCH …/messageRules/{rule} {isEnabled:true}",
-		Params: []string{"rule_ids"}, Parse: parseEnableRules,
+		Why:   "PATCH inbox `messageRules` back on",
+		Calls: "GET /users/{id}/mailFolders/inbox/messageRules; PATCH …/messageRules/{rule} {isEnabled:true}",
+		Args:  []Arg{{Name: "rule_ids", Kind: ArgID, List: true, Required: true, Doc: "The inbox rules to enable again (what undo sends)."}}, Parse: parseEnableRules,
 		RepeatSafe: true, Guards: userGuards,
 	},
 	DeleteForwardRules: {
 		Name: DeleteForwardRules, MailboxTarget: true, CLI: "delete-forward-rules", Target: "user", Inverse: RestoreForwardRules,
 		Description: "delete the inbox rules that forward outside the tenant (scope external) or every forwarding rule (scope all), keeping each rule in the audit record",
 		API:         APIGraph, Permissions: []Clause{mailboxRules, {"Domain.Read.All", "Directory.Read.All"}},
-		Why:    "list and DELETE inbox `messageRules`; verified domains decide what is external",
-		Calls:  "GET /domains; GET /users/{id}/mailFolders/inbox/messageRules; DELETE …/messageRules/{rule}",
-		Params: []string{"scope", "recipients", "rule"}, Parse: parseDeleteRules,
+		Why:   "list and DELETE inbox `messageRules`; verified domains decide what is external",
+		Calls: "GET /domains; GET /users/{id}/mailFolders/inbox/messageRules; DELETE …/messageRules/{rule}",
+		Args:  ruleArgs("external"), Parse: parseDeleteRules,
 		RepeatSafe: true, BlastLimit: 50, Guards: userGuards,
 	},
 	RestoreForwardRules: {
@@ -269,9 +290,9 @@ var catalogue = map[Name]Spec{
 		Irreversible: "run delete_forward_rules to remove restored rules again",
 		Description:  "recreate inbox rules exactly from the snapshots a delete_forward_rules kept",
 		API:          APIGraph, Permissions: []Clause{mailboxRules},
-		Why:    "re-create inbox `messageRules` from the snapshot",
-		Calls:  "GET /users/{id}/mailFolders/inbox/messageRules; POST …/messageRules",
-		Params: []string{"rules"}, Parse: parseRestoreRules,
+		Why:   "re-create inbox `messageRules` from the snapshot",
+		Calls: "GET /users/{id}/mailFolders/inbox/messageRules; POST …/messageRules",
+		Args:  []Arg{{Name: "rules", Kind: ArgObject, List: true, Required: true, Max: MaxRestoreRules, Doc: "The rule snapshots a delete_forward_rules kept (what undo sends)."}}, Parse: parseRestoreRules,
 		// The executor skips a rule that already exists with the same content.
 		RepeatSafe: true, Guards: userGuards,
 	},
@@ -279,9 +300,9 @@ var catalogue = map[Name]Spec{
 		Name: RemoveMailboxForwarding, MailboxTarget: true, CLI: "remove-mailbox-forwarding", Target: "user", Inverse: RestoreMailboxForwarding,
 		Description: "clear the mailbox's own forwarding (Set-Mailbox ForwardingSmtpAddress, ForwardingAddress, DeliverToMailboxAndForward), keeping the previous values in the audit record",
 		API:         APIExchange, Permissions: []Clause{exchangeApp}, Role: ExchangeRole,
-		Why:    "mailbox forwarding (`Set-Mailbox -ForwardingSmtpAddress`) is not in Graph: `Get-Mailbox` / `Set-Mailbox` through the Exchange Online admin API (`/adminapi/beta/{tenant}/InvokeCommand`)",
-		Calls:  "Exchange Online admin API: POST /adminapi/beta/{tenant}/InvokeCommand Get-Mailbox; Set-Mailbox -ForwardingSmtpAddress $null -ForwardingAddress $null -DeliverToMailboxAndForward $false",
-		Params: []string{"recipients"}, Parse: parseRecipients,
+		Why:   "mailbox forwarding (`Set-Mailbox -ForwardingSmtpAddress`) is not in Graph: `Get-Mailbox` / `Set-Mailbox` through the Exchange Online admin API (`/adminapi/beta/{tenant}/InvokeCommand`)",
+		Calls: "Exchange Online admin API: POST /adminapi/beta/{tenant}/InvokeCommand Get-Mailbox; Set-Mailbox -ForwardingSmtpAddress $null -ForwardingAddress $null -DeliverToMailboxAndForward $false",
+		Args:  []Arg{recipientsArg}, Parse: parseRecipients,
 		RepeatSafe: true, Guards: userGuards,
 	},
 	RestoreMailboxForwarding: {
@@ -289,9 +310,13 @@ var catalogue = map[Name]Spec{
 		Irreversible: "run remove_mailbox_forwarding to remove restored forwarding again",
 		Description:  "set the mailbox forwarding a remove_mailbox_forwarding removed back to its recorded values",
 		API:          APIExchange, Permissions: []Clause{exchangeApp}, Role: ExchangeRole,
-		Why:    "`Set-Mailbox` back to the recorded values",
-		Calls:  "Exchange Online admin API: POST /adminapi/beta/{tenant}/InvokeCommand Get-Mailbox; Set-Mailbox -ForwardingSmtpAddress -ForwardingAddress -DeliverToMailboxAndForward",
-		Params: []string{"forwarding_smtp_address", "forwarding_address", "deliver_to_mailbox_and_forward"}, Parse: parseRestoreForwarding,
+		Why:   "`Set-Mailbox` back to the recorded values",
+		Calls: "Exchange Online admin API: POST /adminapi/beta/{tenant}/InvokeCommand Get-Mailbox; Set-Mailbox -ForwardingSmtpAddress -ForwardingAddress -DeliverToMailboxAndForward",
+		Args: []Arg{
+			{Name: "forwarding_smtp_address", Kind: ArgString, Max: 330, Doc: "ForwardingSmtpAddress, with or without smtp:."},
+			{Name: "forwarding_address", Kind: ArgString, Max: 256, Doc: "ForwardingAddress: a recipient of the organisation."},
+			{Name: "deliver_to_mailbox_and_forward", Kind: ArgBool, Doc: "DeliverToMailboxAndForward."},
+		}, Parse: parseRestoreForwarding,
 		RepeatSafe: true, Guards: userGuards,
 	},
 	PurgeMail: {
@@ -299,9 +324,17 @@ var catalogue = map[Name]Spec{
 		Irreversible: "purged mail is not restored by Responder (soft: it stays in Deleted Items for the user or an admin to restore; hard: it cannot come back)",
 		Description:  "find messages by internet message id, or by sender and/or subject in a received-time window, and delete them (soft: move to Deleted Items; hard: permanentDelete)",
 		API:          APIGraph, Permissions: []Clause{{"Mail.ReadWrite"}, userRead},
-		Why:    "find messages, `permanentDelete` or move to Deleted Items; the user read lists every mailbox",
-		Calls:  "GET /users?$select=id,userPrincipalName,mail (all mailboxes); GET /users/{id}/messages?$filter=…; POST /users/{id}/messages/{msg}/permanentDelete or …/move {destinationId:deleteditems}",
-		Params: []string{"sender", "subject", "received_after", "received_before", "mailboxes", "all_mailboxes", "hard"}, Parse: parsePurgeParams,
+		Why:   "find messages, `permanentDelete` or move to Deleted Items; the user read lists every mailbox",
+		Calls: "GET /users?$select=id,userPrincipalName,mail (all mailboxes); GET /users/{id}/messages?$filter=…; POST /users/{id}/messages/{msg}/permanentDelete or …/move {destinationId:deleteditems}",
+		Args: []Arg{
+			{Name: "sender", Kind: ArgEmail, Doc: "The sender's address (with a received-time window)."},
+			{Name: "subject", Kind: ArgString, Max: 255, Doc: "The exact subject (with a received-time window)."},
+			{Name: "received_after", Kind: ArgTime, Doc: "Received at or after."},
+			{Name: "received_before", Kind: ArgTime, Doc: "Received before."},
+			{Name: "mailboxes", Kind: ArgString, List: true, Max: MaxPurgeMailboxes, Doc: "The mailboxes to search (UPN or object id); or all_mailboxes."},
+			{Name: "all_mailboxes", Kind: ArgBool, Doc: "Search every mailbox of the tenant."},
+			{Name: "hard", Kind: ArgBool, Doc: "permanentDelete instead of moving to Deleted Items: cannot be undone."},
+		}, Parse: parsePurgeParams,
 		// A repeat finds only what is left.
 		RepeatSafe: true, BlastLimit: 10,
 	},
@@ -309,9 +342,9 @@ var catalogue = map[Name]Spec{
 		Name: BlockIP, CLI: "block-ip", Target: "ip", Inverse: UnblockIP,
 		Description: "add the range to Responder's IP named locations blocked by Responder's Conditional Access policy (both created on first use)",
 		API:         APIGraph, Permissions: []Clause{caWrite, caRead, {"RoleManagement.Read.Directory", "Directory.Read.All"}, userRead},
-		Why:    "IP named locations and one block policy owned by Responder; protected accounts and role members are excluded from the policy",
-		Calls:  "GET/POST/PATCH /identity/conditionalAccess/namedLocations; GET/POST/PATCH /identity/conditionalAccess/policies",
-		Params: []string{"expires"}, Parse: parseIPParams,
+		Why:   "IP named locations and one block policy owned by Responder; protected accounts and role members are excluded from the policy",
+		Calls: "GET/POST/PATCH /identity/conditionalAccess/namedLocations; GET/POST/PATCH /identity/conditionalAccess/policies",
+		Args:  []Arg{{Name: "expires", Kind: ArgDuration, Doc: "Unblock automatically after this long (default: until unblocked)."}}, Parse: parseIPParams,
 		RepeatSafe: true, BlastLimit: 200, Guards: []Guard{GuardIP}, Expires: true,
 	},
 	UnblockIP: {
@@ -326,9 +359,9 @@ var catalogue = map[Name]Spec{
 		Name: BlockSender, CLI: "block-sender", Target: "sender", Inverse: UnblockSender,
 		Description: "block mail from an address or a whole domain in the Tenant Allow/Block List (New-TenantAllowBlockListItems -ListType Sender -Block), with an expiry (default 30 days, at most 90, or never)",
 		API:         APIExchange, Permissions: []Clause{exchangeApp}, Role: TABLRole,
-		Why:    "sender blocks live in the Tenant Allow/Block List, reachable only through Exchange cmdlets: `Get-`/`New-TenantAllowBlockListItems -ListType Sender` through the Exchange Online admin API",
-		Calls:  "Exchange Online admin API: POST /adminapi/beta/{tenant}/InvokeCommand Get-TenantAllowBlockListItems -ListType Sender -Entry; New-TenantAllowBlockListItems -ListType Sender -Block -Entries -ExpirationDate|-NoExpiration -Notes",
-		Params: []string{"expires"}, Parse: parseBlockSender,
+		Why:   "sender blocks live in the Tenant Allow/Block List, reachable only through Exchange cmdlets: `Get-`/`New-TenantAllowBlockListItems -ListType Sender` through the Exchange Online admin API",
+		Calls: "Exchange Online admin API: POST /adminapi/beta/{tenant}/InvokeCommand Get-TenantAllowBlockListItems -ListType Sender -Entry; New-TenantAllowBlockListItems -ListType Sender -Block -Entries -ExpirationDate|-NoExpiration -Notes",
+		Args:  []Arg{{Name: "expires", Kind: ArgString, Max: 16, Doc: "How long the block lasts: a duration such as 24h or 7d, at most 90d (default 30d), or never."}}, Parse: parseBlockSender,
 		// The executor reads the list first: an existing block is a no-op.
 		RepeatSafe: true, BlastLimit: 50, Guards: []Guard{GuardDomain},
 	},
@@ -336,18 +369,18 @@ var catalogue = map[Name]Spec{
 		Name: UnblockSender, Target: "sender", InverseOnly: true, Inverse: BlockSender,
 		Description: "remove the Tenant Allow/Block List entry a block_sender created (Remove-TenantAllowBlockListItems -ListType Sender -Ids)",
 		API:         APIExchange, Permissions: []Clause{exchangeApp}, Role: TABLRole,
-		Why:    "`Remove-TenantAllowBlockListItems -Ids` of the entry Responder created",
-		Calls:  "Exchange Online admin API: POST /adminapi/beta/{tenant}/InvokeCommand Get-TenantAllowBlockListItems -ListType Sender -Entry; Remove-TenantAllowBlockListItems -ListType Sender -Ids",
-		Params: []string{"entry_id"}, Parse: parseUnblockSender,
+		Why:   "`Remove-TenantAllowBlockListItems -Ids` of the entry Responder created",
+		Calls: "Exchange Online admin API: POST /adminapi/beta/{tenant}/InvokeCommand Get-TenantAllowBlockListItems -ListType Sender -Entry; Remove-TenantAllowBlockListItems -ListType Sender -Ids",
+		Args:  []Arg{{Name: "entry_id", Kind: ArgID, Required: true, Doc: "The entry's Identity, as New-TenantAllowBlockListItems returned it."}}, Parse: parseUnblockSender,
 		RepeatSafe: true,
 	},
 	IsolateDevice: {
 		Name: IsolateDevice, CLI: "isolate-device", Target: "device", Inverse: ReleaseDevice,
 		Description: "isolate the device from the network in Defender for Endpoint (full, or selective: Outlook, Teams and Skype keep working), waiting for the machine action to finish",
 		API:         APIDefender, Permissions: []Clause{machineIsolate, machineRead},
-		Why:    "`POST /api/machines/{id}/isolate`; the read resolves the device name and its tags and platform for the guards, and follows the machine action",
-		Calls:  "Defender API: GET /api/machines?$filter= (or /api/machines/{id}); GET /api/machineactions?$filter=machineId; POST /api/machines/{id}/isolate; GET /api/machineactions/{id} until final",
-		Params: []string{"selective"}, Parse: parseIsolate,
+		Why:   "`POST /api/machines/{id}/isolate`; the read resolves the device name and its tags and platform for the guards, and follows the machine action",
+		Calls: "Defender API: GET /api/machines?$filter= (or /api/machines/{id}); GET /api/machineactions?$filter=machineId; POST /api/machines/{id}/isolate; GET /api/machineactions/{id} until final",
+		Args:  []Arg{{Name: "selective", Kind: ArgBool, Doc: "Selective isolation: Outlook, Teams and Skype keep working."}}, Parse: parseIsolate,
 		// The executor reads the device's machine actions first: an isolation
 		// pending or in force is not requested again.
 		RepeatSafe: true, BlastLimit: 10, Guards: []Guard{GuardDevice},
@@ -364,36 +397,36 @@ var catalogue = map[Name]Spec{
 		Name: BlockFile, CLI: "block-file", Target: "file", Inverse: RemoveIndicator,
 		Description: "add a Defender for Endpoint file indicator (SHA-256 or SHA-1) with action BlockAndRemediate and an expiry (default 7 days)",
 		API:         APIDefender, Permissions: []Clause{tiWrite},
-		Why:    "`POST /api/indicators` (many at once: `POST /api/indicators/import`); title and description name the request and reason",
-		Calls:  "Defender API: GET /api/indicators?$filter=indicatorValue; POST /api/indicators or POST /api/indicators/import (up to 500 a call)",
-		Params: []string{"expires"}, Parse: parseIndicator,
+		Why:   "`POST /api/indicators` (many at once: `POST /api/indicators/import`); title and description name the request and reason",
+		Calls: "Defender API: GET /api/indicators?$filter=indicatorValue; POST /api/indicators or POST /api/indicators/import (up to 500 a call)",
+		Args:  []Arg{indicatorExpires}, Parse: parseIndicator,
 		RepeatSafe: true, BlastLimit: 200, Guards: []Guard{GuardIndicator}, Expires: true,
 	},
 	BlockURL: {
 		Name: BlockURL, CLI: "block-url", Target: "url", Inverse: RemoveIndicator,
 		Description: "add a Defender for Endpoint URL indicator with action Block and an expiry (default 7 days)",
 		API:         APIDefender, Permissions: []Clause{tiWrite},
-		Why:    "`POST /api/indicators` (many at once: `POST /api/indicators/import`); never the tenant's verified domains or Microsoft's",
-		Calls:  "Defender API: GET /api/indicators?$filter=indicatorValue; POST /api/indicators or POST /api/indicators/import (up to 500 a call)",
-		Params: []string{"expires"}, Parse: parseIndicator,
+		Why:   "`POST /api/indicators` (many at once: `POST /api/indicators/import`); never the tenant's verified domains or Microsoft's",
+		Calls: "Defender API: GET /api/indicators?$filter=indicatorValue; POST /api/indicators or POST /api/indicators/import (up to 500 a call)",
+		Args:  []Arg{indicatorExpires}, Parse: parseIndicator,
 		RepeatSafe: true, BlastLimit: 200, Guards: []Guard{GuardIndicator}, Expires: true,
 	},
 	BlockDomain: {
 		Name: BlockDomain, CLI: "block-domain", Target: "domain", Inverse: RemoveIndicator,
 		Description: "add a Defender for Endpoint domain indicator with action Block and an expiry (default 7 days)",
 		API:         APIDefender, Permissions: []Clause{tiWrite},
-		Why:    "`POST /api/indicators` (many at once: `POST /api/indicators/import`); never the tenant's verified domains or Microsoft's",
-		Calls:  "Defender API: GET /api/indicators?$filter=indicatorValue; POST /api/indicators or POST /api/indicators/import (up to 500 a call)",
-		Params: []string{"expires"}, Parse: parseIndicator,
+		Why:   "`POST /api/indicators` (many at once: `POST /api/indicators/import`); never the tenant's verified domains or Microsoft's",
+		Calls: "Defender API: GET /api/indicators?$filter=indicatorValue; POST /api/indicators or POST /api/indicators/import (up to 500 a call)",
+		Args:  []Arg{indicatorExpires}, Parse: parseIndicator,
 		RepeatSafe: true, BlastLimit: 200, Guards: []Guard{GuardIndicator}, Expires: true,
 	},
 	BlockDeviceIP: {
 		Name: BlockDeviceIP, CLI: "block-device-ip", Target: "ip", Inverse: RemoveIndicator,
 		Description: "add a Defender for Endpoint IP indicator (one address: the API takes no CIDR) with action Block and an expiry (default 7 days), blocking the address on devices",
 		API:         APIDefender, Permissions: []Clause{tiWrite},
-		Why:    "`POST /api/indicators` (many at once: `POST /api/indicators/import`); the IP guard applies as to block_ip",
-		Calls:  "Defender API: GET /api/indicators?$filter=indicatorValue; POST /api/indicators or POST /api/indicators/import (up to 500 a call)",
-		Params: []string{"expires"}, Parse: parseIndicator,
+		Why:   "`POST /api/indicators` (many at once: `POST /api/indicators/import`); the IP guard applies as to block_ip",
+		Calls: "Defender API: GET /api/indicators?$filter=indicatorValue; POST /api/indicators or POST /api/indicators/import (up to 500 a call)",
+		Args:  []Arg{indicatorExpires}, Parse: parseIndicator,
 		RepeatSafe: true, BlastLimit: 200, Guards: []Guard{GuardIP}, Expires: true,
 	},
 	RemoveIndicator: {
@@ -401,9 +434,9 @@ var catalogue = map[Name]Spec{
 		Irreversible: "run the block again to re-create the indicator",
 		Description:  "delete the Defender for Endpoint indicator a block created (only that id, from the stored snapshot)",
 		API:          APIDefender, Permissions: []Clause{tiWrite},
-		Why:    "`DELETE /api/indicators/{id}` of the indicator Responder created, also at expiry",
-		Calls:  "Defender API: DELETE /api/indicators/{id}",
-		Params: []string{"indicator_id"}, Parse: parseRemoveIndicator,
+		Why:   "`DELETE /api/indicators/{id}` of the indicator Responder created, also at expiry",
+		Calls: "Defender API: DELETE /api/indicators/{id}",
+		Args:  []Arg{{Name: "indicator_id", Kind: ArgString, Pattern: indicatorIDRE, Required: true, Doc: "The id of the indicator the block created."}}, Parse: parseRemoveIndicator,
 		RepeatSafe: true,
 	},
 	Undo: {

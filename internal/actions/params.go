@@ -53,6 +53,10 @@ type Params struct {
 	IndicatorID string
 	// UndoOf is the request an inverse request reverses (set by undo).
 	UndoOf string
+	// Values are the parameters of an action declared by its Args alone (no
+	// Parse of its own), typed by kind: read them with String, Strings,
+	// Bool, Duration, Time and Objects.
+	Values Values
 }
 
 // MailboxForwarding is a mailbox's own forwarding as Set-Mailbox sets it and
@@ -126,14 +130,15 @@ func ParseParams(n Name, t Target, params map[string]any) (Params, error) {
 	if !ok {
 		return p, reject("unknown action %q", n)
 	}
+	names := spec.ArgNames()
 	for k := range params {
-		if k == "undo_of" || slices.Contains(spec.Params, k) {
+		if k == "undo_of" || slices.Contains(names, k) {
 			continue
 		}
-		if len(spec.Params) == 0 {
+		if len(names) == 0 {
 			return p, reject("%s takes no params (got %q)", n, k)
 		}
-		return p, reject("%s: unknown param %q (accepted: %s)", n, k, strings.Join(spec.Params, ", "))
+		return p, reject("%s: unknown param %q (accepted: %s)", n, k, strings.Join(names, ", "))
 	}
 	if v, ok := params["undo_of"]; ok {
 		s, _ := v.(string)
@@ -142,12 +147,22 @@ func ParseParams(n Name, t Target, params map[string]any) (Params, error) {
 		}
 		p.UndoOf = s
 	}
-	if spec.Parse == nil {
+	if len(spec.Args) == 0 && spec.Parse == nil {
 		return p, nil
 	}
-	q, err := spec.Parse(t, params)
+	// Every declared parameter is checked against its kind (what the JSON
+	// Schema says); an action with a Parse of its own then parses them into
+	// its typed fields (unblock_ip declares none but reads its target).
+	q, err := parseArgs(spec, t, params)
 	if err != nil {
 		return p, err
+	}
+	if spec.Parse != nil {
+		values := q.Values
+		if q, err = spec.Parse(t, params); err != nil {
+			return p, err
+		}
+		q.Values = values
 	}
 	q.UndoOf = p.UndoOf
 	return q, nil

@@ -97,9 +97,9 @@ func TestSchemaRefuses(t *testing.T) {
 func TestGoRequestMatchesSchema(t *testing.T) {
 	s := compileSchema(t)
 	req := actions.Request{
-		Version: 1, ID: "0b6f6c52-5a8e-4c1c-9a57-2f1d8f0c8a11", Action: actions.DisableUser,
+		Version: 1, ID: "0b6f6c52-5a8e-4c1c-9a57-2f1d8f0c8a11", Action: actions.DisableForwardRules,
 		Target:      actions.Target{User: "alice@contoso.com", IP: "203.0.113.7", MessageID: "<a@b>", RequestID: "0b6f6c52-5a8e-4c1c-9a57-2f1d8f0c8a12"},
-		Params:      map[string]any{"k": "v"},
+		Params:      map[string]any{"scope": "all"},
 		RequestedBy: audit.Actor{Kind: "analyst", Name: "ann", KeyID: "U" + strings.Repeat("A", 55)},
 		Reason:      "r", Ticket: "INC-1", EventID: "e", DryRun: true, OverrideProtected: true, Approval: "required",
 		RequestedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
@@ -115,5 +115,88 @@ func TestGoRequestMatchesSchema(t *testing.T) {
 	}
 	if err := s.Validate(v); err != nil {
 		t.Errorf("a full Go request does not validate against docs/action-request.schema.json: %v\n%s", err, b)
+	}
+}
+
+// The schema's per-action rules (made from the catalogue's Args) and the
+// engine's parser agree on what a parameter may be: for every action, an
+// unknown parameter and a value of the wrong type are refused by both, and a
+// value of the declared kind passes the schema.
+func TestSchemaParamsAgreeWithTheParser(t *testing.T) {
+	s := compileSchema(t)
+	goodTarget := map[string]string{"user": "a@contoso.com", "ip": "203.0.113.7", "message_id": "<a@b>",
+		"sender": "a@contoso.com", "device": "host1", "file": strings.Repeat("a", 64), "url": "https://x.example/",
+		"domain": "x.example", "request_id": "0b6f6c52-5a8e-4c1c-9a57-2f1d8f0c8a12"}
+	validate := func(action actions.Name, params map[string]any) error {
+		spec, _ := actions.Lookup(action)
+		target := map[string]any{"user": "a@contoso.com"}
+		if f, ok := spec.TargetField(); ok {
+			target = map[string]any{f: goodTarget[f]}
+		}
+		req := map[string]any{"version": 1, "id": "0b6f6c52-5a8e-4c1c-9a57-2f1d8f0c8a11", "action": string(action),
+			"target": target, "params": params, "requested_by": map[string]any{"kind": "engine", "name": "e"},
+			"requested_at": "2026-01-01T00:00:00Z"}
+		return s.Validate(req)
+	}
+	wrong := map[actions.ArgKind]any{
+		actions.ArgString: 42.0, actions.ArgID: "not an id!", actions.ArgEmail: "nobody", actions.ArgBool: "maybe",
+		actions.ArgDuration: "soon", actions.ArgTime: "yesterday", actions.ArgObject: "x",
+	}
+	good := map[actions.ArgKind]any{
+		actions.ArgString: "x", actions.ArgID: "AAMkAGI2", actions.ArgEmail: "a@contoso.com", actions.ArgBool: true,
+		actions.ArgDuration: "7d", actions.ArgTime: "2026-01-02T15:04:05Z", actions.ArgObject: map[string]any{"displayName": "r", "actions": map[string]any{}},
+	}
+	checked := 0
+	for _, spec := range actions.Specs() {
+		if validate(spec.Name, map[string]any{"no_such_param": "x"}) == nil {
+			t.Errorf("%s: the schema accepts an unknown param", spec.Name)
+		}
+		if _, err := actions.ParseParams(spec.Name, actions.Target{}, map[string]any{"no_such_param": "x"}); err == nil {
+			t.Errorf("%s: the parser accepts an unknown param", spec.Name)
+		}
+		for _, a := range spec.Args {
+			v := wrong[a.Kind]
+			if a.List {
+				v = []any{v}
+			}
+			if validate(spec.Name, map[string]any{a.Name: v}) == nil {
+				t.Errorf("%s: the schema accepts params.%s = %v", spec.Name, a.Name, v)
+			}
+			if _, err := actions.ParseParams(spec.Name, actions.Target{}, map[string]any{a.Name: v}); err == nil {
+				t.Errorf("%s: the parser accepts params.%s = %v", spec.Name, a.Name, v)
+			}
+			g := good[a.Kind]
+			if len(a.Enum) > 0 {
+				g = a.Enum[0]
+			}
+			if a.Pattern != nil {
+				g = "12345"
+			}
+			if a.List {
+				g = []any{g}
+			}
+			params := map[string]any{a.Name: g}
+			for _, r := range spec.Args { // the other required ones
+				if r.Required && r.Name != a.Name {
+					params[r.Name] = good[r.Kind]
+					if r.List {
+						params[r.Name] = []any{good[r.Kind]}
+					}
+					if r.Pattern != nil {
+						params[r.Name] = "12345"
+					}
+				}
+			}
+			if spec.InverseOnly {
+				params["undo_of"] = "0b6f6c52-5a8e-4c1c-9a57-2f1d8f0c8a12"
+			}
+			if err := validate(spec.Name, params); err != nil {
+				t.Errorf("%s: the schema refuses params.%s = %v: %v", spec.Name, a.Name, g, err)
+			}
+			checked++
+		}
+	}
+	if checked < 20 {
+		t.Fatalf("only %d parameters checked", checked)
 	}
 }

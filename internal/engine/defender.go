@@ -32,5 +32,6 @@ func (e *Engine) defender(domains actions.VerifiedDomainSource) *defenderexec.Ex
 		HTTP: m365.BearerClient(creds, e.cred, m365.DefenderScope), BaseURL: creds.DefenderAPIURL(),
 		Budgets: d.Budgets, Logger: e.log, ClientID: creds.ClientID, Domains: domains,
 		ProtectedDevices: d.ProtectedDevices, ServerTags: d.ServerTags, AllowedHashes: d.AllowedHashes,
+		Settings: e.cfg.ActionSettings,
 	})
 }

@@ -95,8 +95,11 @@ type Config struct {
 	CAPolicyState   string
 	// Defender are the Defender for Endpoint actions' settings.
 	Defender DefenderSettings
-	Blast    actions.BlastLimits
-	IP       actions.IPPolicy
+	// ActionSettings are the actions' own settings (declared in their
+	// catalogue entries), passed to both executors as they are.
+	ActionSettings actions.Settings
+	Blast          actions.BlastLimits
+	IP             actions.IPPolicy
 
 	// Notify posts requests held for approval and failed ones to webhooks
 	// (notify.go); no webhook: off.
@@ -309,6 +312,7 @@ func (e *Engine) run(ctx context.Context) error {
 		// Mailbox forwarding is only reachable through the Exchange admin API.
 		Exchange:    m365.BearerClient(exoCreds, e.cred, exoCreds.ExchangeScope()),
 		ExchangeURL: exoCreds.ExchangeAdminURL(), TenantID: tenant,
+		Settings: e.cfg.ActionSettings,
 	})
 	parts := map[string]func(context.Context) error{
 		"feeds": func(ctx context.Context) error { return e.runFeeds(ctx, kv, e.cred, idp) },

@@ -18,6 +18,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/responder-sec/responder/internal/actions"
 )
 
 const (
@@ -41,8 +43,9 @@ type App struct {
 	DirectoryRoles []string `json:"directory_roles,omitempty"`
 }
 
-// ResponderRoles are the application permissions Responder needs; the default
-// app holds all of them.
+// responderRoles are the application permissions the default app holds
+// besides those of the action catalogue: the feeds' and the broader
+// alternatives some tests take away to prove a narrower grant suffices.
 var responderRoles = []string{
 	"User.Read.All", "User.ReadWrite.All", "User.EnableDisableAccount.All", "User.RevokeSessions.All",
 	"User-PasswordProfile.ReadWrite.All", "Directory.Read.All", "Domain.Read.All",
@@ -54,8 +57,22 @@ var responderRoles = []string{
 	"Machine.Isolate", "Machine.Read.All", "Ti.ReadWrite.All",
 }
 
-// ResponderRoles returns the permissions granted to the default app.
-func ResponderRoles() []string { return slices.Clone(responderRoles) }
+// ResponderRoles returns the permissions granted to the default app: the
+// ones above and every permission the README's table (the action catalogue's
+// least-privileged permission of each clause) tells an administrator to
+// grant, so that the sandbox tenant is set up as the README says and a new
+// action's permission needs no line here.
+func ResponderRoles() []string {
+	out := slices.Clone(responderRoles)
+	for _, s := range actions.Specs() {
+		for _, p := range s.Least() {
+			if !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
 
 // AddApp registers (or replaces) an application. Empty ClientID gets a GUID.
 func (t *Tenant) AddApp(a App) App {

@@ -25,6 +25,9 @@ type Config struct {
 	// HTTP adds a token for the Defender API audience to every request
 	// (m365.BearerClient(creds, cred, m365.DefenderScope)). Required.
 	HTTP *http.Client
+	// Settings are the actions' own settings (Spec.Settings), read with
+	// Settings.Of(action).
+	Settings actions.Settings
 	// BaseURL is the API origin (default m365.DefaultDefenderURL; regional
 	// hosts and the emulator's origin work alike). Paths /api/… are appended.
 	BaseURL string

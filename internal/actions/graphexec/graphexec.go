@@ -74,6 +74,9 @@ type Config struct {
 	ExchangeURL string
 	// TenantID is the tenant the admin API paths name (required with Exchange).
 	TenantID string
+	// Settings are the actions' own settings (Spec.Settings), read with
+	// Settings.Of(action).
+	Settings actions.Settings
 }
 
 // Executor carries out the catalogue's actions with Graph (and the Exchange
