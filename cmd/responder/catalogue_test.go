@@ -18,7 +18,8 @@ import (
 // The action catalogue (internal/actions/catalogue.go) is the one source of
 // truth. This test fails when an action is missing anywhere else: the act
 // subcommands, doctor's permission table, the README's permission table, the
-// JSON Schema's action enum, serve --help's blast-radius defaults.
+// JSON Schema's action enum and per-action rules, serve --help's blast-radius
+// defaults and action settings.
 //
 // RESPONDER_UPDATE_README=1 go test -run TestCatalogue ./cmd/responder
 // rewrites the README's action rows from the catalogue.
@@ -212,6 +213,11 @@ func TestCatalogueIsTheOneSourceOfTruth(t *testing.T) {
 		for _, s := range specs {
 			if s.BlastLimit > 0 && !strings.Contains(help, string(s.Name)+"=") {
 				t.Errorf("serve --help does not show %s's default blast limit", s.Name)
+			}
+			for _, a := range s.Settings {
+				if !strings.Contains(help, string(s.Name)+"."+a.Name) {
+					t.Errorf("serve --help does not show the setting %s.%s", s.Name, a.Name)
+				}
 			}
 		}
 	})

@@ -29,6 +29,9 @@ func TestServeRefusesAReadableClientCertificate(t *testing.T) {
 		{[]string{"serve", "--data-dir", t.TempDir(), "--tenant-id", "t", "--client-id", "c", "--client-cert", pem}, "RESPONDER_CLIENT_CERT"},
 		{[]string{"serve", "--sandbox", "--data-dir", t.TempDir(), "--never-block", "203.0.113.0/24,not-a-range"}, "RESPONDER_NEVER_BLOCK"},
 		{[]string{"serve", "--sandbox", "--data-dir", t.TempDir(), "--ops-token", "s3cr3t-short"}, "RESPONDER_OPS_TOKEN"},
+		// A setting no action declares (misspelt) stops serve: it must not
+		// leave a guard off silently.
+		{[]string{"serve", "--sandbox", "--data-dir", t.TempDir(), "--action-setting", "disable_user.alowed_groups=g1"}, "--action-setting"},
 	}
 	for _, c := range cases {
 		var out, errb bytes.Buffer

@@ -19,7 +19,9 @@ func (s Settings) Of(n Name) Values { return s[n] }
 // ParseSettings parses ACTION.NAME=VALUE items. An unknown action, a setting
 // the action does not declare or a value not of its kind is an error: a
 // misspelt setting must not leave a guard off silently.
-func ParseSettings(items []string) (Settings, error) {
+func ParseSettings(items []string) (Settings, error) { return parseSettings(items, Lookup) }
+
+func parseSettings(items []string, lookup func(Name) (Spec, bool)) (Settings, error) {
 	out := Settings{}
 	for _, it := range items {
 		key, value, ok := strings.Cut(it, "=")
@@ -27,7 +29,7 @@ func ParseSettings(items []string) (Settings, error) {
 		if !ok || !ok2 {
 			return nil, fmt.Errorf("action setting %q: want ACTION.NAME=VALUE", it)
 		}
-		spec, found := Lookup(Name(action))
+		spec, found := lookup(Name(action))
 		if !found {
 			return nil, fmt.Errorf("action setting %q: no action %q", it, action)
 		}
@@ -65,9 +67,11 @@ func settingNames(s Spec) string {
 
 // SettingsHelp describes every declared setting, as `serve --help` prints
 // them ("none" when no action has one).
-func SettingsHelp() string {
+func SettingsHelp() string { return settingsHelp(Specs()) }
+
+func settingsHelp(specs []Spec) string {
 	var parts []string
-	for _, s := range Specs() {
+	for _, s := range specs {
 		for _, a := range s.Settings {
 			parts = append(parts, string(s.Name)+"."+a.Name+" ("+a.Doc+")")
 		}
