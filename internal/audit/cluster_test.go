@@ -3,91 +3,18 @@ package audit
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/responder-sec/responder/internal/bus"
+	"github.com/responder-sec/responder/internal/bus/bustest"
 )
-
-// cluster3 starts three JetStream servers on loopback, routed to each other,
-// and returns their client URLs and log files once the meta group has a
-// leader and every server is current.
-func cluster3(t *testing.T) (urls string, logs []string) {
-	t.Helper()
-	var lns []net.Listener
-	var routes []*url.URL
-	for range 3 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		routes = append(routes, &url.URL{Scheme: "nats-route", Host: ln.Addr().String()})
-	}
-	for _, ln := range lns {
-		_ = ln.Close()
-	}
-	var srvs []*server.Server
-	var clients []string
-	for i := range 3 {
-		dir := t.TempDir()
-		logFile := filepath.Join(dir, "server.log")
-		opts := &server.Options{
-			ServerName: fmt.Sprintf("a%d", i+1), Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir,
-			NoSigs: true, LogFile: logFile, Logtime: true, Routes: routes,
-			Cluster: server.ClusterOpts{Name: "audit-test", Host: "127.0.0.1", Port: mustPort(t, routes[i].Port())},
-		}
-		s, err := server.NewServer(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.ConfigureLogger()
-		s.Start()
-		t.Cleanup(s.Shutdown)
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatalf("server %d not ready", i+1)
-		}
-		srvs = append(srvs, s)
-		clients = append(clients, s.ClientURL())
-		logs = append(logs, logFile)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for range tick.C {
-		leader, current := false, true
-		for _, s := range srvs {
-			leader = leader || s.JetStreamIsLeader() && len(s.JetStreamClusterPeers()) >= 3
-			current = current && s.JetStreamIsCurrent()
-		}
-		if leader && current {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the NATS cluster did not form in 30s")
-		}
-	}
-	return strings.Join(clients, ","), logs
-}
-
-func mustPort(t *testing.T, p string) int {
-	t.Helper()
-	var n int
-	if _, err := fmt.Sscan(p, &n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
 
 // Two writers (two engines) append to one chain on an R3 stream at once,
 // each with many appends queued (so that each would publish them pipelined).
@@ -100,7 +27,8 @@ func TestTwoWritersOnAReplicatedStream(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three NATS servers")
 	}
-	urls, logs := cluster3(t)
+	cl := bustest.Start(t, t.Context(), 3, "audit-test")
+	urls, logs := cl.ClientURLs(), cl.Logs()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	b, err := bus.Open(ctx, bus.Config{URL: urls, Replicas: 3, Name: "audit-cluster-test", Logger: quiet})

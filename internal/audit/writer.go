@@ -103,9 +103,6 @@ type Writer struct {
 	tail    Record // the last record of the stream as this writer knows it
 	tailOK  bool   // tail is believed current; false forces a reload
 	tailAt  uint64 // stream sequence of tail (its Seq, or the last sequence of an emptied stream)
-	// staleWait bounds loadTail's wait for a stale stream state
-	// (StreamAtLeast's default when 0).
-	staleWait time.Duration
 	// serial: the stream is replicated (a cluster), so a holder publishes
 	// one record at a time (publishChained says why); read with the tail.
 	serial bool
@@ -541,7 +538,7 @@ func (w *Writer) loadTail(ctx context.Context) error {
 	// The kept head's record exists: a state that ends before it is a
 	// server's stale view (StreamAtLeast) until it has had time to catch up,
 	// not yet a cut trail.
-	s, err := StreamAtLeast(ctx, w.js, w.stream, w.floor().Seq, w.staleWait, w.log)
+	s, err := StreamAtLeast(ctx, w.js, w.stream, w.floor().Seq, DefaultStaleWait, w.log)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/responder-sec/responder/internal/analyst"
 	"github.com/responder-sec/responder/internal/audit"
 	"github.com/responder-sec/responder/internal/bus"
+	"github.com/responder-sec/responder/internal/bus/bustest"
 	"github.com/responder-sec/responder/internal/m365sim"
 )
 
@@ -76,9 +77,9 @@ func TestCluster(t *testing.T) {
 	defer cancel()
 	began := time.Now()
 
-	cl := startNATSCluster(t, ctx, 3)
+	cl := bustest.Start(t, ctx, 3, "responder-reliability")
 	t.Logf("NATS cluster formed after %s", time.Since(began).Round(100*time.Millisecond))
-	urls := cl.clientURLs()
+	urls := cl.ClientURLs()
 	b, err := bus.Open(ctx, bus.Config{URL: urls, Replicas: 3, Name: "reliability-cluster-test"})
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +120,7 @@ func TestCluster(t *testing.T) {
 	defer func() {
 		if t.Failed() {
 			t.Logf("engine logs (tails):\n%s%s", engineLogs(engA, "A"), engineLogs(engB, "B"))
-			t.Logf("NATS servers' warnings:\n%s", cl.warnings(40))
+			t.Logf("NATS servers' warnings:\n%s", cl.Warnings(40))
 		}
 	}()
 
@@ -160,7 +161,7 @@ func TestCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	faultAt := time.Now()
-	cl.stop(leader)
+	cl.Stop(leader)
 	engA.kill()
 	t.Logf("stopped NATS server %s (ACTIONS leader) and killed engine A (feed lease holder) at %s",
 		leader, faultAt.Sub(began).Round(100*time.Millisecond))
@@ -549,7 +550,7 @@ func engineLogs(e *engineProc, name string) string {
 // connection, which lived through the failover, sometimes gets no answer to
 // ACTIONS stream info for tens of seconds while new connections to the same
 // servers get one at once; what is checked here is the servers' state.)
-func checkQueueEmpty(t *testing.T, ctx context.Context, urls, tenant string, cl *natsCluster) {
+func checkQueueEmpty(t *testing.T, ctx context.Context, urls, tenant string, cl *bustest.Cluster) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	defer cancel()
@@ -585,10 +586,10 @@ func checkQueueEmpty(t *testing.T, ctx context.Context, urls, tenant string, cl 
 	}
 	if err := pollUntil(ctx, "empty work queue", look); err != nil {
 		var leaders []string
-		for _, s := range cl.running() {
+		for _, s := range cl.Running() {
 			leaders = append(leaders, fmt.Sprintf("%s: meta %v, stream %v, consumer %v", s.Name(), s.JetStreamIsLeader(),
 				s.JetStreamIsStreamLeader("$G", bus.StreamActions), s.JetStreamIsConsumerLeader("$G", bus.StreamActions, consumer)))
 		}
-		t.Errorf("%v\nleaders: %s\nNATS servers' warnings:\n%s", err, strings.Join(leaders, "; "), cl.warnings(40))
+		t.Errorf("%v\nleaders: %s\nNATS servers' warnings:\n%s", err, strings.Join(leaders, "; "), cl.Warnings(40))
 	}
 }

@@ -1,4 +1,8 @@
-package reliability
+// Package bustest starts what the bus tests need and the product never does:
+// a JetStream cluster of nats-server instances in the test process. It is
+// the one home of that set-up (the reliability and audit tests use it);
+// nothing outside tests imports it.
+package bustest
 
 import (
 	"context"
@@ -16,20 +20,28 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// natsCluster is a JetStream cluster of nats-server instances in the test
+// Cluster is a JetStream cluster of nats-server instances in the test
 // process, on loopback, each with its own store. The test stops members at
 // will; the rest are shut down at cleanup.
-type natsCluster struct {
-	t    *testing.T
+type Cluster struct {
+	t    testing.TB
+	name string
 	mu   sync.Mutex
 	srvs []*server.Server
 	down map[string]bool
 	logs []string // each server's log file
 }
 
-// warnings returns the last n warning and error lines of every server's log,
+// Logs are the servers' log files (n1's first).
+func (c *Cluster) Logs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.logs)
+}
+
+// Warnings returns the last n warning and error lines of every server's log,
 // each prefixed with its file's server (for a failed test's report).
-func (c *natsCluster) warnings(n int) string {
+func (c *Cluster) Warnings(n int) string {
 	c.mu.Lock()
 	files := slices.Clone(c.logs)
 	c.mu.Unlock()
@@ -53,7 +65,7 @@ func (c *natsCluster) warnings(n int) string {
 	return b.String()
 }
 
-// startNATSCluster starts n clustered JetStream servers named n1..nn and waits
+// Start starts n clustered JetStream servers named n1..nn, in the cluster name, and waits
 // until they form one meta group with a leader and every member is current.
 //
 // JetStream clustering needs every server's routes configured at start (a
@@ -62,9 +74,9 @@ func (c *natsCluster) warnings(n int) string {
 // closed just before the servers bind them. Another process could take one of
 // them in between; then a server fails to listen, and the cluster is started
 // again on other ports.
-func startNATSCluster(t *testing.T, ctx context.Context, n int) *natsCluster {
+func Start(t testing.TB, ctx context.Context, n int, name string) *Cluster {
 	t.Helper()
-	c := &natsCluster{t: t, down: map[string]bool{}}
+	c := &Cluster{t: t, name: name, down: map[string]bool{}}
 	t.Cleanup(c.shutdown)
 	var err error
 	for attempt := 1; attempt <= 3; attempt++ {
@@ -86,7 +98,7 @@ func startNATSCluster(t *testing.T, ctx context.Context, n int) *natsCluster {
 	return c
 }
 
-func (c *natsCluster) tryStart(n int) error {
+func (c *Cluster) tryStart(n int) error {
 	ports, err := freePorts(n)
 	if err != nil {
 		return err
@@ -102,7 +114,7 @@ func (c *natsCluster) tryStart(n int) error {
 			JetStream: true, StoreDir: dir, NoSigs: true, MaxPayload: 8 << 20,
 			// Each server's own log, for the warnings a failed test prints.
 			LogFile: filepath.Join(dir, "server.log"), Logtime: true,
-			Cluster: server.ClusterOpts{Name: "responder-reliability", Host: "127.0.0.1", Port: ports[i]},
+			Cluster: server.ClusterOpts{Name: c.name, Host: "127.0.0.1", Port: ports[i]},
 			// Every server gets every route, its own included (a server ignores
 			// a route to itself), so each expects n peers.
 			Routes: routes,
@@ -150,7 +162,7 @@ func freePorts(n int) ([]int, error) {
 
 // waitFormed waits until one running server is the meta leader and sees want
 // JetStream peers, and every running server's meta group is current.
-func (c *natsCluster) waitFormed(ctx context.Context, want int) error {
+func (c *Cluster) waitFormed(ctx context.Context, want int) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -161,7 +173,7 @@ func (c *natsCluster) waitFormed(ctx context.Context, want int) error {
 			peers   int
 			current = true
 		)
-		for _, s := range c.running() {
+		for _, s := range c.Running() {
 			if s.JetStreamIsLeader() {
 				leader, peers = s.Name(), len(s.JetStreamClusterPeers())
 			}
@@ -180,8 +192,8 @@ func (c *natsCluster) waitFormed(ctx context.Context, want int) error {
 	}
 }
 
-// running lists the servers not stopped by the test.
-func (c *natsCluster) running() []*server.Server {
+// Running lists the servers not stopped by the test.
+func (c *Cluster) Running() []*server.Server {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []*server.Server
@@ -193,9 +205,9 @@ func (c *natsCluster) running() []*server.Server {
 	return out
 }
 
-// clientURLs is every member's client URL, comma-separated (the form
+// ClientURLs is every member's client URL, comma-separated (the form
 // nats.Connect and --nats-url take).
-func (c *natsCluster) clientURLs() string {
+func (c *Cluster) ClientURLs() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	urls := make([]string, 0, len(c.srvs))
@@ -205,8 +217,8 @@ func (c *natsCluster) clientURLs() string {
 	return strings.Join(urls, ",")
 }
 
-// stop shuts the named server down and waits for it to be gone.
-func (c *natsCluster) stop(name string) {
+// Stop shuts the named server down and waits for it to be gone.
+func (c *Cluster) Stop(name string) {
 	c.t.Helper()
 	c.mu.Lock()
 	var srv *server.Server
@@ -226,11 +238,11 @@ func (c *natsCluster) stop(name string) {
 	srv.WaitForShutdown()
 }
 
-func (c *natsCluster) shutdown() {
-	for _, s := range c.running() {
+func (c *Cluster) shutdown() {
+	for _, s := range c.Running() {
 		s.Shutdown()
 	}
-	for _, s := range c.running() {
+	for _, s := range c.Running() {
 		s.WaitForShutdown()
 	}
 }
