@@ -21,6 +21,8 @@ const (
 	// ArgID is a Microsoft object id: an Entra GUID or an Exchange or Graph
 	// id of letters, digits and +/=-_ (at most 512).
 	ArgID ArgKind = "id"
+	// ArgGUID is an Entra object id (a GUID: groups, users, devices).
+	ArgGUID ArgKind = "guid"
 	// ArgEmail is an e-mail address.
 	ArgEmail ArgKind = "email"
 	// ArgBool is true or false (a JSON boolean, or the string "true" or
@@ -111,10 +113,14 @@ func parseArgs(s Spec, t Target, params map[string]any) (Params, error) {
 	return p, nil
 }
 
-// parse checks one value against the declaration.
-func (a Arg) parse(v any) (any, error) {
+// parse checks one value of a parameter against the declaration.
+func (a Arg) parse(v any) (any, error) { return a.check("params."+a.Name, v) }
+
+// check checks one value against the declaration; where names it in a
+// rejection ("params.group", "setting add_to_group.allowed_groups").
+func (a Arg) check(where string, v any) (any, error) {
 	if !a.List {
-		return a.one(v)
+		return a.one(where, v)
 	}
 	var items []any
 	switch x := v.(type) {
@@ -122,7 +128,7 @@ func (a Arg) parse(v any) (any, error) {
 		items = x
 	case string:
 		if a.Kind == ArgObject {
-			return nil, reject("params.%s must be a list of objects", a.Name)
+			return nil, reject("%s must be a list of objects", where)
 		}
 		for _, s := range strings.Split(x, ",") {
 			if s = strings.TrimSpace(s); s != "" {
@@ -130,21 +136,21 @@ func (a Arg) parse(v any) (any, error) {
 			}
 		}
 	default:
-		return nil, reject("params.%s must be a list", a.Name)
+		return nil, reject("%s must be a list", where)
 	}
 	if a.Max > 0 && len(items) > a.Max {
-		return nil, reject("params.%s holds %d items; at most %d", a.Name, len(items), a.Max)
+		return nil, reject("%s holds %d items; at most %d", where, len(items), a.Max)
 	}
 	if a.Required && len(items) == 0 {
-		return nil, reject("params.%s must not be empty", a.Name)
+		return nil, reject("%s must not be empty", where)
 	}
 	switch a.Kind {
 	case ArgObject:
 		out := make([]json.RawMessage, 0, len(items))
 		for i, it := range items {
-			x, err := a.one(it)
+			x, err := a.one(fmt.Sprintf("%s[%d]", where, i), it)
 			if err != nil {
-				return nil, fmt.Errorf("[%d]: %w", i, err)
+				return nil, err
 			}
 			out = append(out, x.(json.RawMessage))
 		}
@@ -152,13 +158,13 @@ func (a Arg) parse(v any) (any, error) {
 	default:
 		out := make([]string, 0, len(items))
 		for _, it := range items {
-			x, err := a.one(it)
+			x, err := a.one(where, it)
 			if err != nil {
 				return nil, err
 			}
 			s, ok := x.(string)
 			if !ok {
-				return nil, reject("params.%s must hold strings", a.Name)
+				return nil, reject("%s must hold strings", where)
 			}
 			out = append(out, s)
 		}
@@ -167,52 +173,78 @@ func (a Arg) parse(v any) (any, error) {
 }
 
 // one checks a single value of the declared kind.
-func (a Arg) one(v any) (any, error) {
+func (a Arg) one(where string, v any) (any, error) {
 	switch a.Kind {
 	case ArgBool:
-		return boolParam(map[string]any{a.Name: v}, a.Name)
+		switch b := v.(type) {
+		case bool:
+			return b, nil
+		case string:
+			switch strings.ToLower(strings.TrimSpace(b)) {
+			case "true":
+				return true, nil
+			case "false", "":
+				return false, nil
+			}
+		}
+		return nil, reject("%s must be true or false", where)
 	case ArgObject:
 		m, ok := v.(map[string]any)
 		if !ok {
-			return nil, reject("params.%s must be an object", a.Name)
+			return nil, reject("%s must be an object", where)
 		}
 		b, err := json.Marshal(m)
 		if err != nil {
-			return nil, reject("params.%s: %v", a.Name, err)
+			return nil, reject("%s: %v", where, err)
 		}
 		return json.RawMessage(b), nil
 	case ArgDuration:
-		return parseExpiry(v)
+		x, ok := v.(string)
+		if !ok {
+			return nil, reject("%s must be a duration such as 24h or 7d", where)
+		}
+		d, ok := durationOf(strings.TrimSpace(x))
+		if !ok {
+			return nil, reject("%s %q is not a duration such as 24h or 7d", where, short(x))
+		}
+		if d < MinExpiry || d > MaxExpiry {
+			return nil, reject("%s %s is outside %s..%s", where, x, MinExpiry, MaxExpiry)
+		}
+		return d, nil
 	}
 	s, ok := v.(string)
 	if !ok {
-		return nil, reject("params.%s must be a string", a.Name)
+		return nil, reject("%s must be a string", where)
 	}
 	s = strings.TrimSpace(s)
 	switch a.Kind {
 	case ArgID:
 		if !validGraphID(s) {
-			return nil, reject("params.%s: %q is not an id", a.Name, short(s))
+			return nil, reject("%s: %q is not an id", where, short(s))
+		}
+	case ArgGUID:
+		if !uuidRE.MatchString(s) {
+			return nil, reject("%s: %q is not an object id (a GUID)", where, short(s))
 		}
 	case ArgEmail:
 		if !senderRE.MatchString(s) {
-			return nil, reject("params.%s %q is not an e-mail address", a.Name, short(s))
+			return nil, reject("%s %q is not an e-mail address", where, short(s))
 		}
 	case ArgTime:
 		t, err := time.Parse(time.RFC3339, s)
 		if err != nil {
-			return nil, reject("params.%s %q is not an RFC 3339 time such as 2026-01-02T15:04:05Z", a.Name, short(s))
+			return nil, reject("%s %q is not an RFC 3339 time such as 2026-01-02T15:04:05Z", where, short(s))
 		}
 		return t.UTC(), nil
 	default:
 		if a.Pattern != nil && !a.Pattern.MatchString(s) {
-			return nil, reject("params.%s %q is not of the form %s", a.Name, short(s), a.Pattern)
+			return nil, reject("%s %q is not of the form %s", where, short(s), a.Pattern)
 		}
 		if len(a.Enum) > 0 && !slices.Contains(a.Enum, s) {
-			return nil, reject("params.%s must be %s (got %q)", a.Name, oneOf(a.Enum), short(s))
+			return nil, reject("%s must be %s (got %q)", where, oneOf(a.Enum), short(s))
 		}
 		if n := a.max(); len(s) > n || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-			return nil, reject("params.%s must be at most %d printable characters", a.Name, n)
+			return nil, reject("%s must be at most %d printable characters", where, n)
 		}
 	}
 	return s, nil

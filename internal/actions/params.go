@@ -322,23 +322,27 @@ func parseExpiry(v any) (time.Duration, error) {
 	if !ok {
 		return 0, reject("params.expires must be a duration such as 24h or 7d")
 	}
-	var d time.Duration
-	if strings.HasSuffix(s, "d") {
-		n, err := strconv.Atoi(strings.TrimSuffix(s, "d"))
-		if err != nil {
-			return 0, reject("params.expires %q is not a duration such as 24h or 7d", s)
-		}
-		d = time.Duration(n) * 24 * time.Hour
-	} else {
-		var err error
-		if d, err = time.ParseDuration(s); err != nil {
-			return 0, reject("params.expires %q is not a duration such as 24h or 7d", s)
-		}
+	d, ok := durationOf(s)
+	if !ok {
+		return 0, reject("params.expires %q is not a duration such as 24h or 7d", s)
 	}
 	if d < MinExpiry || d > MaxExpiry {
 		return 0, reject("params.expires %s is outside %s..%s", s, MinExpiry, MaxExpiry)
 	}
 	return d, nil
+}
+
+// durationOf reads a Go duration (24h, 90m) or a number of days (7d).
+func durationOf(s string) (time.Duration, bool) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		d, err := strconv.Atoi(n)
+		if err != nil || d < 0 || d > 100000 {
+			return 0, false
+		}
+		return time.Duration(d) * 24 * time.Hour, true
+	}
+	d, err := time.ParseDuration(s)
+	return d, err == nil
 }
 
 func boolParam(params map[string]any, k string) (bool, error) {

@@ -1,5 +1,7 @@
 package actions
 
+import "strings"
+
 // The JSON Schema's per-action rules (docs/action-request.schema.json), made
 // from the catalogue: what each action's target must name and which
 // parameters it takes, of which kind. cmd/responder's catalogue test keeps
@@ -91,6 +93,8 @@ func (a Arg) itemSchema(generic bool) map[string]any {
 		return map[string]any{"type": "string", "pattern": "^\\s*[A-Za-z0-9+/=_-]{1,512}\\s*$"}
 	case ArgEmail:
 		return map[string]any{"type": "string", "pattern": senderRE.String()}
+	case ArgGUID:
+		return map[string]any{"type": "string", "pattern": "^\\s*" + strings.Trim(uuidRE.String(), "^$") + "\\s*$"}
 	}
 	out := map[string]any{"type": "string"}
 	if len(a.Enum) > 0 {

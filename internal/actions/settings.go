@@ -25,7 +25,8 @@ func parseSettings(items []string, lookup func(Name) (Spec, bool)) (Settings, er
 	out := Settings{}
 	for _, it := range items {
 		key, value, ok := strings.Cut(it, "=")
-		action, name, ok2 := strings.Cut(strings.TrimSpace(key), ".")
+		key = strings.TrimSpace(key)
+		action, name, ok2 := strings.Cut(key, ".")
 		if !ok || !ok2 {
 			return nil, fmt.Errorf("action setting %q: want ACTION.NAME=VALUE", it)
 		}
@@ -42,12 +43,21 @@ func parseSettings(items []string, lookup func(Name) (Spec, bool)) (Settings, er
 		if decl == nil {
 			return nil, fmt.Errorf("action setting %q: %s has no setting %q (it has: %s)", it, action, name, settingNames(spec))
 		}
-		v, err := decl.parse(value)
+		v, err := decl.check("setting "+key, value)
 		if err != nil {
-			return nil, fmt.Errorf("action setting %q: %w", it, err)
+			return nil, err
 		}
 		if out[spec.Name] == nil {
 			out[spec.Name] = Values{}
+		}
+		// A list given again adds to it; a single value given twice is an
+		// error (which one was meant?).
+		if old, seen := out[spec.Name][name]; seen {
+			prev, isList := old.([]string)
+			if !isList {
+				return nil, fmt.Errorf("action setting %s is given twice", key)
+			}
+			v = append(prev, v.([]string)...)
 		}
 		out[spec.Name][name] = v
 	}

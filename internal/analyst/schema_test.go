@@ -140,11 +140,11 @@ func TestSchemaParamsAgreeWithTheParser(t *testing.T) {
 	}
 	wrong := map[actions.ArgKind]any{
 		actions.ArgString: 42.0, actions.ArgID: "not an id!", actions.ArgEmail: "nobody", actions.ArgBool: "maybe",
-		actions.ArgDuration: "soon", actions.ArgTime: "yesterday", actions.ArgObject: "x",
+		actions.ArgDuration: "soon", actions.ArgTime: "yesterday", actions.ArgObject: "x", actions.ArgGUID: "AAMkAGI2",
 	}
 	good := map[actions.ArgKind]any{
 		actions.ArgString: "x", actions.ArgID: "AAMkAGI2", actions.ArgEmail: "a@contoso.com", actions.ArgBool: true,
-		actions.ArgDuration: "7d", actions.ArgTime: "2026-01-02T15:04:05Z", actions.ArgObject: map[string]any{"displayName": "r", "actions": map[string]any{}},
+		actions.ArgDuration: "7d", actions.ArgTime: "2026-01-02T15:04:05Z", actions.ArgGUID: "0b6f6c52-5a8e-4c1c-9a57-2f1d8f0c8a11", actions.ArgObject: map[string]any{"displayName": "r", "actions": map[string]any{}},
 	}
 	checked := 0
 	for _, spec := range actions.Specs() {
