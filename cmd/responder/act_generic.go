@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"reflect"
 	"strings"
@@ -35,44 +34,11 @@ func (c *actGenericCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	params, err := cliParams(spec, c.Param)
+	params, err := spec.ParamsFromText(c.Param)
 	if err != nil {
 		return err
 	}
 	return c.send(e, spec.Name, target, params)
-}
-
-// cliParams turns --param values into a request's params: strings, as a
-// JSON request would carry them, objects decoded. An undeclared name is
-// refused here (and again by the engine).
-func cliParams(spec actions.Spec, in map[string]string) (map[string]any, error) {
-	if len(in) == 0 {
-		return nil, nil
-	}
-	out := make(map[string]any, len(in))
-	for k, v := range in {
-		a, ok := spec.Arg(k)
-		if !ok {
-			return nil, fmt.Errorf("%s has no parameter %q (it takes: %s)", spec.CLI, k, argList(spec))
-		}
-		if a.Kind == actions.ArgObject {
-			var x any
-			if err := json.Unmarshal([]byte(v), &x); err != nil {
-				return nil, fmt.Errorf("--param %s: not JSON: %w", k, err)
-			}
-			out[k] = x
-			continue
-		}
-		out[k] = v
-	}
-	return out, nil
-}
-
-func argList(spec actions.Spec) string {
-	if len(spec.Args) == 0 {
-		return "none"
-	}
-	return strings.Join(spec.ArgNames(), ", ")
 }
 
 // genericHelp is a generated verb's help: the catalogue's description, the

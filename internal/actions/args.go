@@ -336,3 +336,34 @@ func oneOf(vs []string) string {
 	}
 	return strings.Join(vs[:len(vs)-1], ", ") + " or " + vs[len(vs)-1]
 }
+
+// ParamsFromText turns parameters given as text (`act --param NAME=VALUE`,
+// the console's parameter lines) into a request's params: strings, as a JSON
+// request would carry them, objects decoded from JSON. A name the action does
+// not declare is refused here; the values are checked by ParseParams.
+func (s Spec) ParamsFromText(in map[string]string) (map[string]any, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]any, len(in))
+	for k, v := range in {
+		a, ok := s.Arg(k)
+		if !ok {
+			takes := "none"
+			if len(s.Args) > 0 {
+				takes = strings.Join(s.ArgNames(), ", ")
+			}
+			return nil, reject("%s has no parameter %q (it takes: %s)", s.Name, short(k), takes)
+		}
+		if a.Kind == ArgObject {
+			var x any
+			if err := json.Unmarshal([]byte(v), &x); err != nil {
+				return nil, reject("params.%s is not JSON: %v", k, err)
+			}
+			out[k] = x
+			continue
+		}
+		out[k] = v
+	}
+	return out, nil
+}

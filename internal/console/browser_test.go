@@ -405,6 +405,26 @@ func browse(ctx context.Context, t *testing.T, chromium string, r demo.ConsoleRu
 	}
 	b.do("act page", chromedp.Navigate(b.base+"/act"), chromedp.WaitVisible(chromedp.CSS("#act-form")))
 	b.snap("act")
+	// An action's own parameters, as the catalogue declares them: the dry
+	// run carries them (scope all: "(any)" forwarding rule), and a line the
+	// action does not declare is refused on the page, nothing sent.
+	b.do("act with a parameter", chromedp.SetValue(chromedp.CSS(`#act-form select[name="action"]`), "delete_forward_rules"),
+		chromedp.SetValue(chromedp.CSS(`#act-form input[name="target"]`), "alice@contoso.com"),
+		chromedp.SetValue(chromedp.CSS(`#act-form input[name="reason"]`), "scope check"),
+		chromedp.SetValue(chromedp.CSS(`#act-form textarea[name="params"]`), "scope=all"))
+	b.submit("preview with a parameter", "#preview-button", "#preview")
+	if got := b.text("preview with a parameter", "#preview .detail"); !strings.Contains(got, "(any)") {
+		b.failf("preview with a parameter", "detail %q: scope=all did not reach the engine", got)
+	}
+	b.do("act with an undeclared parameter", chromedp.Navigate(b.base+"/act"), chromedp.WaitVisible(chromedp.CSS("#act-form")),
+		chromedp.SetValue(chromedp.CSS(`#act-form select[name="action"]`), "delete_forward_rules"),
+		chromedp.SetValue(chromedp.CSS(`#act-form input[name="target"]`), "alice@contoso.com"),
+		chromedp.SetValue(chromedp.CSS(`#act-form input[name="reason"]`), "bad param"),
+		chromedp.SetValue(chromedp.CSS(`#act-form textarea[name="params"]`), "colour=red"))
+	b.submit("undeclared parameter", "#preview-button", "#act-error")
+	if got := b.text("undeclared parameter", "#act-error"); !strings.Contains(got, "no parameter") {
+		b.failf("undeclared parameter", "error %q", got)
+	}
 	b.do("phone width", chromedp.EmulateViewport(390, 844), chromedp.Navigate(b.base+"/approvals"), chromedp.WaitVisible(chromedp.CSS(ownCard)))
 	b.snap("approvals-phone")
 	b.do("desktop width", chromedp.EmulateViewport(1280, 800))

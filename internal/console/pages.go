@@ -3,6 +3,7 @@ package console
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -283,6 +284,45 @@ type actChoice struct {
 	Name, CLI, Target, Description string
 	Reversible                     bool
 	Expires                        bool
+	// Params describes the parameters the action takes, from its catalogue
+	// entry ("scope (string), recipients (list of string)"; "" for none).
+	Params string
+}
+
+// paramsHelp describes an action's parameters for the act form.
+func paramsHelp(sp actions.Spec) string {
+	var out []string
+	for _, a := range sp.Args {
+		k := string(a.Kind)
+		if a.List {
+			k = "list of " + k
+		}
+		if a.Required {
+			k += ", required"
+		}
+		out = append(out, a.Name+" ("+k+")")
+	}
+	return strings.Join(out, ", ")
+}
+
+// paramLines reads the act form's parameter lines, NAME=VALUE each.
+func paramLines(text string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, l := range strings.Split(text, "\n") {
+		if l = strings.TrimSpace(l); l == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("parameter line %q is not NAME=VALUE", l)
+		}
+		k = strings.TrimSpace(k)
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("parameter %q is given twice", k)
+		}
+		out[k] = strings.TrimSpace(v)
+	}
+	return out, nil
 }
 
 type actData struct {
@@ -300,7 +340,7 @@ func (c *Console) choices(p analyst.Analyst) []actChoice {
 		if sp.CLI == "" || sp.Meta || sp.InverseOnly || !slices.Contains(targetKinds, sp.Target) || !p.Allowed(string(sp.Name)) {
 			continue
 		}
-		out = append(out, actChoice{Name: string(sp.Name), CLI: sp.CLI, Target: sp.Target, Description: sp.Description, Reversible: sp.Inverse != "", Expires: sp.Expires})
+		out = append(out, actChoice{Name: string(sp.Name), CLI: sp.CLI, Target: sp.Target, Description: sp.Description, Reversible: sp.Inverse != "", Expires: sp.Expires, Params: paramsHelp(sp)})
 	}
 	return out
 }
@@ -310,33 +350,12 @@ func (c *Console) actPage(w http.ResponseWriter, r *http.Request, s *session, p 
 	c.render(w, "act", c.view(s, p, "act", "Act", d))
 }
 
-func setTarget(kind, v string) actions.Target {
-	var t actions.Target
-	switch kind {
-	case "user":
-		t.User = v
-	case "ip":
-		t.IP = v
-	case "sender":
-		t.Sender = v
-	case "device":
-		t.Device = v
-	case "file":
-		t.File = v
-	case "url":
-		t.URL = v
-	case "domain":
-		t.Domain = v
-	}
-	return t
-}
-
 // act runs the act form: step "preview" sends a dry run and shows its plan;
 // step "run" sends the real request. A generated password is in this one
 // response only.
 func (c *Console) act(w http.ResponseWriter, r *http.Request, s *session, p analyst.Analyst) {
 	form := map[string]string{}
-	for _, k := range []string{"action", "target", "reason", "ticket", "expires", "step"} {
+	for _, k := range []string{"action", "target", "reason", "ticket", "expires", "params", "step"} {
 		form[k] = strings.TrimSpace(r.PostFormValue(k))
 	}
 	d := actData{Choices: c.choices(p), Form: form}
@@ -355,11 +374,30 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request, s *session, p anal
 		c.renderStatus(w, http.StatusBadRequest, "act", c.view(s, p, "act", "Act", d))
 		return
 	}
-	req := &actions.Request{Action: spec.Name, Target: setTarget(spec.Target, form["target"]), RequestedBy: c.actor(s, p),
-		Reason: form["reason"], Ticket: form["ticket"], DryRun: form["step"] != "run"}
-	if spec.Expires && form["expires"] != "" {
-		req.Params = map[string]any{"expires": form["expires"]}
+	// The parameters the action declares, as lines of NAME=VALUE (the
+	// Expires field is one more line); checked as the engine checks them.
+	lines, err := paramLines(form["params"])
+	if err == nil && spec.Expires && form["expires"] != "" {
+		if _, dup := lines["expires"]; dup {
+			err = errors.New("expires is given twice")
+		}
+		lines["expires"] = form["expires"]
 	}
+	var params map[string]any
+	if err == nil {
+		params, err = spec.ParamsFromText(lines)
+	}
+	target, terr := spec.TargetFor(form["target"])
+	if err == nil {
+		err = terr
+	}
+	if err != nil {
+		d.Error = err.Error()
+		c.renderStatus(w, http.StatusBadRequest, "act", c.view(s, p, "act", "Act", d))
+		return
+	}
+	req := &actions.Request{Action: spec.Name, Target: target, RequestedBy: c.actor(s, p),
+		Reason: form["reason"], Ticket: form["ticket"], DryRun: form["step"] != "run", Params: params}
 	o, err := c.send(r.Context(), req)
 	status := http.StatusOK
 	switch {

@@ -703,3 +703,19 @@ func nonNil(s []string) []string {
 var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 func isGUID(s string) bool { return guidRE.MatchString(s) }
+
+// addIPBlocks registers block_ip and unblock_ip.
+func (e *Executor) addIPBlocks(h actions.Handlers) {
+	ip := func(block bool) actions.Handler {
+		return actions.Handler{
+			Execute: func(ctx context.Context, req *actions.Request, p actions.Params) (actions.Result, error) {
+				return e.changeIP(ctx, req.Target.IP, p.Prefix, block, false)
+			},
+			Plan: func(ctx context.Context, req *actions.Request, p actions.Params) (actions.Result, error) {
+				return e.changeIP(ctx, req.Target.IP, p.Prefix, block, true)
+			},
+		}
+	}
+	h[actions.BlockIP] = ip(true)
+	h[actions.UnblockIP] = ip(false)
+}

@@ -466,3 +466,14 @@ func (e *Executor) ResolveUser(ctx context.Context, identity string) (upn, id st
 	}
 	return m.UserPrincipalName, m.ExternalDirectoryObjectID, nil
 }
+
+// addMailboxForwarding registers the mailbox-forwarding actions (Exchange
+// admin API).
+func (e *Executor) addMailboxForwarding(h actions.Handlers) {
+	h[actions.RemoveMailboxForwarding] = userAction(actions.RemoveMailboxForwarding, func(ctx context.Context, u string, p actions.Params, perm string, plan bool) (actions.Result, error) {
+		return e.removeMailboxForwarding(ctx, u, p.Recipients, perm, plan)
+	})
+	h[actions.RestoreMailboxForwarding] = userAction(actions.RestoreMailboxForwarding, func(ctx context.Context, u string, p actions.Params, perm string, plan bool) (actions.Result, error) {
+		return e.restoreMailboxForwarding(ctx, u, p.Forwarding, perm, plan)
+	})
+}

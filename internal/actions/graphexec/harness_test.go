@@ -67,12 +67,18 @@ type harness struct {
 type hopts struct {
 	worker func(*actions.WorkerConfig)
 	exec   func(*graphexec.Config)
+	// setup prepares the emulated tenant before the executor is built (for
+	// settings naming objects the test creates, such as a group's id).
+	setup func(*m365sim.Tenant, *graphexec.Config)
 }
 
 func newHarness(t *testing.T, o hopts) *harness {
 	t.Helper()
 	sim := newSim(t)
 	ecfg := graphexec.Config{Protected: actions.Protected{Users: []string{"breakglass@contoso.com"}}}
+	if o.setup != nil {
+		o.setup(sim, &ecfg)
+	}
 	if o.exec != nil {
 		o.exec(&ecfg)
 	}

@@ -266,3 +266,22 @@ func (e *Executor) purgeMailbox(ctx context.Context, c *calls, r *mailboxReport,
 	}
 	wg.Wait()
 }
+
+// addPurge registers purge_mail; a hard purge is announced when accepted.
+func (e *Executor) addPurge(h actions.Handlers) {
+	perm := permission(actions.PurgeMail)
+	h[actions.PurgeMail] = actions.Handler{
+		Execute: func(ctx context.Context, _ *actions.Request, p actions.Params) (actions.Result, error) {
+			return e.purgeMail(ctx, p.Purge, perm, false)
+		},
+		Plan: func(ctx context.Context, _ *actions.Request, p actions.Params) (actions.Result, error) {
+			return e.purgeMail(ctx, p.Purge, perm, true)
+		},
+		Warn: func(_ *actions.Request, p actions.Params) string {
+			if p.Purge != nil && p.Purge.Hard {
+				return "hard delete (permanentDelete): purged messages cannot be recovered by anyone, and Responder cannot undo it"
+			}
+			return ""
+		},
+	}
+}

@@ -352,3 +352,19 @@ func (e *Executor) restoreForwardRules(ctx context.Context, user string, snaps [
 	return actions.Result{Detail: fmt.Sprintf("recreated %d rule(s) in %s's inbox from their snapshots: %s", len(created), user, strings.Join(names, ", ")),
 		After: after, GraphRequestIDs: c.list()}, nil
 }
+
+// addRules registers the inbox-rule actions.
+func (e *Executor) addRules(h actions.Handlers) {
+	h[actions.DisableForwardRules] = userAction(actions.DisableForwardRules, func(ctx context.Context, u string, p actions.Params, perm string, plan bool) (actions.Result, error) {
+		return e.disableForwardRules(ctx, u, p.Scope, perm, plan)
+	})
+	h[actions.EnableForwardRules] = userAction(actions.EnableForwardRules, func(ctx context.Context, u string, p actions.Params, perm string, plan bool) (actions.Result, error) {
+		return e.setForwardRules(ctx, u, p.RuleIDs, true, perm, plan)
+	})
+	h[actions.DeleteForwardRules] = userAction(actions.DeleteForwardRules, func(ctx context.Context, u string, p actions.Params, perm string, plan bool) (actions.Result, error) {
+		return e.deleteForwardRules(ctx, u, p.Scope, perm, plan)
+	})
+	h[actions.RestoreForwardRules] = userAction(actions.RestoreForwardRules, func(ctx context.Context, u string, p actions.Params, perm string, plan bool) (actions.Result, error) {
+		return e.restoreForwardRules(ctx, u, p.Rules, perm, plan)
+	})
+}

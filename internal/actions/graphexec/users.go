@@ -195,3 +195,29 @@ func (e *Executor) risk(ctx context.Context, user string, confirm bool, perm str
 	aj, _ := json.Marshal(after)
 	return actions.Result{Detail: verb, Before: bj, After: aj, GraphRequestIDs: c.list()}, nil
 }
+
+// addUsers registers the user actions. revoke_sessions is not repeat-safe
+// (a repeat signs the user out again): its Probe tells whether an
+// interrupted attempt took effect.
+func (e *Executor) addUsers(h actions.Handlers) {
+	h[actions.DisableUser] = userAction(actions.DisableUser, func(ctx context.Context, u string, _ actions.Params, perm string, plan bool) (actions.Result, error) {
+		return e.setAccountEnabled(ctx, u, false, perm, plan)
+	})
+	h[actions.EnableUser] = userAction(actions.EnableUser, func(ctx context.Context, u string, _ actions.Params, perm string, plan bool) (actions.Result, error) {
+		return e.setAccountEnabled(ctx, u, true, perm, plan)
+	})
+	rs := userAction(actions.RevokeSessions, func(ctx context.Context, u string, _ actions.Params, perm string, plan bool) (actions.Result, error) {
+		return e.revokeSessions(ctx, u, perm, plan)
+	})
+	rs.Probe = e.revokeApplied
+	h[actions.RevokeSessions] = rs
+	h[actions.ResetPassword] = userAction(actions.ResetPassword, func(ctx context.Context, u string, _ actions.Params, perm string, plan bool) (actions.Result, error) {
+		return e.resetPassword(ctx, u, perm, plan)
+	})
+	h[actions.ConfirmCompromised] = userAction(actions.ConfirmCompromised, func(ctx context.Context, u string, _ actions.Params, perm string, plan bool) (actions.Result, error) {
+		return e.risk(ctx, u, true, perm, plan)
+	})
+	h[actions.DismissRisk] = userAction(actions.DismissRisk, func(ctx context.Context, u string, _ actions.Params, perm string, plan bool) (actions.Result, error) {
+		return e.risk(ctx, u, false, perm, plan)
+	})
+}
