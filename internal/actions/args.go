@@ -367,3 +367,23 @@ func (s Spec) ParamsFromText(in map[string]string) (map[string]any, error) {
 	}
 	return out, nil
 }
+
+// CheckParam checks one parameter as ParseParams would: the action declares
+// it and the value is of its kind (a playbook's fixed step parameters are
+// checked so at load, not first when the step runs). Rules across
+// parameters and the action's own Parse are not run.
+func (s Spec) CheckParam(name string, v any) error {
+	if name == "undo_of" {
+		return nil
+	}
+	a, ok := s.Arg(name)
+	if !ok {
+		takes := "none"
+		if len(s.Args) > 0 {
+			takes = strings.Join(s.ArgNames(), ", ")
+		}
+		return reject("%s has no parameter %q (it takes: %s)", s.Name, short(name), takes)
+	}
+	_, err := a.parse(v)
+	return err
+}

@@ -207,6 +207,11 @@ func TestLoadStrictness(t *testing.T) {
 		"ip list missing":     "name: a\nenabled: true\ntrigger: {source: audit, when: [{field: ip, in_ip_list: nope.txt}]}\nsteps: [{action: disable_user}]\n",
 		"custom tag":          "name: !foo a\nenabled: true\ntrigger: {source: audit}\nsteps: [{action: disable_user}]\n",
 		"suppression literal": "name: a\nenabled: true\ntrigger: {source: audit}\nsteps: [{action: disable_user}]\nsuppression: {window: 1h, key: fixed}\n",
+		// Fixed step parameters are checked against the catalogue at load.
+		"undeclared param":        "name: a\nenabled: true\ntrigger: {source: audit}\nsteps: [{action: revoke_sessions, params: {n: 3}}]\n",
+		"param of the wrong kind": "name: a\nenabled: true\ntrigger: {source: audit}\nsteps: [{action: block_ip, target: {ip: '{{ ip }}'}, params: {expires: soon}}]\n",
+		"undeclared templated":    "name: a\nenabled: true\ntrigger: {source: audit}\nsteps: [{action: revoke_sessions, params: {why: '{{ kind }}'}}]\n",
+		"enum param":              "name: a\nenabled: true\ntrigger: {source: audit}\nsteps: [{action: delete_forward_rules, params: {scope: everything}}]\n",
 	}
 	for name, src := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -227,18 +232,19 @@ trigger:
   source: audit
   kind: [new-inboxrule]
 steps:
-  - action: revoke_sessions
+  - action: delete_forward_rules
     dry_run: true
     params:
       recipients: "{{ external_forward_recipients }}"
-      all: "to {{ forward_recipients }}"
-      rule: "{{ raw.Parameters[Name=Name].Value }}"
-      fallback: "{{ raw.Nope || 'none' }}"
-      n: 3
-      nested: {list: [a, "{{ kind }}"]}
+      rule: "to {{ forward_recipients }}"
+      scope: "{{ raw.Nope || 'all' }}"
   - action: disable_user
     approval: required
     target: {user: "{{ raw.UserId }}"}
+  - action: disable_forward_rules
+    params:
+      rule: "{{ raw.Parameters[Name=Name].Value }}"
+      recipients: [a, "{{ kind }}"]
 suppression: {window: 2h, key: "{{ ip }}"}
 blast_radius: {max: 3, window: 1h}
 `
@@ -252,8 +258,11 @@ blast_radius: {max: 3, window: 1h}
 	}
 	m := ms[0]
 	p := m.Steps[0].Params
-	if got, _ := json.Marshal(p); string(got) != `{"all":"to evil@outside.example;bob@contoso.com;x@other.example","fallback":"none","n":3,"nested":{"list":["a","New-InboxRule"]},"recipients":["evil@outside.example","x@other.example"],"rule":"rule 1"}` {
+	if got, _ := json.Marshal(p); string(got) != `{"recipients":["evil@outside.example","x@other.example"],"rule":"to evil@outside.example;bob@contoso.com;x@other.example","scope":"all"}` {
 		t.Errorf("params = %s", got)
+	}
+	if got, _ := json.Marshal(m.Steps[2].Params); string(got) != `{"recipients":["a","New-InboxRule"],"rule":"rule 1"}` {
+		t.Errorf("step 3 params = %s", got)
 	}
 	if !m.Steps[0].DryRun || m.Steps[1].DryRun {
 		t.Errorf("dry run: %+v", m.Steps)

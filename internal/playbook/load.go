@@ -973,6 +973,18 @@ func (l *loader) stepOne(n *yaml.Node) (Step, bool) {
 			l.errf(v, "params must be a mapping")
 		} else if p, ok := l.paramValue(v, 0).(map[string]any); ok {
 			st.params = p
+			// Fixed values are checked against the catalogue's declaration
+			// now; a value with a template is checked when the step runs.
+			if spec, known := actions.Lookup(st.Action); known {
+				for k, x := range p {
+					if _, declared := spec.Arg(k); hasTemplate(x) && (declared || k == "undo_of") {
+						continue
+					}
+					if err := spec.CheckParam(k, x); err != nil {
+						l.errf(v, "params: %v", err)
+					}
+				}
+			}
 		}
 	}
 	return st, len(l.probs) == before
@@ -1104,6 +1116,28 @@ func (l *loader) paramValue(n *yaml.Node, depth int) any {
 	}
 	l.errf(n, "params: unsupported value")
 	return nil
+}
+
+// hasTemplate reports whether a step parameter's value holds a template
+// anywhere.
+func hasTemplate(v any) bool {
+	switch x := v.(type) {
+	case *template:
+		return true
+	case []any:
+		for _, e := range x {
+			if hasTemplate(e) {
+				return true
+			}
+		}
+	case map[string]any:
+		for _, e := range x {
+			if hasTemplate(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (l *loader) suppression(n *yaml.Node) Suppression {

@@ -132,6 +132,11 @@ func TestShippedPlaybookSamples(t *testing.T) {
 						t.Errorf("%s[%d]: %s did not fire (fired: %v)", file, i, p.Name, names(ms))
 						continue
 					}
+					for _, o := range ms {
+						if o.Playbook != p.Name && !firesWith(p.Name, o.Playbook) {
+							t.Errorf("%s[%d]: %s fires too (fired: %v); if on purpose, list the pair in coFiring", file, i, o.Playbook, names(ms))
+						}
+					}
 					if len(m.Steps) != len(p.Steps) || m.Reason == "" {
 						t.Errorf("%s[%d]: match %+v", file, i, m)
 					}
@@ -146,10 +151,38 @@ func TestShippedPlaybookSamples(t *testing.T) {
 					if m := fired(ms, p.Name); m != nil {
 						t.Errorf("%s[%d]: %s fired on a benign record: %s", file, i, p.Name, m.Reason)
 					}
+					for _, o := range ms {
+						if o.Playbook != p.Name && !firesWith(p.Name, o.Playbook) {
+							t.Errorf("%s[%d]: a benign sample fires %s (fired: %v); if on purpose, list the pair in coFiring", file, i, o.Playbook, names(ms))
+						}
+					}
 				}
 			}
 		})
 	}
+}
+
+// coFiring are the shipped playbooks whose samples fire another playbook on
+// purpose; any other pair is an accident the samples test reports.
+var coFiring = [][2]string{
+	// high-risk-user acts on every high-risk detection, whatever its type;
+	// the detection-specific playbooks act on theirs. One incident reported
+	// so fires both (sessions revoked twice: noted, not yet merged).
+	{"high-risk-user", "risky-detection-anonymous-ip"},
+	{"high-risk-user", "leaked-credentials"},
+	{"high-risk-user", "password-spray-success"},
+	// The phishing playbook's benign sample is a Defender alert of another
+	// category: a device compromise, which its own playbook contains.
+	{"defender-phishing-mail", "defender-device-compromise"},
+}
+
+func firesWith(a, b string) bool {
+	for _, p := range coFiring {
+		if p == [2]string{a, b} || p == [2]string{b, a} {
+			return true
+		}
+	}
+	return false
 }
 
 // statefulFires evaluates the file's records in time order with a fresh
