@@ -50,14 +50,7 @@ func genericHelp(spec actions.Spec) string {
 		b.WriteString(" Target: " + f + ".")
 	}
 	for _, a := range spec.Args {
-		kind := string(a.Kind)
-		if a.List {
-			kind = "list of " + kind
-		}
-		if a.Required {
-			kind += ", required"
-		}
-		fmt.Fprintf(&b, " --param %s=… (%s): %s", a.Name, kind, a.Doc)
+		fmt.Fprintf(&b, " --param %s=… (%s): %s", a.Name, a.Describe(), a.Doc)
 	}
 	return b.String()
 }

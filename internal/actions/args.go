@@ -64,6 +64,19 @@ type Arg struct {
 	Doc string
 }
 
+// Describe says what the parameter takes, for help texts: "id",
+// "list of string, required".
+func (a Arg) Describe() string {
+	k := string(a.Kind)
+	if a.List {
+		k = "list of " + k
+	}
+	if a.Required {
+		k += ", required"
+	}
+	return k
+}
+
 // ArgNames lists the action's parameter names.
 func (s Spec) ArgNames() []string {
 	out := make([]string, len(s.Args))

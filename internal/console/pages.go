@@ -293,14 +293,7 @@ type actChoice struct {
 func paramsHelp(sp actions.Spec) string {
 	var out []string
 	for _, a := range sp.Args {
-		k := string(a.Kind)
-		if a.List {
-			k = "list of " + k
-		}
-		if a.Required {
-			k += ", required"
-		}
-		out = append(out, a.Name+" ("+k+")")
+		out = append(out, a.Name+" ("+a.Describe()+")")
 	}
 	return strings.Join(out, ", ")
 }
